@@ -1,0 +1,74 @@
+using System.CommandLine;
+using Spectre.Console;
+using TorchSharp;
+using VptSharp.Checkpoints;
+
+namespace VptSharp.Cli;
+
+/// <summary>Options shared by several commands, and the one place errors become a one-line message + exit code.</summary>
+internal static class Common
+{
+    public static Option<string> Backbone(string defaultValue = "default") => new("--backbone", "-b")
+    {
+        Description = "backbone: 'default' (embedded), hf:org/name[@rev], a checkpoint (.safetensors/.pth/.npz), a folder with config.json, or random:PRESET",
+        DefaultValueFactory = _ => defaultValue,
+    };
+    public static readonly Option<string?> Arch = new("--arch") { Description = "architecture preset when the checkpoint has no config.json, e.g. vit-b16, vit-s16-384, vit-ti4-32" };
+    public static readonly Option<int?> Heads = new("--heads") { Description = "attention heads (shapes cannot tell; default: width/64)" };
+    public static readonly Option<int?> ImageSize = new("--image-size") { Description = "input size; position embeddings are resized bicubically if it differs" };
+    public static readonly Option<int> Threads = new("--threads") { Description = "torch intra-op threads (0 = all cores)", DefaultValueFactory = _ => 0 };
+    public static readonly Option<string> Device = new("--device") { Description = "cpu or cuda[:N] (needs a libtorch-cuda runtime package)", DefaultValueFactory = _ => "cpu" };
+    public static readonly Option<int> BatchSize = new("--batch-size") { Description = "batch size", DefaultValueFactory = _ => 64 };
+    public static readonly Option<bool> SkipBad = new("--skip-bad") { Description = "skip (and count) corrupt or missing images instead of stopping" };
+
+    public static void AddBackboneOptions(Command c, Option<string> backbone)
+    {
+        c.Options.Add(backbone); c.Options.Add(Arch); c.Options.Add(Heads); c.Options.Add(ImageSize);
+    }
+
+    public static ArchOverrides ArchFrom(ParseResult r) => new()
+    {
+        Preset = r.GetValue(Arch), Heads = r.GetValue(Heads), ImageSize = r.GetValue(ImageSize),
+    };
+
+    public static void ApplyThreads(ParseResult r)
+    {
+        int t = r.GetValue(Threads);
+        if (t > 0) torch.set_num_threads(t);
+    }
+
+    public static LoadedBackbone LoadBackbone(string source, ArchOverrides arch)
+    {
+        if (!source.StartsWith("hf:")) return BackboneLoader.Load(source, arch);
+        LoadedBackbone? loaded = null;
+        AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn()).Start(ctx =>
+        {
+            var tasks = new Dictionary<string, ProgressTask>();
+            var progress = new Progress<DownloadProgress>(p =>
+            {
+                if (!tasks.TryGetValue(p.File, out var t)) tasks[p.File] = t = ctx.AddTask(p.File, maxValue: p.Total ?? 1);
+                if (p.Total is long tot) t.MaxValue = tot;
+                t.Value = p.Received;
+            });
+            loaded = BackboneLoader.Load(source, arch, progress: progress);
+        });
+        return loaded!;
+    }
+
+    /// <summary>Runs a command body; known failures print one line "error: ..." and exit non-zero.</summary>
+    public static int Run(Func<int> body)
+    {
+        try { return body(); }
+        catch (Exception e) when (e is CheckpointException or VptSharp.Data.BadImageException or ArgumentException or FileNotFoundException
+                                      or DirectoryNotFoundException or FormatException or InvalidDataException
+                                      or VptSharp.Training.TrainingDivergedException or VptSharp.Tuning.BackboneMismatchException
+                                      or HttpRequestException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return e is VptSharp.Tuning.BackboneMismatchException ? 3 : 1;
+        }
+    }
+
+    public static string Percent(double v) => $"{100 * v:F2}%";
+}

@@ -1,0 +1,186 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Spectre.Console;
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Inference;
+using VptSharp.Training;
+using VptSharp.Tuning;
+
+namespace VptSharp.Cli;
+
+internal static class TrainCommands
+{
+    static readonly Option<string> Data = new("--data", "-d") { Description = "training data: class-folder dir, list file, JSON map, fashion-mnist:train[A:B], fractal:C:N (SPEC@0,1 keeps classes)", Required = true };
+    static readonly Option<string?> Val = new("--val") { Description = "validation data (same forms as --data); default: split --val-fraction off --data" };
+    static readonly Option<double> ValFraction = new("--val-fraction") { Description = "fraction of --data held out for validation when --val is absent (seeded, class-stratified)", DefaultValueFactory = _ => 0.2 };
+    static readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 100 };
+    static readonly Option<double> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256)", DefaultValueFactory = _ => 0.25 };
+    static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "weight decay (not applied to biases)", DefaultValueFactory = _ => 1e-4 };
+    static readonly Option<int> Warmup = new("--warmup-epochs") { Description = "linear warm-up epochs before the cosine decay", DefaultValueFactory = _ => 10 };
+    static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw", DefaultValueFactory = _ => "sgd" };
+    static readonly Option<int> Seed = new("--seed") { Description = "random seed (split, init, order, augmentation, dropout)", DefaultValueFactory = _ => 42 };
+    static readonly Option<string> Out = new("--out", "-o") { Description = "output folder (task.vpt, best.vpt, last.vpt, metrics.jsonl, tensorboard/)", Required = true };
+    static readonly Option<bool> Resume = new("--resume") { Description = "continue from the last checkpoint in --out" };
+    static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
+    static readonly Option<string> Augment = new("--augment") { Description = "plain (VTAB: resize) or crop-flip (FGVC: resize, random crop, flip)", DefaultValueFactory = _ => "plain" };
+    static readonly Option<string> MethodOpt = new("--method", "-m") { Description = "tuning method (see 'vpt methods')", DefaultValueFactory = _ => "vpt-deep" };
+    static readonly Option<int> Prompts = new("--prompts", "-p") { Description = "prompt length p", DefaultValueFactory = _ => 50 };
+    static readonly Option<double?> PromptDropout = new("--prompt-dropout") { Description = "dropout on prompt tokens (default 0.1 deep, 0 shallow)" };
+    static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
+
+    public static Command Train()
+    {
+        var backbone = Common.Backbone();
+        var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
+        Common.AddBackboneOptions(c, backbone);
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, Epochs, Common.BatchSize, Lr, WeightDecay,
+                     Warmup, OptimizerOpt, Seed, Out, Resume, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
+            c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var methodCfg = MethodRegistry.FromOptions(r.GetValue(MethodOpt)!, new MethodOptions
+            {
+                Prompts = r.GetValue(Prompts), PromptDropout = r.GetValue(PromptDropout), ProjectDim = r.GetValue(Project),
+            });
+            var opts = OptionsFrom(r);
+            string outDir = opts.OutDir!;
+            using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            var (train, val) = LoadSplits(r);
+            var pre = new Preprocessing
+            {
+                ImageSize = bb.Config.ImageSize,
+                Resize = r.GetValue(Augment) == "crop-flip" ? ResizeMode.CropFlip : r.GetValue(Augment) == "plain" ? ResizeMode.Plain
+                    : throw new ArgumentException("--augment must be plain or crop-flip"),
+            };
+            var model = PromptedModel.Create(bb.Model, methodCfg, train.Classes.Count);
+            PrintParameterSummary(model, bb);
+            var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
+            var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
+            string final = Path.Combine(outDir, "task.vpt");
+            File.Copy(result.BestTaskPath!, final + ".tmp", overwrite: true);
+            File.Move(final + ".tmp", final, overwrite: true);
+            AnsiConsole.MarkupLine($"best val top-1 [bold]{Common.Percent(result.BestValTop1 ?? 0)}[/] at epoch {result.BestEpoch}; task file [bold]{Markup.Escape(final)}[/] ({new FileInfo(final).Length / 1024.0:F1} KiB)");
+            return 0;
+        }));
+        return c;
+    }
+
+    public static TrainOptions OptionsFrom(ParseResult r) => new()
+    {
+        Epochs = r.GetValue(Epochs), BatchSize = r.GetValue(Common.BatchSize), BaseLr = r.GetValue(Lr), WeightDecay = r.GetValue(WeightDecay),
+        WarmupEpochs = Math.Min(r.GetValue(Warmup), Math.Max(0, r.GetValue(Epochs) - 1)),
+        Optimizer = r.GetValue(OptimizerOpt)?.ToLowerInvariant() switch
+        {
+            "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW,
+            var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),
+        },
+        Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+    };
+
+    static (ImageDataset Train, ImageDataset Val) LoadSplits(ParseResult r)
+    {
+        bool skip = r.GetValue(Common.SkipBad);
+        Action<string> log = m => AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(m)}[/]");
+        var data = DatasetSpec.Open(r.GetValue(Data)!, null, skip, log);
+        if (r.GetValue(Val) is string valSpec)
+            return (data, DatasetSpec.Open(valSpec, data.Classes, skip, log));
+        return data.SplitTrainVal(r.GetValue(ValFraction), r.GetValue(Seed));
+    }
+
+    public static void PrintParameterSummary(PromptedModel model, LoadedBackbone bb)
+    {
+        long total = bb.Model.BackboneParameterCount;
+        AnsiConsole.MarkupLine($"backbone [bold]{Markup.Escape(bb.Source)}[/] ({total:N0} params, sha256 {bb.Sha256[..12]}…); method [bold]{model.method.Config.Method}[/]: " +
+            $"{model.MethodCount:N0} method + {model.head.parameters().Sum(p => p.numel()):N0} head params trainable ({100.0 * model.TrainableCount / total:F3}% of backbone)");
+    }
+
+    /// <summary>Trains with a Spectre progress bar (loss, accuracy, images/s, ETA) and one line per epoch.</summary>
+    public static TrainResult RunWithProgress(Trainer trainer, PromptedModel model, ImageDataset train, ImageDataset? val, Preprocessing pre, TaskContext? task,
+        CancellationToken ct = default)
+    {
+        AnsiConsole.MarkupLine($"train {train.Count} images, val {val?.Count ?? 0}, {train.Classes.Count} classes; epochs {trainer.Options.Epochs}, batch {trainer.Options.BatchSize}, " +
+            $"lr {trainer.Options.PeakLr:G4} (base {trainer.Options.BaseLr:G4}), wd {trainer.Options.WeightDecay:G3}, {trainer.Options.Optimizer}, seed {trainer.Options.Seed}");
+        trainer.Log += m => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(m)}[/]");
+        trainer.EpochEnd += m => AnsiConsole.MarkupLine(
+            $"epoch {m.Epoch,3}: loss {m.TrainLoss:F4} train {Common.Percent(m.TrainTop1)} val {(m.ValTop1 is double v ? Common.Percent(v) : "-")} lr {m.LearningRate:G3} {m.ImagesPerSecond:F0} img/s {m.Seconds:F1}s");
+        TrainResult? result = null;
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+            return trainer.Fit(model, train, val, pre, task, ct);
+        AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            new ElapsedTimeColumn(), new RemainingTimeColumn()).Start(ctx =>
+        {
+            var bar = ctx.AddTask("training", maxValue: 1.0);
+            trainer.Step += s =>
+            {
+                bar.Value = ((s.Epoch - 1) + (double)s.Step / s.StepsPerEpoch) / s.Epochs;
+                bar.Description = $"ep {s.Epoch}/{s.Epochs} loss {s.Loss:F3} acc {100 * s.Accuracy:F1}% {s.ImagesPerSecond:F0} img/s";
+            };
+            result = trainer.Fit(model, train, val, pre, task, ct);
+        });
+        return result!;
+    }
+
+    public static Command Pretrain()
+    {
+        var c = new Command("pretrain", "supervised pretraining of a ViT from scratch (how the embedded default backbone was made)");
+        var arch = new Option<string>("--arch") { Description = "preset, or 'custom' with --width/--depth/--heads/--patch", DefaultValueFactory = _ => "custom" };
+        var width = new Option<int>("--width") { DefaultValueFactory = _ => 192 };
+        var depth = new Option<int>("--depth") { DefaultValueFactory = _ => 6 };
+        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 3 };
+        var patch = new Option<int>("--patch") { DefaultValueFactory = _ => 4 };
+        var image = new Option<int>("--image-size") { DefaultValueFactory = _ => 32 };
+        var minutes = new Option<double>("--max-minutes") { Description = "stop after the epoch that passes this wall time (0 = no limit)", DefaultValueFactory = _ => 0 };
+        var valData = new Option<string?>("--val") { Description = "validation data; default: a 2% split of --data" };
+        foreach (var o in new Option[] { Data, valData, arch, width, depth, heads, patch, image, Epochs, Common.BatchSize, Lr, WeightDecay, Warmup, Seed, Out, Resume, Workers, minutes, Common.Threads, Common.Device })
+            c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var clock = Stopwatch.StartNew();
+            var cfg = r.GetValue(arch) == "custom"
+                ? new VitConfig { Width = r.GetValue(width), Depth = r.GetValue(depth), Heads = r.GetValue(heads), PatchSize = r.GetValue(patch), ImageSize = r.GetValue(image), MlpDim = 4 * r.GetValue(width) }
+                : VitConfig.Preset(r.GetValue(arch)!) with { ImageSize = r.GetValue(image) };
+            var data = DatasetSpec.Open(r.GetValue(Data)!);
+            var (train, val) = r.GetValue(valData) is string vs ? (data, DatasetSpec.Open(vs, data.Classes)) : data.SplitTrainVal(0.02, r.GetValue(Seed));
+            torch.manual_seed(r.GetValue(Seed));
+            var vit = new VisionTransformer(cfg);
+            var model = PromptedModel.Create(vit, new FullConfig(), train.Classes.Count);
+            var opts = OptionsFrom(r) with { Optimizer = OptimizerKind.AdamW, CacheFeatures = false };
+            var trainer = new Trainer(opts);
+            double limit = r.GetValue(minutes);
+            var cts = new CancellationTokenSource();
+            if (limit > 0) trainer.EpochEnd += _ => { if (clock.Elapsed.TotalMinutes >= limit) cts.Cancel(); };
+            TrainResult? result = null;
+            var pre = new Preprocessing { ImageSize = cfg.ImageSize, Mean = Preprocessing.ImageNetMean, Std = Preprocessing.ImageNetStd };
+            try { result = RunWithProgress(trainer, model, train, val, pre, null, cts.Token); }
+            catch (OperationCanceledException) { AnsiConsole.MarkupLine($"[yellow]stopped at the {limit}-minute limit[/]"); }
+            // Pretrained weights: the backbone only (the pretraining head is dropped), fp16 to halve the file.
+            var tensors = vit.BackboneParameters().ToDictionary(p => p.Name, p => p.Param.detach().to(torch.float16));
+            string outDir = r.GetValue(Out)!;
+            string path = Path.Combine(outDir, "backbone.safetensors");
+            SafetensorsFile.Save(path, tensors, new Dictionary<string, string>
+            {
+                ["vit_config"] = JsonSerializer.Serialize(cfg),
+                ["pretrained_on"] = r.GetValue(Data)!,
+                ["command"] = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+            });
+            var final = Predictor.Evaluate(model, val, pre, 256, opts.Device, opts.Workers);
+            var summary = new
+            {
+                data = r.GetValue(Data), classes = train.Classes.Count, train_images = train.Count, val_images = val.Count, config = cfg,
+                epochs_run = File.Exists(Path.Combine(outDir, "metrics.jsonl")) ? File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Length : 0,
+                final_val_top1 = final.Top1, wall_seconds = clock.Elapsed.TotalSeconds, threads = torch.get_num_threads(),
+                backbone_params = vit.BackboneParameterCount, file_bytes = new FileInfo(path).Length,
+            };
+            AtomicFile.WriteAllText(Path.Combine(outDir, "pretrain.json"), JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            AnsiConsole.MarkupLine($"pretrained backbone [bold]{Markup.Escape(path)}[/]: val top-1 {Common.Percent(final.Top1)} after {clock.Elapsed.TotalMinutes:F1} min");
+            return 0;
+        }));
+        return c;
+    }
+}

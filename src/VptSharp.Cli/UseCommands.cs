@@ -1,0 +1,191 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spectre.Console;
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Inference;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+
+namespace VptSharp.Cli;
+
+internal static class UseCommands
+{
+    static readonly Option<string> Task = new("--task", "-t") { Description = "task file (task.vpt)", Required = true };
+    static readonly Option<string?> BackboneOverride = new("--backbone", "-b") { Description = "local copy of the task's backbone (its sha256 must match)" };
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    static PromptedModel LoadTask(ParseResult r, out TaskArtifact artifact)
+    {
+        string path = r.GetValue(Task)!;
+        artifact = TaskArtifact.Load(path);
+        return artifact.LoadModel(r.GetValue(BackboneOverride), path);
+    }
+
+    public static Command Eval()
+    {
+        var c = new Command("eval", "top-1 accuracy of a task file on a dataset");
+        var data = new Option<string>("--data", "-d") { Description = "dataset (folder, list file, JSON map, fashion-mnist:test, ...)", Required = true };
+        var split = new Option<string?>("--split") { Description = "for list-file suites: read DATA/SPLIT.txt (e.g. test)" };
+        var json = new Option<string?>("--json") { Description = "also write {\"top1\", \"count\", ...} here" };
+        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device }) c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var model = LoadTask(r, out var art);
+            string spec = r.GetValue(data)!;
+            if (r.GetValue(split) is string s)
+                spec = Directory.Exists(spec) && File.Exists(Path.Combine(spec, s + ".txt")) ? Path.Combine(spec, s + ".txt")
+                     : Directory.Exists(Path.Combine(spec, s)) ? Path.Combine(spec, s)
+                     : spec.StartsWith("fashion-mnist:") ? $"fashion-mnist:{s}" : throw new FileNotFoundException($"{spec}: no {s}.txt or {s}/ for --split {s}");
+            var ds = DatasetSpec.Open(spec, art.Metadata.Classes, r.GetValue(Common.SkipBad));
+            var device = r.GetValue(Common.Device)!;
+            model.to(Predictor.ParseDevice(device));
+            var res = Predictor.Evaluate(model, ds, art.Metadata.Preprocessing, r.GetValue(Common.BatchSize), device);
+            AnsiConsole.MarkupLine($"top-1 [bold]{Common.Percent(res.Top1)}[/] ({res.Correct}/{res.Count}) on {Markup.Escape(spec)}");
+            if (r.GetValue(json) is string j)
+                AtomicFile.WriteAllText(j, JsonSerializer.Serialize(new
+                {
+                    top1 = res.Top1, count = res.Count, correct = res.Correct, loss = res.Loss, data = spec,
+                    task = r.GetValue(Task), method = art.Metadata.Method, backbone_sha256 = art.Metadata.Backbone.Sha256,
+                }, Indented));
+            return 0;
+        }));
+        return c;
+    }
+
+    public static Command Predict()
+    {
+        var c = new Command("predict", "top-k classes of image files as JSON");
+        var images = new Argument<string[]>("images") { Description = "image files (JPEG, PNG, ...)", Arity = ArgumentArity.OneOrMore };
+        var topk = new Option<int>("--top-k", "-k") { Description = "classes per image", DefaultValueFactory = _ => 5 };
+        foreach (var o in new Option[] { Task, BackboneOverride, topk, Common.Threads }) c.Options.Add(o);
+        c.Arguments.Add(images);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var files = r.GetValue(images)!;
+            var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
+            var model = LoadTask(r, out var art);
+            var pre = art.Metadata.Preprocessing;
+            var tf = new ImageTransform(pre, train: false);
+            var buf = new float[files.Length * tf.OutputLength];
+            for (int i = 0; i < files.Length; i++) tf.Apply(decoded[i], new Random(0), buf.AsSpan(i * tf.OutputLength, tf.OutputLength));
+            using var x = tensor(buf, [files.Length, 3, pre.ImageSize, pre.ImageSize]);
+            var top = Predictor.TopK(model, x, art.Metadata.Classes, r.GetValue(topk));
+            var output = files.Select((f, i) => new { file = f, top = top[i].Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) });
+            Console.WriteLine(JsonSerializer.Serialize(output, Indented));
+            return 0;
+        }));
+        return c;
+    }
+
+    public static Command Info()
+    {
+        var c = new Command("info", "describe a checkpoint or task file: architecture, parameter counts, hash");
+        var target = new Argument<string>("target") { Description = "task.vpt, a checkpoint, a folder, hf:org/name or 'default'" };
+        c.Arguments.Add(target);
+        c.Options.Add(Common.Arch); c.Options.Add(Common.Heads); c.Options.Add(Common.ImageSize);
+        c.SetAction(r => Common.Run(() =>
+        {
+            string t = r.GetValue(target)!;
+            if (File.Exists(t) && SafetensorsFile.ReadMetadataOrEmpty(t).ContainsKey(TaskArtifact.MetadataKey))
+                return TaskInfo(t);
+            using var bb = Common.LoadBackbone(t, Common.ArchFrom(r));
+            var table = new Table().AddColumns("field", "value");
+            table.AddRow("source", Markup.Escape(bb.Source));
+            table.AddRow("sha256", bb.Sha256);
+            table.AddRow("architecture", Markup.Escape(JsonSerializer.Serialize(bb.Config)));
+            table.AddRow("parameters", $"{bb.Model.BackboneParameterCount:N0}");
+            foreach (var m in MethodRegistry.All)
+            {
+                var cfg = m.FromOptions(new MethodOptions());
+                using var pm = PromptedModel.Create(bb.Model, cfg, 1);
+                table.AddRow($"trainable: {m.Name} (p=50, excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F2}%)");
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        }));
+        return c;
+    }
+
+    static int TaskInfo(string path)
+    {
+        var art = TaskArtifact.Load(path);
+        var md = art.Metadata;
+        long method = art.Tensors.Where(kv => !kv.Key.StartsWith("head.")).Sum(kv => kv.Value.numel());
+        long head = art.Tensors.Where(kv => kv.Key.StartsWith("head.")).Sum(kv => kv.Value.numel());
+        var table = new Table().AddColumns("field", "value");
+        table.AddRow("task file", $"{Markup.Escape(path)} ({new FileInfo(path).Length:N0} bytes)");
+        table.AddRow("method", Markup.Escape($"{md.Method} {md.MethodConfig.ToJsonString()}"));
+        table.AddRow("classes", Markup.Escape($"{md.Classes.Length}: {string.Join(", ", md.Classes.Take(10))}{(md.Classes.Length > 10 ? ", …" : "")}"));
+        table.AddRow("backbone", Markup.Escape($"{md.Backbone.Source} sha256 {md.Backbone.Sha256}"));
+        table.AddRow("architecture", Markup.Escape(JsonSerializer.Serialize(md.Backbone.Config)));
+        table.AddRow("trainable parameters", $"{method:N0} method + {head:N0} head = {method + head:N0}");
+        table.AddRow("preprocessing", Markup.Escape(JsonSerializer.Serialize(md.Preprocessing)));
+        table.AddRow("metrics", Markup.Escape(string.Join(", ", md.Metrics.Select(kv => $"{kv.Key}={kv.Value:G4}"))));
+        table.AddRow("tensors", Markup.Escape(string.Join(", ", art.Tensors.Select(kv => $"{kv.Key} [{string.Join("×", kv.Value.shape)}]"))));
+        AnsiConsole.Write(table);
+        return 0;
+    }
+
+    public static Command Embed()
+    {
+        var c = new Command("embed", "final-LayerNorm CLS features of images (or a preprocessed float32 NCHW .npy) as float32 .npy [N, d]");
+        var backbone = Common.Backbone();
+        var inputs = new Argument<string[]>("inputs") { Description = "image files, or one .npy batch (taken as already preprocessed)", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string>("--out", "-o") { Description = "output .npy", Required = true };
+        Common.AddBackboneOptions(c, backbone);
+        c.Options.Add(output); c.Options.Add(Common.BatchSize); c.Options.Add(Common.Threads);
+        c.Arguments.Add(inputs);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var files = r.GetValue(inputs)!;
+            using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            int s = bb.Config.ImageSize;
+            Tensor x;
+            if (files.Length == 1 && files[0].EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
+            {
+                x = Npy.Read(files[0]).to(float32);
+                if (x.dim() != 4 || x.shape[1] != 3 || x.shape[2] != s || x.shape[3] != s)
+                    throw new ArgumentException($"{files[0]}: expected float32 [N, 3, {s}, {s}], got [{string.Join(", ", x.shape)}]");
+            }
+            else
+            {
+                var tf = new ImageTransform(new Preprocessing { ImageSize = s }, train: false);
+                var buf = new float[files.Length * tf.OutputLength];
+                for (int i = 0; i < files.Length; i++) tf.Apply(FileImageDataset.Decode(files[i]), new Random(0), buf.AsSpan(i * tf.OutputLength, tf.OutputLength));
+                x = tensor(buf, [files.Length, 3, s, s]);
+            }
+            var feats = new List<Tensor>();
+            using (no_grad())
+                for (long i = 0; i < x.shape[0]; i += r.GetValue(Common.BatchSize))
+                {
+                    using var chunk = x.narrow(0, i, Math.Min(x.shape[0] - i, r.GetValue(Common.BatchSize)));
+                    using var f = bb.Model.ForwardFeatures(chunk);
+                    feats.Add(bb.Model.ForwardHead(f, preLogits: true).clone());
+                }
+            using var all = cat(feats, 0);
+            Npy.Write(r.GetValue(output)!, all);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(r.GetValue(output)!)} [{all.shape[0]}, {all.shape[1]}]");
+            return 0;
+        }));
+        return c;
+    }
+
+    public static Command Methods()
+    {
+        var c = new Command("methods", "list tuning methods with their trainable-parameter formula (L blocks, p prompts, d width, C classes)");
+        c.SetAction(_ =>
+        {
+            var table = new Table().AddColumns("method", "description", "trainable parameters");
+            foreach (var m in MethodRegistry.All) table.AddRow(m.Name, Markup.Escape(m.Description), Markup.Escape(m.ParameterFormula));
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return c;
+    }
+}

@@ -1,0 +1,192 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace VptSharp.Backbones;
+
+/// <summary>Multi-head self-attention with a fused qkv projection, computed by scaled_dot_product_attention.</summary>
+public sealed class Attention : Module<Tensor, Tensor>
+{
+    readonly int heads;
+    public readonly Linear qkv, proj;
+
+    public Attention(int width, int heads) : base("Attention")
+    {
+        this.heads = heads;
+        qkv = Linear(width, 3 * width);
+        proj = Linear(width, width);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], d = x.shape[2];
+        var qkvOut = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+        var o = functional.scaled_dot_product_attention(qkvOut[0], qkvOut[1], qkvOut[2]);
+        return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class Mlp : Module<Tensor, Tensor>
+{
+    public readonly Linear fc1, fc2;
+    public Mlp(int width, int hidden) : base("Mlp")
+    {
+        fc1 = Linear(width, hidden);
+        fc2 = Linear(hidden, width);
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor x)
+    {
+        using var h = functional.gelu(fc1.forward(x));
+        return fc2.forward(h);
+    }
+}
+
+/// <summary>Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)).</summary>
+public sealed class Block : Module<Tensor, Tensor>
+{
+    public readonly LayerNorm norm1, norm2;
+    public readonly Attention attn;
+    public readonly Mlp mlp;
+
+    public Block(VitConfig c) : base("Block")
+    {
+        norm1 = LayerNorm(c.Width, c.LayerNormEps);
+        attn = new Attention(c.Width, c.Heads);
+        norm2 = LayerNorm(c.Width, c.LayerNormEps);
+        mlp = new Mlp(c.Width, c.MlpDim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + attn.forward(norm1.forward(x));
+        return (h + mlp.forward(norm2.forward(h))).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class PatchEmbed : Module<Tensor, Tensor>
+{
+    public readonly Conv2d proj;
+    public PatchEmbed(VitConfig c) : base("PatchEmbed")
+    {
+        proj = Conv2d(c.InChannels, c.Width, c.PatchSize, stride: c.PatchSize);
+        RegisterComponents();
+    }
+    /// <summary>[B, C, H, W] → [B, N, d] (row-major patch order).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var y = proj.forward(x);
+        return y.flatten(2).transpose(1, 2);
+    }
+}
+
+/// <summary>
+/// Vision Transformer (Dosovitskiy et al., 2021) with timm's parameter names, so a timm state dict loads
+/// unchanged; other layouts are mapped in <see cref="VitCheckpointKeys"/>. Tuning methods act through
+/// <see cref="IBlockHooks"/> only.
+/// </summary>
+public sealed class VisionTransformer : Module<Tensor, Tensor>
+{
+    public VitConfig Config { get; }
+    public readonly PatchEmbed patch_embed;
+    public readonly Parameter cls_token, pos_embed;
+    public readonly ModuleList<Block> blocks;
+    public readonly LayerNorm norm;
+    public Linear? head;
+
+    public VisionTransformer(VitConfig config, int numClasses = 0) : base("VisionTransformer")
+    {
+        config.Validate();
+        Config = config;
+        patch_embed = new PatchEmbed(config);
+        cls_token = Parameter(zeros(1, 1, config.Width));
+        pos_embed = Parameter(zeros(1, 1 + config.NumPatches, config.Width));
+        blocks = new ModuleList<Block>(Enumerable.Range(0, config.Depth).Select(_ => new Block(config)).ToArray());
+        norm = LayerNorm(config.Width, config.LayerNormEps);
+        head = numClasses > 0 ? Linear(config.Width, numClasses) : null;
+        RegisterComponents();
+        InitWeights();
+    }
+
+    /// <summary>timm-style init for training from scratch: trunc-normal(0.02) weights, zero biases.</summary>
+    public void InitWeights()
+    {
+        using var _ = no_grad();
+        init.trunc_normal_(pos_embed, std: 0.02);
+        init.trunc_normal_(cls_token, std: 1e-6);
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.StartsWith("blocks") || name.StartsWith("head"))
+            {
+                if (name.EndsWith(".weight") && p.dim() == 2) init.trunc_normal_(p, std: 0.02);
+                else if (name.EndsWith(".bias")) p.zero_();
+            }
+        }
+    }
+
+    public int NumFeatures => Config.Width;
+
+    /// <summary>Patch embedding + CLS + position embedding: [B, 1+N, d].</summary>
+    public Tensor Embed(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var patches = patch_embed.forward(images);
+        var cls = cls_token.expand(images.shape[0], -1, -1);
+        return (cat([cls, patches], 1) + pos_embed).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence.</summary>
+    public Tensor ForwardTokens(Tensor tokens, IBlockHooks hooks)
+    {
+        using var scope = NewDisposeScope();
+        var x = tokens;
+        for (int i = 0; i < blocks.Count; i++)
+            x = blocks[i].forward(hooks.BeforeBlock(i, x));
+        return norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final-norm token sequence [B, T, d]; token 0 is CLS.</summary>
+    public Tensor ForwardFeatures(Tensor images, IBlockHooks? hooks = null)
+    {
+        using var emb = Embed(images);
+        return ForwardTokens(emb, hooks ?? NoHooks.Instance);
+    }
+
+    /// <summary>CLS pooling + classifier (identity when the model has no head).</summary>
+    public Tensor ForwardHead(Tensor features, bool preLogits = false)
+    {
+        var cls = features.select(1, 0);
+        return preLogits || head is null ? cls : head.forward(cls);
+    }
+
+    public override Tensor forward(Tensor images)
+    {
+        using var f = ForwardFeatures(images);
+        return ForwardHead(f);
+    }
+
+    /// <summary>Replaces the classifier (0 classes removes it), timm's reset_classifier.</summary>
+    public void ResetClassifier(int numClasses)
+    {
+        head?.Dispose();
+        head = numClasses > 0 ? Linear(Config.Width, numClasses) : null;
+        if (head is not null)
+        {
+            using var _ = no_grad();
+            init.trunc_normal_(head.weight!, std: 0.02);
+            head.bias!.zero_();
+            register_module("head", head);
+        }
+    }
+
+    /// <summary>Backbone parameters without the classifier: what a frozen backbone is made of.</summary>
+    public IEnumerable<(string Name, Parameter Param)> BackboneParameters() =>
+        named_parameters().Where(p => !p.name.StartsWith("head."));
+
+    public long BackboneParameterCount => BackboneParameters().Sum(p => p.Param.numel());
+}

@@ -1,0 +1,182 @@
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VptSharp.Backbones;
+using static TorchSharp.torch;
+
+namespace VptSharp.Checkpoints;
+
+/// <summary>What the user may say about the architecture; each set field overrides what the checkpoint implies.</summary>
+public sealed record ArchOverrides
+{
+    public string? Preset { get; init; }
+    public int? Heads { get; init; }
+    public int? ImageSize { get; init; }
+    public int? PatchSize { get; init; }
+    public int? Width { get; init; }
+    public int? Depth { get; init; }
+    public int? MlpDim { get; init; }
+
+    public VitConfig Apply(VitConfig c) => c with
+    {
+        Heads = Heads ?? c.Heads, ImageSize = ImageSize ?? c.ImageSize, PatchSize = PatchSize ?? c.PatchSize,
+        Width = Width ?? c.Width, Depth = Depth ?? c.Depth, MlpDim = MlpDim ?? c.MlpDim,
+    };
+}
+
+/// <summary>A frozen, eval-mode backbone and where it came from.</summary>
+public sealed class LoadedBackbone(VisionTransformer model, string source, string sha256, string? path) : IDisposable
+{
+    public VisionTransformer Model { get; } = model;
+    /// <summary>"default", a file path, "hf:org/name" or "random:preset:seed".</summary>
+    public string Source { get; } = source;
+    /// <summary>sha256 of the weights file: what task files are bound to.</summary>
+    public string Sha256 { get; } = sha256;
+    public string? WeightsPath { get; } = path;
+    public VitConfig Config => Model.Config;
+    public void Dispose() => Model.Dispose();
+}
+
+/// <summary>
+/// Turns a backbone reference into a loaded ViT: "default" (embedded), "hf:org/name" (hub, cached),
+/// a directory with config.json + weights, a checkpoint file, or "random:PRESET[:SEED]" (for timing).
+/// Architecture: config.json where one exists, else --arch, else inferred from shapes; flags override.
+/// </summary>
+public static class BackboneLoader
+{
+    public const string DefaultResource = "VptSharp.Resources.default-vit.safetensors";
+
+    public static LoadedBackbone Load(string source, ArchOverrides? arch = null, HubClient? hub = null,
+        IProgress<DownloadProgress>? progress = null)
+    {
+        arch ??= new ArchOverrides();
+        if (source == "default") return LoadDefault(arch);
+        if (source.StartsWith("random:")) return LoadRandom(source, arch);
+        if (source.StartsWith("hf:"))
+        {
+            hub ??= new HubClient();
+            var (repo, rev) = HubClient.ParseId(source);
+            string? config = hub.GetFileAsync(repo, rev, "config.json", optional: true, progress: progress).GetAwaiter().GetResult();
+            string weights = hub.GetFileAsync(repo, rev, "model.safetensors", optional: true, progress: progress).GetAwaiter().GetResult()
+                ?? hub.GetFileAsync(repo, rev, "pytorch_model.bin", progress: progress).GetAwaiter().GetResult()!;
+            return FromFile(weights, config, arch, source);
+        }
+        if (Directory.Exists(source))
+        {
+            string? weights = new[] { "model.safetensors", "pytorch_model.bin", "model.pth" }
+                .Select(f => Path.Combine(source, f)).FirstOrDefault(File.Exists)
+                ?? throw new CheckpointException($"{source}: directory has no model.safetensors or pytorch_model.bin");
+            string cfg = Path.Combine(source, "config.json");
+            return FromFile(weights, File.Exists(cfg) ? cfg : null, arch, Path.GetFullPath(source));
+        }
+        if (!File.Exists(source))
+            throw new CheckpointException($"{source}: no such backbone; pass 'default', hf:org/name, a checkpoint file or a directory with config.json");
+        string beside = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(source))!, "config.json");
+        return FromFile(source, File.Exists(beside) ? beside : null, arch, Path.GetFullPath(source));
+    }
+
+    public static LoadedBackbone FromFile(string weightsPath, string? configJson, ArchOverrides arch, string source)
+    {
+        var raw = CheckpointReader.Read(weightsPath);
+        var mapped = VitCheckpointKeys.ToTimm(raw);
+        VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
+        var cfg = fromJson ?? (arch.Preset is not null ? VitConfig.Preset(arch.Preset) : VitCheckpointKeys.InferConfig(mapped, arch.Heads));
+        cfg = arch.Apply(cfg);
+        var model = Build(cfg, mapped, weightsPath);
+        return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
+    }
+
+    public static LoadedBackbone LoadDefault(ArchOverrides arch)
+    {
+        var bytes = DefaultBackboneBytes();
+        using var ms = new MemoryStream(bytes);
+        var meta = SafetensorsFile.ReadMetadata(ms, "embedded default backbone");
+        ms.Position = 0;
+        var tensors = SafetensorsFile.Load(ms);
+        var cfg = arch.Apply(JsonSerializer.Deserialize<VitConfig>(meta["vit_config"])!);
+        var model = Build(cfg, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(float32)), "embedded default backbone");
+        return new LoadedBackbone(model, "default", CheckpointReader.Sha256(bytes), null);
+    }
+
+    public static byte[] DefaultBackboneBytes()
+    {
+        using var s = typeof(BackboneLoader).Assembly.GetManifestResourceStream(DefaultResource)
+            ?? throw new CheckpointException("the embedded default backbone is missing from this build");
+        using var ms = new MemoryStream();
+        s.CopyTo(ms);
+        return ms.ToArray();
+    }
+
+    static LoadedBackbone LoadRandom(string source, ArchOverrides arch)
+    {
+        var parts = source.Split(':');
+        var cfg = arch.Apply(VitConfig.Preset(parts.Length > 1 ? parts[1] : "vit-b16"));
+        long seed = parts.Length > 2 ? long.Parse(parts[2]) : 0;
+        manual_seed(seed);
+        var model = new VisionTransformer(cfg);
+        Freeze(model);
+        return new LoadedBackbone(model, source, CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source)), null);
+    }
+
+    /// <summary>timm's config.json (architecture name, optional explicit dims), or a VptSharp vit_config.</summary>
+    public static VitConfig? ConfigFromJson(string path)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(path))?.AsObject();
+        if (root is null) return null;
+        if (root["vit_config"] is JsonObject vc) return vc.Deserialize<VitConfig>();
+        string? archName = root["architecture"]?.GetValue<string>() ?? root["model_type"]?.GetValue<string>();
+        var cfg = archName is null ? null : VitConfig.FromTimmName(archName);
+        if (root["model_args"] is JsonObject args && cfg is not null)
+        {
+            cfg = cfg with
+            {
+                ImageSize = args["img_size"]?.GetValue<int>() ?? cfg.ImageSize,
+                PatchSize = args["patch_size"]?.GetValue<int>() ?? cfg.PatchSize,
+                Width = args["embed_dim"]?.GetValue<int>() ?? cfg.Width,
+                Depth = args["depth"]?.GetValue<int>() ?? cfg.Depth,
+                Heads = args["num_heads"]?.GetValue<int>() ?? cfg.Heads,
+            };
+        }
+        return cfg;
+    }
+
+    /// <summary>Builds the model and copies tensors in; unknown or missing keys fail with one message listing them.</summary>
+    public static VisionTransformer Build(VitConfig cfg, IReadOnlyDictionary<string, Tensor> timmTensors, string what)
+    {
+        var model = new VisionTransformer(cfg);
+        var expected = model.state_dict();
+        var given = timmTensors.Where(kv => !kv.Key.StartsWith("head.") && !kv.Key.StartsWith("fc_norm.") && kv.Key != "norm_pre.weight" && kv.Key != "norm_pre.bias")
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        var missing = expected.Keys.Where(k => !given.ContainsKey(k)).ToList();
+        var unexpected = given.Keys.Where(k => !expected.ContainsKey(k)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new CheckpointException($"{what}: checkpoint does not match a ViT ({cfg.Depth} blocks, width {cfg.Width}): "
+                + (missing.Count > 0 ? $"missing [{string.Join(", ", missing.Take(12))}{(missing.Count > 12 ? $", … {missing.Count} in all" : "")}] " : "")
+                + (unexpected.Count > 0 ? $"unexpected [{string.Join(", ", unexpected.Take(12))}{(unexpected.Count > 12 ? $", … {unexpected.Count} in all" : "")}]" : "")
+                + "; check --arch/--depth or that the file is a ViT state dict");
+        using (no_grad())
+        {
+            foreach (var (k, dst) in expected)
+            {
+                var src = given[k];
+                if (k == "pos_embed" && src.shape[1] != dst.shape[1])
+                    src = VitCheckpointKeys.ResizePosEmbed(src, cfg.GridSize);
+                if (k == "cls_token" && src.dim() == 3 && dst.dim() == 3 && !src.shape.SequenceEqual(dst.shape))
+                    src = src.reshape(dst.shape);
+                if (!src.shape.SequenceEqual(dst.shape))
+                    throw new CheckpointException($"{what}: '{k}' has shape [{string.Join(",", src.shape)}] but the model expects [{string.Join(",", dst.shape)}]; check --arch / --heads / --image-size");
+                dst.copy_(src.to(dst.dtype));
+            }
+        }
+        Freeze(model);
+        return model;
+    }
+
+    /// <summary>Frozen backbone: no gradients, eval mode (no dropout), as in the reference recipe.</summary>
+    public static void Freeze(VisionTransformer model)
+    {
+        foreach (var p in model.parameters()) p.requires_grad = false;
+        model.eval();
+    }
+}

@@ -1,0 +1,92 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.RegularExpressions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VptSharp.Checkpoints;
+
+/// <summary>NumPy .npy / .npz reading and .npy writing (float32, float64, float16, int64, int32, uint8).</summary>
+public static class Npy
+{
+    public static Tensor Read(string path)
+    {
+        using var s = File.OpenRead(path);
+        try { return Read(s); }
+        catch (Exception e) when (e is not IOException) { throw new CheckpointException($"{path}: not a readable .npy file ({e.Message})"); }
+    }
+
+    public static Tensor Read(Stream s)
+    {
+        var br = new BinaryReader(s);
+        var magic = br.ReadBytes(6);
+        if (magic.Length < 6 || magic[0] != 0x93 || Encoding.ASCII.GetString(magic, 1, 5) != "NUMPY")
+            throw new InvalidDataException("missing \\x93NUMPY magic");
+        byte major = br.ReadByte(); br.ReadByte();
+        int headerLen = major == 1 ? br.ReadUInt16() : (int)br.ReadUInt32();
+        string header = Encoding.ASCII.GetString(br.ReadBytes(headerLen));
+        string descr = Regex.Match(header, @"'descr':\s*'([^']+)'").Groups[1].Value;
+        if (Regex.IsMatch(header, @"'fortran_order':\s*True")) throw new InvalidDataException("Fortran-order arrays are not supported");
+        var shapeText = Regex.Match(header, @"'shape':\s*\(([^)]*)\)").Groups[1].Value;
+        long[] shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
+        long count = shape.Aggregate(1L, (a, b) => a * b);
+        var (dtype, size) = descr switch
+        {
+            "<f4" => (ScalarType.Float32, 4), "<f8" => (ScalarType.Float64, 8), "<f2" => (ScalarType.Float16, 2),
+            "<i8" => (ScalarType.Int64, 8), "<i4" => (ScalarType.Int32, 4), "|u1" => (ScalarType.Byte, 1), "|b1" => (ScalarType.Bool, 1),
+            _ => throw new InvalidDataException($"unsupported dtype {descr}"),
+        };
+        var bytes = new byte[count * size];
+        int read = 0;
+        while (read < bytes.Length) { int n = s.Read(bytes, read, bytes.Length - read); if (n == 0) throw new EndOfStreamException("truncated array data"); read += n; }
+        var t = empty(shape, dtype);
+        t.bytes = bytes;
+        return t;
+    }
+
+    /// <summary>Writes a tensor as .npy atomically (temp file, then rename).</summary>
+    public static void Write(string path, Tensor t)
+    {
+        AtomicFile.Write(path, s => Write(s, t));
+    }
+
+    public static void Write(Stream s, Tensor t)
+    {
+        using var c = t.detach().cpu().contiguous();
+        string descr = c.dtype switch
+        {
+            ScalarType.Float32 => "<f4", ScalarType.Float64 => "<f8", ScalarType.Float16 => "<f2",
+            ScalarType.Int64 => "<i8", ScalarType.Int32 => "<i4", ScalarType.Byte => "|u1", ScalarType.Bool => "|b1",
+            _ => throw new ArgumentException($"cannot write {c.dtype} as .npy"),
+        };
+        string shape = c.dim() == 1 ? $"({c.shape[0]},)" : "(" + string.Join(", ", c.shape) + ")";
+        string header = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
+        int total = 10 + header.Length + 1;
+        header += new string(' ', (64 - total % 64) % 64) + "\n";
+        var bw = new BinaryWriter(s);
+        bw.Write((byte)0x93); bw.Write(Encoding.ASCII.GetBytes("NUMPY")); bw.Write((byte)1); bw.Write((byte)0);
+        bw.Write((ushort)header.Length); bw.Write(Encoding.ASCII.GetBytes(header));
+        bw.Write(c.bytes.ToArray());
+        bw.Flush();
+    }
+
+    /// <summary>Reads every array of an .npz archive; names drop the ".npy" suffix.</summary>
+    public static Dictionary<string, Tensor> ReadNpz(string path)
+    {
+        var o = new Dictionary<string, Tensor>();
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            foreach (var e in zip.Entries)
+            {
+                if (!e.Name.EndsWith(".npy")) continue;
+                using var s = e.Open();
+                using var ms = new MemoryStream();
+                s.CopyTo(ms); ms.Position = 0;
+                o[e.FullName[..^4]] = Read(ms);
+            }
+        }
+        catch (InvalidDataException e) { throw new CheckpointException($"{path}: not a readable .npz archive ({e.Message})"); }
+        return o;
+    }
+}

@@ -1,0 +1,63 @@
+namespace VptSharp.Data;
+
+/// <summary>An 8-bit RGB image, interleaved (R,G,B per pixel), row-major.</summary>
+public sealed record RgbImage(int Width, int Height, byte[] Pixels)
+{
+    public static RgbImage FromGray(int w, int h, ReadOnlySpan<byte> gray)
+    {
+        var px = new byte[w * h * 3];
+        for (int i = 0; i < w * h; i++) px[3 * i] = px[3 * i + 1] = px[3 * i + 2] = gray[i];
+        return new RgbImage(w, h, px);
+    }
+}
+
+/// <summary>A corrupt, missing or undecodable image, named by file.</summary>
+public sealed class BadImageException(string file, string reason)
+    : Exception($"{file}: {reason}; fix or remove the file, or pass --skip-bad to skip such images")
+{
+    public string File { get; } = file;
+}
+
+/// <summary>A labelled image collection. Samples load lazily; labels are known up front.</summary>
+public abstract class ImageDataset
+{
+    public abstract int Count { get; }
+    public abstract IReadOnlyList<string> Classes { get; }
+    public abstract int LabelOf(int index);
+    /// <summary>Decodes sample <paramref name="index"/>; throws <see cref="BadImageException"/> naming the file.</summary>
+    public abstract RgbImage Load(int index);
+    /// <summary>A human-readable name of the sample (file path or "fashion-mnist:train#12").</summary>
+    public abstract string NameOf(int index);
+
+    public ImageDataset Subset(IReadOnlyList<int> indices) => new SubsetDataset(this, indices.ToArray());
+
+    public int[] Labels() => Enumerable.Range(0, Count).Select(LabelOf).ToArray();
+
+    /// <summary>Class-stratified split into (train, val) by a fraction, shuffled with a seed.</summary>
+    public (ImageDataset Train, ImageDataset Val) SplitTrainVal(double valFraction, int seed)
+    {
+        if (valFraction <= 0 || valFraction >= 1) throw new ArgumentException("--val-fraction must be in (0, 1)");
+        var rng = new Random(seed);
+        var train = new List<int>();
+        var val = new List<int>();
+        foreach (var group in Enumerable.Range(0, Count).GroupBy(LabelOf).OrderBy(g => g.Key))
+        {
+            var idx = group.ToArray();
+            rng.Shuffle(idx);
+            int nVal = (int)Math.Round(idx.Length * valFraction);
+            val.AddRange(idx[..nVal]);
+            train.AddRange(idx[nVal..]);
+        }
+        train.Sort(); val.Sort();
+        return (Subset(train), Subset(val));
+    }
+}
+
+public sealed class SubsetDataset(ImageDataset parent, int[] indices) : ImageDataset
+{
+    public override int Count => indices.Length;
+    public override IReadOnlyList<string> Classes => parent.Classes;
+    public override int LabelOf(int index) => parent.LabelOf(indices[index]);
+    public override RgbImage Load(int index) => parent.Load(indices[index]);
+    public override string NameOf(int index) => parent.NameOf(indices[index]);
+}

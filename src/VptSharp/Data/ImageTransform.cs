@@ -1,0 +1,62 @@
+using SkiaSharp;
+
+namespace VptSharp.Data;
+
+/// <summary>
+/// Resize (+ random crop and flip for training under <see cref="ResizeMode.CropFlip"/>), then per-channel
+/// normalisation into CHW float32. Resampling is bilinear through SkiaSharp.
+/// </summary>
+public sealed class ImageTransform(Preprocessing pre, bool train)
+{
+    public Preprocessing Preprocessing { get; } = pre;
+    public bool Train { get; } = train;
+    public int OutputLength => 3 * pre.ImageSize * pre.ImageSize;
+
+    public void Apply(RgbImage img, Random rng, Span<float> dst)
+    {
+        int s = pre.ImageSize;
+        RgbImage sized;
+        int ox = 0, oy = 0;
+        bool flip = false;
+        if (pre.Resize == ResizeMode.Plain)
+            sized = Resize(img, s, s);
+        else
+        {
+            int big = (int)Math.Round(s * 256.0 / 224.0);
+            sized = Resize(img, big, big);
+            if (Train) { ox = rng.Next(big - s + 1); oy = rng.Next(big - s + 1); flip = rng.Next(2) == 1; }
+            else { ox = (big - s) / 2; oy = (big - s) / 2; }
+        }
+        var px = sized.Pixels;
+        int w = sized.Width, plane = s * s;
+        for (int c = 0; c < 3; c++)
+        {
+            float scale = 1f / (255f * pre.Std[c]), shift = pre.Mean[c] / pre.Std[c];
+            for (int y = 0; y < s; y++)
+                for (int x = 0; x < s; x++)
+                {
+                    int sx = ox + (flip ? s - 1 - x : x);
+                    dst[c * plane + y * s + x] = px[3 * ((oy + y) * w + sx) + c] * scale - shift;
+                }
+        }
+    }
+
+    public static RgbImage Resize(RgbImage img, int w, int h)
+    {
+        if (img.Width == w && img.Height == h) return img;
+        var info = new SKImageInfo(img.Width, img.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using var src = new SKBitmap(info);
+        var span = src.GetPixelSpan();
+        for (int i = 0; i < img.Width * img.Height; i++)
+        {
+            span[4 * i] = img.Pixels[3 * i]; span[4 * i + 1] = img.Pixels[3 * i + 1]; span[4 * i + 2] = img.Pixels[3 * i + 2]; span[4 * i + 3] = 255;
+        }
+        using var dst = src.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque),
+            new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear))
+            ?? throw new InvalidOperationException("SkiaSharp resize failed");
+        var d = dst.GetPixelSpan();
+        var px = new byte[w * h * 3];
+        for (int i = 0; i < w * h; i++) { px[3 * i] = d[4 * i]; px[3 * i + 1] = d[4 * i + 1]; px[3 * i + 2] = d[4 * i + 2]; }
+        return new RgbImage(w, h, px);
+    }
+}

@@ -1,0 +1,52 @@
+namespace VptSharp.Training;
+
+public enum OptimizerKind { Sgd, AdamW }
+
+/// <summary>The paper's recipe (appendix A): SGD momentum 0.9, warm-up then cosine, lr = base_lr × batch / 256.</summary>
+public sealed record TrainOptions
+{
+    public int Epochs { get; init; } = 100;
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Learning rate at batch 256; the rate used is BaseLr × BatchSize / 256.</summary>
+    public double BaseLr { get; init; } = 0.25;
+    public double WeightDecay { get; init; } = 1e-4;
+    public int WarmupEpochs { get; init; } = 10;
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+    public double Momentum { get; init; } = 0.9;
+    public int Seed { get; init; } = 42;
+    /// <summary>Folder for checkpoints, task files and metrics; null keeps everything in memory.</summary>
+    public string? OutDir { get; init; }
+    /// <summary>Continue from OutDir's last checkpoint, if any.</summary>
+    public bool Resume { get; init; }
+    public int Workers { get; init; } = 2;
+    public string Device { get; init; } = "cpu";
+    /// <summary>Label smoothing for the cross-entropy (0 = none, as in the paper).</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>Cache frozen features once when the method allows it (linear probing).</summary>
+    public bool CacheFeatures { get; init; } = true;
+    /// <summary>Stop after this many epochs in this process (for tests of resume); null = run to the end.</summary>
+    public int? StopAfterEpochs { get; init; }
+
+    public double PeakLr => BaseLr * BatchSize / 256.0;
+
+    public void Validate()
+    {
+        if (Epochs < 1) throw new ArgumentException("--epochs must be at least 1");
+        if (BatchSize < 1) throw new ArgumentException("--batch-size must be at least 1");
+        if (!(BaseLr > 0)) throw new ArgumentException("--lr must be positive");
+        if (WeightDecay < 0) throw new ArgumentException("--weight-decay must be non-negative");
+        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs && Epochs > 1) throw new ArgumentException("--warmup-epochs must be below --epochs");
+    }
+}
+
+/// <summary>Linear warm-up to the peak rate, then cosine decay to zero, per optimizer step.</summary>
+public static class WarmupCosine
+{
+    public static double At(long step, long totalSteps, long warmupSteps, double peak)
+    {
+        if (step < warmupSteps) return peak * (step + 1) / warmupSteps;
+        long rest = Math.Max(1, totalSteps - warmupSteps);
+        double progress = Math.Min(1.0, (double)(step - warmupSteps) / rest);
+        return 0.5 * peak * (1 + Math.Cos(Math.PI * progress));
+    }
+}

@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using System.Text.Json;
+using TorchSharp;
+using TorchSharp.Modules;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Inference;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+
+namespace VptSharp.Training;
+
+public sealed record StepProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Accuracy, double ImagesPerSecond, double LearningRate);
+
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainTop1, double? ValTop1, double? ValLoss, double LearningRate, double Seconds, double ImagesPerSecond);
+
+public sealed record TrainResult(IReadOnlyList<EpochMetrics> History, double? BestValTop1, int BestEpoch, string? BestTaskPath, string? LastTaskPath);
+
+/// <summary>What a task file records besides tensors; when given, the trainer writes best.vpt and last.vpt.</summary>
+public sealed record TaskContext(BackboneRef Backbone, string[] Classes, Preprocessing Preprocessing);
+
+/// <summary>
+/// Trains a <see cref="PromptedModel"/>'s trainable parameters with the paper's recipe. Each epoch: a seeded
+/// shuffle and dropout seed (so a resumed run repeats an uninterrupted one exactly), a dispose scope per step,
+/// a finite-loss check, validation, an atomic checkpoint (tensors + optimizer + state) and best/last task files.
+/// </summary>
+public sealed class Trainer(TrainOptions options)
+{
+    public TrainOptions Options { get; } = options;
+    public event Action<StepProgress>? Step;
+    public event Action<EpochMetrics>? EpochEnd;
+    public event Action<string>? Log;
+
+    const string StateFile = "train-state.json";
+
+    sealed record State(int EpochsDone, long GlobalStep, double? BestVal, int BestEpoch, string Checkpoint, List<EpochMetrics> History);
+
+    public TrainResult Fit(PromptedModel model, ImageDataset train, ImageDataset? val, Preprocessing pre, TaskContext? task = null,
+        CancellationToken ct = default)
+    {
+        Options.Validate();
+        if (train.Count == 0) throw new ArgumentException("the training set is empty");
+        var device = Predictor.ParseDevice(Options.Device);
+        manual_seed(Options.Seed);
+        model.to(device);
+        model.SelectTrainable();
+
+        var trainable = model.TrainableParameters();
+        var optimizer = MakeOptimizer(trainable);
+        bool cached = Options.CacheFeatures && model.method.FeaturesAreFrozen && pre.Resize == ResizeMode.Plain;
+        var loader = new BatchLoader(train, new ImageTransform(pre, train: true), Options.BatchSize, shuffle: true, Options.Seed, Options.Workers);
+        int steps = loader.BatchesPerEpoch;
+        long total = (long)steps * Options.Epochs, warm = (long)steps * Options.WarmupEpochs;
+
+        var history = new List<EpochMetrics>();
+        int startEpoch = 0; long globalStep = 0; double? best = null; int bestEpoch = -1;
+        string? outDir = Options.OutDir;
+        if (outDir is not null) Directory.CreateDirectory(outDir);
+        if (Options.Resume && outDir is not null && File.Exists(Path.Combine(outDir, StateFile)))
+        {
+            var st = JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(outDir, StateFile)))!;
+            LoadTrainable(model, Path.Combine(outDir, st.Checkpoint + ".safetensors"));
+            optimizer.load_state_dict(Path.Combine(outDir, st.Checkpoint + ".optim"));
+            (startEpoch, globalStep, best, bestEpoch) = (st.EpochsDone, st.GlobalStep, st.BestVal, st.BestEpoch);
+            history.AddRange(st.History);
+            Log?.Invoke($"resumed from {outDir} after epoch {startEpoch}");
+        }
+
+        Tensor? trainFeat = null, valFeat = null, trainLab = null, valLab = null;
+        if (cached)
+        {
+            Log?.Invoke("caching frozen features (method trains only the head)");
+            trainFeat = Predictor.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers).to(device);
+            trainLab = tensor(train.Labels().Select(l => (long)l).ToArray(), device: device);
+            if (val is not null)
+            {
+                valFeat = Predictor.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers).to(device);
+                valLab = tensor(val.Labels().Select(l => (long)l).ToArray(), device: device);
+            }
+        }
+
+        var tb = outDir is null ? null : torch.utils.tensorboard.SummaryWriter(Path.Combine(outDir, "tensorboard"));
+        int stopAt = Options.StopAfterEpochs is int k ? Math.Min(Options.Epochs, startEpoch + k) : Options.Epochs;
+        for (int epoch = startEpoch; epoch < stopAt; epoch++)
+        {
+            ct.ThrowIfCancellationRequested();
+            manual_seed(Options.Seed * 1000L + epoch);
+            model.train();
+            var clock = Stopwatch.StartNew();
+            double lossSum = 0; int correct = 0, seen = 0;
+            double lr = 0;
+            int step = 0;
+            foreach (var (x, y, n) in Batches(loader, epoch, cached, trainFeat, trainLab, pre, device, ct))
+            {
+                using var scope = NewDisposeScope();
+                lr = WarmupCosine.At(globalStep, total, warm, Options.PeakLr);
+                foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                var logits = cached ? model.ForwardHead(x) : model.forward(x);
+                var loss = nn.functional.cross_entropy(logits, y, label_smoothing: Options.LabelSmoothing);
+                float lv = loss.item<float>();
+                if (!float.IsFinite(lv))
+                    throw new TrainingDivergedException($"loss became {lv} at epoch {epoch + 1}, step {step + 1} (lr {lr:G3}); " +
+                        (outDir is null ? "" : $"the last good checkpoint is kept in {outDir}; ") + "lower --lr or --weight-decay");
+                optimizer.zero_grad();
+                loss.backward();
+                optimizer.step();
+                lossSum += lv * n; seen += n;
+                correct += (int)logits.argmax(1).eq(y).sum().item<long>();
+                globalStep++; step++;
+                x.Dispose(); y.Dispose();
+                Step?.Invoke(new StepProgress(epoch + 1, Options.Epochs, step, steps, lossSum / seen, (double)correct / seen, seen / clock.Elapsed.TotalSeconds, lr));
+            }
+            double trainSecs = clock.Elapsed.TotalSeconds;
+            double? valTop1 = null, valLoss = null;
+            if (val is not null && val.Count > 0)
+            {
+                var r = cached ? EvalCached(model, valFeat!, valLab!) : Predictor.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
+                valTop1 = r.Top1; valLoss = r.Loss;
+            }
+            var m = new EpochMetrics(epoch + 1, lossSum / seen, (double)correct / seen, valTop1, valLoss, lr, clock.Elapsed.TotalSeconds, seen / trainSecs);
+            history.Add(m);
+            bool improved = valTop1 is double v && (best is null || v > best);
+            if (improved) { best = valTop1; bestEpoch = epoch + 1; }
+            if (best is null && val is null) bestEpoch = epoch + 1;
+            if (outDir is not null) SaveEpoch(model, optimizer, outDir, epoch + 1, globalStep, best, bestEpoch, history, task, improved || val is null, tb, m);
+            EpochEnd?.Invoke(m);
+        }
+
+        trainFeat?.Dispose(); valFeat?.Dispose(); trainLab?.Dispose(); valLab?.Dispose();
+        string? bestPath = outDir is not null && task is not null ? Path.Combine(outDir, "best.vpt") : null;
+        string? lastPath = outDir is not null && task is not null ? Path.Combine(outDir, "last.vpt") : null;
+        return new TrainResult(history, best, bestEpoch, bestPath, lastPath);
+    }
+
+    IEnumerable<(Tensor X, Tensor Y, int N)> Batches(BatchLoader loader, int epoch, bool cached, Tensor? feats, Tensor? labels,
+        Preprocessing pre, Device device, CancellationToken ct)
+    {
+        if (cached)
+        {
+            var order = loader.Order(epoch);
+            for (int s = 0; s < order.Length; s += Options.BatchSize)
+            {
+                var idx = order.AsSpan(s, Math.Min(Options.BatchSize, order.Length - s)).ToArray().Select(i => (long)i).ToArray();
+                using var it = tensor(idx, device: device);
+                yield return (feats!.index_select(0, it), labels!.index_select(0, it), idx.Length);
+            }
+            yield break;
+        }
+        foreach (var b in loader.Epoch(epoch, ct))
+            yield return (Predictor.ToTensor(b, pre.ImageSize, device), tensor(b.Labels, device: device), b.Count);
+    }
+
+    static EvalResult EvalCached(PromptedModel model, Tensor feats, Tensor labels)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        model.eval();
+        var logits = model.ForwardHead(feats);
+        var pred = logits.argmax(1);
+        int correct = (int)pred.eq(labels).sum().item<long>();
+        double loss = nn.functional.cross_entropy(logits, labels).item<float>();
+        return new EvalResult((double)correct / feats.shape[0], (int)feats.shape[0], correct, pred.cpu().data<long>().Select(p => (int)p).ToArray(), loss);
+    }
+
+    /// <summary>SGD (or AdamW) with two groups: weight decay on weights and prompts, none on biases.</summary>
+    OptimizerHelper MakeOptimizer(IReadOnlyList<(string Name, Parameter Param)> trainable)
+    {
+        var noDecay = trainable.Where(p => p.Name.EndsWith(".bias") || p.Name.EndsWith("norm.weight") || p.Param.dim() <= 1).Select(p => p.Param).ToList();
+        var decay = trainable.Select(p => p.Param).Except(noDecay).ToList();
+        double lr = Options.PeakLr;
+        if (Options.Optimizer == OptimizerKind.AdamW)
+            return optim.AdamW([new AdamW.ParamGroup(decay, lr, 0.9, 0.999, 1e-8, Options.WeightDecay),
+                                new AdamW.ParamGroup(noDecay, lr, 0.9, 0.999, 1e-8, 0.0)], lr);
+        return optim.SGD([new SGD.ParamGroup(decay, lr, Options.Momentum, 0, Options.WeightDecay, false, false),
+                          new SGD.ParamGroup(noDecay, lr, Options.Momentum, 0, 0.0, false, false)], lr, Options.Momentum);
+    }
+
+    void SaveEpoch(PromptedModel model, OptimizerHelper optimizer, string outDir, int epochsDone, long globalStep, double? best, int bestEpoch,
+        List<EpochMetrics> history, TaskContext? task, bool saveBest, SummaryWriter? tb, EpochMetrics m)
+    {
+        // Order matters for crash safety: tensors and optimizer first, then the state that points at them, then cleanup.
+        string ckpt = $"ckpt-e{epochsDone:D4}";
+        SafetensorsFile.Save(Path.Combine(outDir, ckpt + ".safetensors"), model.TrainableParameters().ToDictionary(p => p.Name, p => (Tensor)p.Param));
+        string optTmp = Path.Combine(outDir, ckpt + ".optim.tmp");
+        optimizer.save_state_dict(optTmp);
+        File.Move(optTmp, Path.Combine(outDir, ckpt + ".optim"), overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(outDir, StateFile),
+            JsonSerializer.Serialize(new State(epochsDone, globalStep, best, bestEpoch, ckpt, history), new JsonSerializerOptions { WriteIndented = true }));
+        foreach (var f in Directory.GetFiles(outDir, "ckpt-e*"))
+            if (!Path.GetFileName(f).StartsWith(ckpt)) File.Delete(f);
+
+        AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"),
+            string.Concat(history.Select(h => JsonSerializer.Serialize(h, Json.Options) + "\n")));
+        if (tb is not null)
+        {
+            tb.add_scalar("train/loss", (float)m.TrainLoss, m.Epoch);
+            tb.add_scalar("train/top1", (float)m.TrainTop1, m.Epoch);
+            tb.add_scalar("train/lr", (float)m.LearningRate, m.Epoch);
+            if (m.ValTop1 is double v) tb.add_scalar("val/top1", (float)v, m.Epoch);
+        }
+        if (task is null) return;
+        var metrics = new Dictionary<string, double> { ["epoch"] = epochsDone, ["train_loss"] = m.TrainLoss, ["train_top1"] = m.TrainTop1 };
+        if (m.ValTop1 is double vt) metrics["val_top1"] = vt;
+        var artifact = TaskArtifact.FromModel(model, task.Backbone, task.Classes, task.Preprocessing, metrics);
+        artifact.Save(Path.Combine(outDir, "last.vpt"));
+        if (saveBest) artifact.Save(Path.Combine(outDir, "best.vpt"));
+    }
+
+    static void LoadTrainable(PromptedModel model, string path)
+    {
+        var saved = SafetensorsFile.Load(path);
+        using var _ = no_grad();
+        foreach (var (name, p) in model.TrainableParameters())
+        {
+            if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"{path}: checkpoint lacks '{name}'; it belongs to another run, start a fresh --out folder");
+            p.copy_(t);
+        }
+    }
+}

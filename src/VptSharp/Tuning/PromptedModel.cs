@@ -1,0 +1,84 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using VptSharp.Backbones;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace VptSharp.Tuning;
+
+/// <summary>
+/// A frozen backbone + one tuning method + a linear classification head on the final-LayerNorm CLS output.
+/// Only <see cref="TrainableParameters"/> receive gradients; the backbone stays in eval mode while training.
+/// </summary>
+public sealed class PromptedModel : Module<Tensor, Tensor>
+{
+    public readonly VisionTransformer backbone;
+    public readonly TuningMethod method;
+    public readonly Linear head;
+
+    public PromptedModel(VisionTransformer backbone, TuningMethod method, int numClasses) : base("PromptedModel")
+    {
+        if (numClasses < 1) throw new ArgumentException("a task needs at least one class");
+        this.backbone = backbone;
+        this.method = method;
+        head = Linear(backbone.NumFeatures, numClasses);
+        using (no_grad())
+        {
+            init.trunc_normal_(head.weight!, std: 0.01);
+            head.bias!.zero_();
+        }
+        RegisterComponents();
+        SelectTrainable();
+    }
+
+    public static PromptedModel Create(VisionTransformer backbone, MethodConfig config, int numClasses) =>
+        new(backbone, config.Create(backbone.Config), numClasses);
+
+    public int NumClasses => (int)head.weight!.shape[0];
+
+    /// <summary>Method + head parameters, then any backbone parameters the method unfreezes.</summary>
+    public IReadOnlyList<(string Name, Parameter Param)> TrainableParameters() =>
+        method.named_parameters().Select(p => ("method." + p.name, p.parameter))
+            .Concat(head.named_parameters().Select(p => ("head." + p.name, p.parameter)))
+            .Concat(method.BackboneParametersToTrain(backbone).Select(p => ("backbone." + p.Name, p.Param)))
+            .ToList();
+
+    /// <summary>Sets requires_grad from an explicit list: trainable parameters on, every other backbone tensor off.</summary>
+    public void SelectTrainable()
+    {
+        foreach (var p in backbone.parameters()) p.requires_grad = false;
+        foreach (var (_, p) in TrainableParameters()) p.requires_grad = true;
+    }
+
+    public long TrainableCount => TrainableParameters().Sum(p => p.Param.numel());
+    public long MethodCount => TrainableCount - head.parameters().Sum(p => p.numel());
+
+    /// <summary>Training mode for the method and head; the frozen backbone keeps eval behaviour (reference recipe).</summary>
+    public override void train(bool on = true)
+    {
+        base.train(on);
+        if (!method.BackboneParametersToTrain(backbone).Any()) backbone.eval();
+    }
+
+    /// <summary>Final-LayerNorm token sequence with the method attached: [B, 1 + extra + N, d].</summary>
+    public Tensor ForwardTokens(Tensor images)
+    {
+        using var emb = backbone.Embed(images);
+        return backbone.ForwardTokens(emb, method);
+    }
+
+    /// <summary>The pooled feature the head sees (CLS output): [B, d].</summary>
+    public Tensor Features(Tensor images)
+    {
+        using var tokens = ForwardTokens(images);
+        return tokens.select(1, 0).clone();
+    }
+
+    public Tensor ForwardHead(Tensor features) => head.forward(features);
+
+    public override Tensor forward(Tensor images)
+    {
+        using var f = Features(images);
+        return head.forward(f);
+    }
+}

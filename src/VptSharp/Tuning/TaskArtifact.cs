@@ -1,0 +1,115 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using static TorchSharp.torch;
+
+namespace VptSharp.Tuning;
+
+/// <summary>Where a task's backbone came from, and the sha256 of its weights that binds the task to it.</summary>
+public sealed record BackboneRef(string Source, string Sha256, VitConfig Config);
+
+/// <summary>Everything a task file says besides its tensors.</summary>
+public sealed record TaskMetadata
+{
+    public int FormatVersion { get; init; } = 1;
+    public required string Method { get; init; }
+    public required JsonNode MethodConfig { get; init; }
+    public required string[] Classes { get; init; }
+    public required BackboneRef Backbone { get; init; }
+    public required Preprocessing Preprocessing { get; init; }
+    public Dictionary<string, double> Metrics { get; init; } = new();
+    public string CreatedUtc { get; init; } = DateTime.UtcNow.ToString("O");
+    public string? Notes { get; init; }
+}
+
+/// <summary>
+/// A task file (task.vpt): safetensors holding only what the method trained (prompts, head, method tensors) and
+/// JSON metadata under the "vptsharp" key. The backbone is referenced, never stored.
+/// </summary>
+public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tensor> tensors)
+{
+    public const string MetadataKey = "vptsharp";
+    public TaskMetadata Metadata { get; } = metadata;
+    public IReadOnlyDictionary<string, Tensor> Tensors { get; } = tensors;
+
+    public static TaskArtifact FromModel(PromptedModel model, BackboneRef backbone, string[] classes, Preprocessing pre,
+        Dictionary<string, double>? metrics = null)
+    {
+        if (classes.Length != model.NumClasses)
+            throw new ArgumentException($"{classes.Length} class names for a {model.NumClasses}-class head");
+        var tensors = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param.detach().cpu().clone());
+        // Non-parameter state a method keeps (buffers) travels too.
+        foreach (var (name, buf) in model.method.named_buffers()) tensors["method." + name] = buf.detach().cpu().clone();
+        var meta = new TaskMetadata
+        {
+            Method = model.method.Config.Method,
+            MethodConfig = JsonNode.Parse(MethodRegistry.ToJson(model.method.Config))!,
+            Classes = classes, Backbone = backbone, Preprocessing = pre, Metrics = metrics ?? new(),
+        };
+        return new TaskArtifact(meta, tensors);
+    }
+
+    public void Save(string path)
+    {
+        string json = JsonSerializer.Serialize(Metadata, Json.Options);
+        SafetensorsFile.Save(path, Tensors, new Dictionary<string, string> { [MetadataKey] = json });
+    }
+
+    public static TaskArtifact Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: task file not found; train one with 'vpt train ... --out DIR'", path);
+        var meta = SafetensorsFile.ReadMetadata(path);
+        if (!meta.TryGetValue(MetadataKey, out var json))
+            throw new CheckpointException($"{path}: a safetensors file but not a VptSharp task (no '{MetadataKey}' metadata)");
+        var md = JsonSerializer.Deserialize<TaskMetadata>(json, Json.Options)!;
+        return new TaskArtifact(md, SafetensorsFile.Load(path));
+    }
+
+    /// <summary>Builds the model on a loaded backbone; refuses a backbone whose weights hash differs.</summary>
+    public PromptedModel Attach(LoadedBackbone backbone, string taskPath = "task file")
+    {
+        if (!string.Equals(backbone.Sha256, Metadata.Backbone.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new BackboneMismatchException(
+                $"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Metadata.Backbone.Sha256[..12]}…) but " +
+                $"{backbone.Source} has sha256 {backbone.Sha256[..12]}…; pass --backbone with the original weights");
+        var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
+        var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
+        var expected = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param);
+        foreach (var (name, buf) in model.method.named_buffers()) expected["method." + name] = new TorchSharp.Modules.Parameter(buf, false);
+        var missing = expected.Keys.Except(Tensors.Keys).ToList();
+        var extra = Tensors.Keys.Except(expected.Keys).ToList();
+        if (missing.Count > 0 || extra.Count > 0)
+            throw new CheckpointException($"{taskPath}: tensors do not match method {Metadata.Method}: missing [{string.Join(", ", missing)}] unexpected [{string.Join(", ", extra)}]");
+        using (no_grad())
+        {
+            foreach (var (name, p) in expected)
+            {
+                var src = Tensors[name];
+                if (!src.shape.SequenceEqual(p.shape))
+                    throw new CheckpointException($"{taskPath}: '{name}' has shape [{string.Join(",", src.shape)}], expected [{string.Join(",", p.shape)}]");
+                p.copy_(src);
+            }
+        }
+        if (model.method.named_buffers().Any())
+            foreach (var (name, buf) in model.method.named_buffers()) using (no_grad()) buf.copy_(Tensors["method." + name]);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Loads the backbone the task names (or an override path) and attaches the task to it.</summary>
+    public PromptedModel LoadModel(string? backboneOverride = null, string taskPath = "task file", HubClient? hub = null)
+    {
+        string source = backboneOverride ?? Metadata.Backbone.Source;
+        var arch = new ArchOverrides
+        {
+            Heads = Metadata.Backbone.Config.Heads, ImageSize = Metadata.Backbone.Config.ImageSize,
+        };
+        var bb = BackboneLoader.Load(source, arch, hub);
+        return Attach(bb, taskPath);
+    }
+}
+
+public sealed class BackboneMismatchException(string message) : Exception(message);

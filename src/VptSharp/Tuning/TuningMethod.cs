@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using TorchSharp;
+using VptSharp.Backbones;
+using static TorchSharp.torch;
+
+namespace VptSharp.Tuning;
+
+/// <summary>
+/// A tuning method's settings. A method is a small config record + the module it adds (<see cref="TuningMethod"/>)
+/// + how that module attaches (block hooks) + which parameters train. Configs round-trip through JSON in task files.
+/// </summary>
+public abstract record MethodConfig
+{
+    [JsonIgnore] public abstract string Method { get; }
+    public abstract TuningMethod Create(VitConfig vit);
+}
+
+/// <summary>
+/// The module a method adds to a frozen backbone. It owns its trainable tensors, attaches through
+/// <see cref="IBlockHooks"/>, and names the backbone parameters (if any) that it unfreezes — explicitly, never by
+/// matching parameter names.
+/// </summary>
+public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
+{
+    public abstract MethodConfig Config { get; }
+
+    public virtual Tensor BeforeBlock(int block, Tensor tokens) => tokens;
+
+    /// <summary>Tokens the method adds after CLS (prompt tokens), so heads can tell image tokens apart.</summary>
+    public virtual int ExtraTokens => 0;
+
+    /// <summary>Backbone parameters this method trains (none for prompt methods and linear probing).</summary>
+    public virtual IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) => [];
+
+    /// <summary>True when the method adds nothing the backbone's features depend on, so frozen features may be cached.</summary>
+    public virtual bool FeaturesAreFrozen => false;
+}
+
+/// <summary>Name → method: what `vpt methods` lists and how task files find their method again.</summary>
+public static class MethodRegistry
+{
+    public sealed record Entry(string Name, string Description, string ParameterFormula, Type ConfigType, Func<MethodOptions, MethodConfig> FromOptions);
+
+    static readonly Dictionary<string, Entry> entries = new(StringComparer.OrdinalIgnoreCase);
+
+    static MethodRegistry()
+    {
+        Register(new Entry("vpt-shallow", "p prompt tokens inserted once, before the first block (VPT-shallow, paper §3.2)",
+            "p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: false)));
+        Register(new Entry("vpt-deep", "p prompt tokens per block, replacing the previous block's prompt outputs (VPT-deep)",
+            "L·p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: true)));
+        Register(new Entry("linear", "frozen backbone, linear head on the CLS feature (features cached once)",
+            "0  (+ head d·C + C)", typeof(LinearProbeConfig), _ => new LinearProbeConfig()));
+    }
+
+    public static void Register(Entry e) => entries[e.Name] = e;
+    public static IReadOnlyCollection<Entry> All => entries.Values;
+
+    public static Entry Get(string name) => entries.TryGetValue(name, out var e) ? e
+        : throw new ArgumentException($"unknown method '{name}'; run 'vpt methods' to list them ({string.Join(", ", entries.Keys)})");
+
+    public static MethodConfig FromOptions(string name, MethodOptions options) => Get(name).FromOptions(options);
+
+    public static string ToJson(MethodConfig c) => JsonSerializer.Serialize(c, c.GetType(), Json.Options);
+
+    public static MethodConfig FromJson(string name, string json) =>
+        (MethodConfig)(JsonSerializer.Deserialize(json, Get(name).ConfigType, Json.Options)
+            ?? throw new ArgumentException($"empty config for method {name}"));
+}
+
+/// <summary>The method flags of `vpt train`; each method reads what concerns it.</summary>
+public sealed record MethodOptions
+{
+    public int Prompts { get; init; } = 50;
+    public double? PromptDropout { get; init; }
+    public int ProjectDim { get; init; } = -1;
+}
+
+internal static class Json
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = false,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+}
