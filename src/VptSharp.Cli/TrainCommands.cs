@@ -74,7 +74,7 @@ internal static class TrainCommands
     {
         Epochs = r.GetValue(Epochs), BatchSize = r.GetValue(Common.BatchSize), BaseLr = r.GetValue(Lr), WeightDecay = r.GetValue(WeightDecay),
         WarmupEpochs = Math.Min(r.GetValue(Warmup), Math.Max(0, r.GetValue(Epochs) - 1)),
-        Optimizer = r.GetValue(OptimizerOpt)?.ToLowerInvariant() switch
+        Optimizer = (r.GetValue(OptimizerOpt) ?? "sgd").ToLowerInvariant() switch
         {
             "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW,
             var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),

@@ -81,9 +81,13 @@ public static class BackboneLoader
         var raw = CheckpointReader.Read(weightsPath);
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
+        // VptSharp's own backbone files (vpt pretrain) carry their architecture in the safetensors metadata.
+        if (fromJson is null && weightsPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
+            && SafetensorsFile.ReadMetadata(weightsPath).TryGetValue("vit_config", out var vc))
+            fromJson = JsonSerializer.Deserialize<VitConfig>(vc);
         var cfg = fromJson ?? (arch.Preset is not null ? VitConfig.Preset(arch.Preset) : VitCheckpointKeys.InferConfig(mapped, arch.Heads));
         cfg = arch.Apply(cfg);
-        var model = Build(cfg, mapped, weightsPath);
+        var model = Build(cfg, mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
         return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
     }
 
@@ -137,6 +141,7 @@ public static class BackboneLoader
                 Depth = args["depth"]?.GetValue<int>() ?? cfg.Depth,
                 Heads = args["num_heads"]?.GetValue<int>() ?? cfg.Heads,
             };
+            cfg = cfg with { MlpDim = (int)Math.Round((args["mlp_ratio"]?.GetValue<double>() ?? 4.0) * cfg.Width) };
         }
         return cfg;
     }

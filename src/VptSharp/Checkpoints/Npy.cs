@@ -26,7 +26,7 @@ public static class Npy
         int headerLen = major == 1 ? br.ReadUInt16() : (int)br.ReadUInt32();
         string header = Encoding.ASCII.GetString(br.ReadBytes(headerLen));
         string descr = Regex.Match(header, @"'descr':\s*'([^']+)'").Groups[1].Value;
-        if (Regex.IsMatch(header, @"'fortran_order':\s*True")) throw new InvalidDataException("Fortran-order arrays are not supported");
+        bool fortran = Regex.IsMatch(header, @"'fortran_order':\s*True");
         var shapeText = Regex.Match(header, @"'shape':\s*\(([^)]*)\)").Groups[1].Value;
         long[] shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
         long count = shape.Aggregate(1L, (a, b) => a * b);
@@ -39,9 +39,16 @@ public static class Npy
         var bytes = new byte[count * size];
         int read = 0;
         while (read < bytes.Length) { int n = s.Read(bytes, read, bytes.Length - read); if (n == 0) throw new EndOfStreamException("truncated array data"); read += n; }
-        var t = empty(shape, dtype);
-        t.bytes = bytes;
-        return t;
+        if (!fortran)
+        {
+            var t = empty(shape, dtype);
+            t.bytes = bytes;
+            return t;
+        }
+        // Fortran (column-major) order: the bytes are the C-order array of the reversed shape, transposed.
+        using var rev = empty(shape.Reverse().ToArray(), dtype);
+        rev.bytes = bytes;
+        return rev.permute(Enumerable.Range(0, shape.Length).Reverse().Select(i => (long)i).ToArray()).contiguous();
     }
 
     /// <summary>Writes a tensor as .npy atomically (temp file, then rename).</summary>

@@ -117,6 +117,9 @@ public sealed class Trainer(TrainOptions options)
                 var r = cached ? EvalCached(model, valFeat!, valLab!) : Predictor.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
                 valTop1 = r.Top1; valLoss = r.Loss;
             }
+            if (valLoss is double vl && !double.IsFinite(vl))
+                throw new TrainingDivergedException($"validation loss became {vl} after epoch {epoch + 1} (lr {lr:G3}); " +
+                    (outDir is null ? "" : $"the last good checkpoint is kept in {outDir}; ") + "lower --lr or --weight-decay");
             var m = new EpochMetrics(epoch + 1, lossSum / seen, (double)correct / seen, valTop1, valLoss, lr, clock.Elapsed.TotalSeconds, seen / trainSecs);
             history.Add(m);
             bool improved = valTop1 is double v && (best is null || v > best);

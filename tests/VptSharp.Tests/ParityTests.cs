@@ -1,0 +1,99 @@
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+/// <summary>Numerical parity with PyTorch/torchvision goldens made by tools/make_goldens.py.</summary>
+public class ParityTests
+{
+    const double Tol = 1e-4;
+
+    static Tensor Cls(LoadedBackbone bb, Tensor x)
+    {
+        using var _ = no_grad();
+        using var f = bb.Model.ForwardFeatures(x);
+        return bb.Model.ForwardHead(f, preLogits: true).clone();
+    }
+
+    [Theory]
+    [InlineData("vit_torchvision.pth")]
+    [InlineData("timm_vit")]
+    [InlineData("vit_google.npz")]
+    public void ClsFeaturesMatchTorchvision(string checkpoint)
+    {
+        using var bb = BackboneLoader.Load(Golden(checkpoint), new ArchOverrides { Heads = 2 });
+        Assert.Equal(new VitConfig { ImageSize = 32, PatchSize = 8, Width = 32, Depth = 2, Heads = 2, MlpDim = 64 }, bb.Config);
+        var x = Npy.Read(Golden("input.npy"));
+        var diff = MaxAbsDiff(Cls(bb, x), Npy.Read(Golden("cls.npy")));
+        Assert.True(diff < Tol, $"{checkpoint}: max |diff| {diff:E2}");
+    }
+
+    [Fact]
+    public void LogitsMatchTorchvisionWithItsHead()
+    {
+        var raw = VitCheckpointKeys.ToTimm(CheckpointReader.Read(Golden("vit_torchvision.pth")));
+        using var bb = BackboneLoader.Load(Golden("vit_torchvision.pth"), new ArchOverrides { Heads = 2 });
+        var logits = nn.functional.linear(Cls(bb, Npy.Read(Golden("input.npy"))), raw["head.weight"], raw["head.bias"]);
+        var diff = MaxAbsDiff(logits, Npy.Read(Golden("logits.npy")));
+        Assert.True(diff < Tol, $"max |diff| {diff:E2}");
+        Assert.True(raw["head.weight"].abs().sum().item<float>() > 0); // the golden head is not torchvision's zero init
+    }
+
+    [Fact]
+    public void ResizedPositionEmbeddingMatchesBicubicReference()
+    {
+        using var bb = BackboneLoader.Load(Golden("vit_torchvision.pth"), new ArchOverrides { Heads = 2, ImageSize = 48 });
+        Assert.Equal(1 + 36, bb.Model.pos_embed.shape[1]);
+        var diff = MaxAbsDiff(Cls(bb, Npy.Read(Golden("input48.npy"))), Npy.Read(Golden("cls48.npy")));
+        Assert.True(diff < Tol, $"max |diff| {diff:E2}");
+    }
+
+    [Theory]
+    [InlineData(true, "vpt_deep_logits.npy")]
+    [InlineData(false, "vpt_shallow_logits.npy")]
+    public void PromptedLogitsMatchReferenceVpt(bool deep, string golden)
+    {
+        using var bb = BackboneLoader.Load(Golden("timm_vit"));
+        var model = PromptedModel.Create(bb.Model, new PromptConfig { Tokens = 3, Deep = deep, Dropout = 0.1 }, 5);
+        var method = (VisualPrompts)model.method;
+        using (no_grad())
+        {
+            var prompts = Npy.Read(Golden("vpt_prompts.npy"));
+            method.prompts.copy_(deep ? prompts : prompts[..1]);
+            model.head.weight!.copy_(Npy.Read(Golden("vpt_head_w.npy")));
+            model.head.bias!.copy_(Npy.Read(Golden("vpt_head_b.npy")));
+        }
+        model.eval(); // prompt dropout off
+        using var _ = no_grad();
+        var diff = MaxAbsDiff(model.forward(Npy.Read(Golden("input.npy"))), Npy.Read(Golden(golden)));
+        Assert.True(diff < Tol, $"max |diff| {diff:E2}");
+    }
+
+    [Fact]
+    public void WrongCheckpointListsMissingKeys()
+    {
+        var dir = TempDir();
+        string path = Path.Combine(dir, "partial.safetensors");
+        var raw = CheckpointReader.Read(Golden("timm_vit/model.safetensors"));
+        raw.Remove("blocks.1.mlp.fc2.weight");
+        raw["blocks.1.extra.weight"] = zeros(2);
+        SafetensorsFile.Save(path, raw);
+        var e = Assert.Throws<CheckpointException>(() => BackboneLoader.Load(path, new ArchOverrides { Heads = 2 }));
+        Assert.Contains("blocks.1.mlp.fc2.weight", e.Message);
+        Assert.Contains("blocks.1.extra.weight", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void ArchitectureIsInferredFromShapes()
+    {
+        var raw = VitCheckpointKeys.ToTimm(CheckpointReader.Read(Golden("vit_google.npz")));
+        var cfg = VitCheckpointKeys.InferConfig(raw, heads: 2);
+        Assert.Equal((32, 8, 32, 2, 64), (cfg.ImageSize, cfg.PatchSize, cfg.Width, cfg.Depth, cfg.MlpDim));
+        Assert.Equal(VitCheckpointKeys.Layout.GoogleNpz, VitCheckpointKeys.Detect(CheckpointReader.Read(Golden("vit_google.npz"))));
+    }
+}

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Tuning;
+using VptSharp.Training;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+public class TrainingTests
+{
+    static readonly Preprocessing Pre32 = new() { ImageSize = 32 };
+
+    static (ImageDataset Train, ImageDataset Val) Fmnist(int n) =>
+        DatasetSpec.Open($"fashion-mnist:train[0:{n}]@0,1,7,8").SplitTrainVal(0.25, 1);
+
+    [Fact]
+    public void VptDeepLearnsFashionMnistAboveChance()
+    {
+        var (train, val) = Fmnist(1000);
+        var model = PromptedModel.Create(TinyVit(7), new PromptConfig { Tokens = 4, Deep = true }, 4);
+        var opts = new TrainOptions { Epochs = 6, BatchSize = 32, BaseLr = 2.0, WarmupEpochs = 1, Seed = 3 };
+        var r = new Trainer(opts).Fit(model, train, val, Pre32);
+        Assert.True(r.History[^1].TrainLoss < 0.8 * r.History[0].TrainLoss, $"loss {r.History[0].TrainLoss:F3} → {r.History[^1].TrainLoss:F3}");
+        Assert.True(r.BestValTop1 > 0.5, $"val top-1 {r.BestValTop1:P1} (chance 25%)");
+    }
+
+    [Fact]
+    public void ResumedRunEqualsUninterruptedRun()
+    {
+        var (train, val) = Fmnist(200);
+        var opts = new TrainOptions { Epochs = 3, BatchSize = 16, BaseLr = 1.0, WarmupEpochs = 1, Seed = 11 };
+        string dirA = TempDir(), dirB = TempDir();
+
+        var a = PromptedModel.Create(TinyVit(1), new PromptConfig { Tokens = 2, Deep = true, Dropout = 0.1 }, 4);
+        new Trainer(opts with { OutDir = dirA }).Fit(a, train, val, Pre32);
+
+        var b1 = PromptedModel.Create(TinyVit(1), new PromptConfig { Tokens = 2, Deep = true, Dropout = 0.1 }, 4);
+        new Trainer(opts with { OutDir = dirB, StopAfterEpochs = 2 }).Fit(b1, train, val, Pre32);
+        // A new process would start from fresh weights: so does this model (other init seed), then resumes.
+        var b2 = PromptedModel.Create(TinyVit(1), new PromptConfig { Tokens = 2, Deep = true, Dropout = 0.1 }, 4);
+        var rb = new Trainer(opts with { OutDir = dirB, Resume = true }).Fit(b2, train, val, Pre32);
+
+        Assert.Equal(3, rb.History.Count);
+        foreach (var ((name, pa), (_, pb)) in a.TrainableParameters().Zip(b2.TrainableParameters()))
+            Assert.True(Same(pa, pb), $"{name} differs after resume");
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(dirB, "metrics.jsonl")).Length);
+    }
+
+    [Fact]
+    public void NanLossStopsWithClearMessageAndKeepsLastGoodCheckpoint()
+    {
+        var (train, val) = Fmnist(100);
+        string dir = TempDir();
+        var opts = new TrainOptions { Epochs = 3, BatchSize = 16, BaseLr = 0.5, WarmupEpochs = 0, Seed = 2, OutDir = dir };
+        var model = PromptedModel.Create(TinyVit(1), new LinearProbeConfig(), 4);
+        new Trainer(opts with { StopAfterEpochs = 1, CacheFeatures = false }).Fit(model, train, val, Pre32);
+        var state = File.ReadAllText(Path.Combine(dir, "train-state.json"));
+        var exploded = PromptedModel.Create(TinyVit(1), new LinearProbeConfig(), 4);
+        var e = Assert.Throws<TrainingDivergedException>(() =>
+            new Trainer(opts with { BaseLr = 1e38, Resume = true, CacheFeatures = false }).Fit(exploded, train, val, Pre32));
+        Assert.Contains("epoch 2", e.Message);
+        Assert.Contains(dir, e.Message);
+        Assert.Equal(state, File.ReadAllText(Path.Combine(dir, "train-state.json")));
+        Assert.True(File.Exists(Path.Combine(dir, "ckpt-e0001.safetensors")));
+    }
+
+    [Fact]
+    public void CachedLinearProbeMatchesUncached()
+    {
+        var (train, val) = Fmnist(160);
+        var opts = new TrainOptions { Epochs = 3, BatchSize = 16, BaseLr = 1.0, WarmupEpochs = 1, Seed = 5 };
+        var cached = PromptedModel.Create(TinyVit(2), new LinearProbeConfig(), 4);
+        var rc = new Trainer(opts).Fit(cached, train, val, Pre32);
+        var plain = PromptedModel.Create(TinyVit(2), new LinearProbeConfig(), 4);
+        var rp = new Trainer(opts with { CacheFeatures = false }).Fit(plain, train, val, Pre32);
+        Assert.True(MaxAbsDiff(cached.head.weight!, plain.head.weight!) < 1e-4);
+        Assert.Equal(rc.BestValTop1, rp.BestValTop1);
+    }
+
+    [Fact]
+    public void WarmupCosineSchedule()
+    {
+        Assert.Equal(0.1, WarmupCosine.At(0, 100, 10, 1.0), 9);
+        Assert.Equal(1.0, WarmupCosine.At(9, 100, 10, 1.0), 9);
+        Assert.Equal(1.0, WarmupCosine.At(10, 100, 10, 1.0), 9);
+        Assert.Equal(0.5, WarmupCosine.At(55, 100, 10, 1.0), 9);
+        Assert.True(WarmupCosine.At(99, 100, 10, 1.0) < 0.001);
+        Assert.Equal(0.1 * 64 / 256, new TrainOptions { BaseLr = 0.1, BatchSize = 64 }.PeakLr, 12);
+    }
+
+    [Fact]
+    public void MemoryStaysFlatAcrossEpochs()
+    {
+        var ds = new FractalImages(4, 32, seed: 2);
+        var model = PromptedModel.Create(TinyVit(3), new PromptConfig { Tokens = 4, Deep = true }, 4);
+        var rss = new List<long>();
+        var trainer = new Trainer(new TrainOptions { Epochs = 12, BatchSize = 16, BaseLr = 0.5, WarmupEpochs = 1, Seed = 1 });
+        trainer.EpochEnd += _ => { GC.Collect(); GC.WaitForPendingFinalizers(); rss.Add(Process.GetCurrentProcess().WorkingSet64); };
+        trainer.Fit(model, ds, null, Pre32);
+        long growth = rss[^1] - rss[2];
+        Assert.True(growth < 40L << 20, $"RSS grew {growth >> 20} MiB from epoch 3 to 12");
+    }
+}

@@ -1,0 +1,94 @@
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+public class TuningTests
+{
+    [Fact]
+    public void VitB16PromptCountsMatchPaper()
+    {
+        // Paper §3.2: ViT-B/16 (d = 768, 12 layers), 50 prompts: shallow 38,400 (0.04%), deep 460,800 (0.53%) of 86M.
+        var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
+        BackboneLoader_Freeze(vit);
+        Assert.Equal(85_798_656, vit.BackboneParameterCount); // timm vit_base_patch16_224 without its head
+        int classes = 100;
+        long head = 768L * classes + classes;
+        using var shallow = PromptedModel.Create(vit, new PromptConfig { Tokens = 50, Deep = false }, classes);
+        Assert.Equal(50L * 768, shallow.MethodCount);
+        Assert.Equal(38_400 + head, shallow.TrainableCount);
+        using var deep = PromptedModel.Create(vit, new PromptConfig { Tokens = 50, Deep = true }, classes);
+        Assert.Equal(12L * 50 * 768, deep.MethodCount);
+        Assert.Equal(460_800 + head, deep.TrainableCount);
+        Assert.Equal(0.04, Math.Round(100.0 * 38_400 / 86e6, 2));
+        Assert.Equal(0.54, Math.Round(100.0 * 460_800 / vit.BackboneParameterCount, 2)); // paper rounds to 0.53% of "86M"
+        using var linear = PromptedModel.Create(vit, new LinearProbeConfig(), classes);
+        Assert.Equal(head, linear.TrainableCount);
+    }
+
+    static void BackboneLoader_Freeze(VisionTransformer v) => VptSharp.Checkpoints.BackboneLoader.Freeze(v);
+
+    [Theory]
+    [InlineData("vpt-deep")]
+    [InlineData("vpt-shallow")]
+    [InlineData("linear")]
+    public void OneStepChangesOnlyMethodAndHead(string method)
+    {
+        var vit = TinyVit(1);
+        var before = vit.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var model = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, new MethodOptions { Prompts = 4 }), 3);
+        var trainableBefore = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param.detach().clone());
+        var opt = optim.SGD(model.TrainableParameters().Select(p => p.Param), 0.5, momentum: 0.9, weight_decay: 1e-4);
+        model.train();
+        Assert.False(vit.training); // frozen backbone stays in eval mode
+        var x = randn(4, 3, 32, 32);
+        var loss = nn.functional.cross_entropy(model.forward(x), tensor(new long[] { 0, 1, 2, 0 }));
+        opt.zero_grad(); loss.backward(); opt.step();
+        foreach (var (name, t) in vit.state_dict())
+            Assert.True(Same(before[name], t), $"backbone tensor {name} changed");
+        foreach (var (name, p) in model.TrainableParameters())
+            Assert.False(Same(trainableBefore[name], p), $"trainable tensor {name} did not change");
+        Assert.All(vit.parameters(), p => Assert.False(p.requires_grad));
+    }
+
+    [Fact]
+    public void DeepPromptsReplaceEachBlocksPromptOutputs()
+    {
+        var vit = TinyVit(2);
+        var prompts = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = true, Dropout = 0 }, vit.Config);
+        prompts.eval();
+        var tokens = randn(2, 17, 32);
+        var first = prompts.BeforeBlock(0, tokens);
+        Assert.Equal(new long[] { 2, 20, 32 }, first.shape);
+        Assert.True(Same(first[.., 1..4], prompts.prompts[0].expand(2, -1, -1)));
+        Assert.True(Same(first[.., 4..], tokens[.., 1..]));
+        var second = prompts.BeforeBlock(1, first + 1);
+        Assert.Equal(new long[] { 2, 20, 32 }, second.shape);
+        Assert.True(Same(second[.., 1..4], prompts.prompts[1].expand(2, -1, -1)));
+        Assert.True(Same(second[.., 4..], first[.., 4..] + 1));
+        var shallow = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = false, Dropout = 0 }, vit.Config);
+        Assert.True(Same(shallow.BeforeBlock(1, first), first));
+    }
+
+    [Fact]
+    public void PromptInitFollowsXavierBound()
+    {
+        var cfg = VitConfig.Preset("vit-b16");
+        var p = new VisualPrompts(new PromptConfig { Tokens = 50, Deep = true }, cfg);
+        double bound = Math.Sqrt(6.0 / (3 * 16 * 16 + 768));
+        double max = p.prompts.abs().max().item<float>();
+        Assert.True(max <= bound && max > 0.95 * bound, $"max {max} vs bound {bound}");
+    }
+
+    [Fact]
+    public void ProjectedPromptsHaveTheirOwnWidth()
+    {
+        var p = new VisualPrompts(new PromptConfig { Tokens = 5, Deep = false, ProjectDim = 8 }, Tiny);
+        Assert.Equal(new long[] { 1, 5, 8 }, p.prompts.shape);
+        Assert.Equal(5 * 8 + 8 * 32 + 32, p.parameters().Sum(t => t.numel()));
+        Assert.Equal(new long[] { 5, 32 }, p.PromptsFor(0).shape);
+    }
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""Golden tensors for VptSharp's parity tests, made by the reference implementation (PyTorch + torchvision).
+
+Run with Debian's interpreter (it has python3-torch / python3-torchvision):
+    /usr/bin/python3 tools/make_goldens.py tests/VptSharp.Tests/Golden
+
+It builds a small torchvision VisionTransformer with seeded random weights (every tensor perturbed, so no zero
+head or CLS token hides a mapping bug), saves it in three layouts (torchvision .pth, timm safetensors, Google .npz),
+and records inputs and outputs: final-LayerNorm CLS features, logits, features at a resized image size, and
+VPT-shallow / VPT-deep logits from a from-the-paper reference implementation of VPT written below.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.vision_transformer import VisionTransformer
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/VptSharp.Tests/Golden"
+os.makedirs(OUT, exist_ok=True)
+torch.manual_seed(0)
+torch.set_num_threads(2)
+
+IMAGE, PATCH, LAYERS, HEADS, WIDTH, MLP, CLASSES = 32, 8, 2, 2, 32, 64, 5
+
+
+def save_npy(name, t):
+    np.save(os.path.join(OUT, name), t.detach().cpu().numpy().astype(np.float32))
+
+
+def save_safetensors(path, tensors, metadata=None):
+    """The safetensors format (8-byte little-endian header length, JSON header, raw data), from numpy."""
+    header, blobs, offset = {}, [], 0
+    for k, v in tensors.items():
+        a = np.ascontiguousarray(v.detach().cpu().numpy().astype("<f4"))
+        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        blobs.append(a.tobytes())
+        offset += a.nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def make_model(image_size):
+    return VisionTransformer(image_size=image_size, patch_size=PATCH, num_layers=LAYERS, num_heads=HEADS,
+                             hidden_dim=WIDTH, mlp_dim=MLP, num_classes=CLASSES).eval()
+
+
+model = make_model(IMAGE)
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.05)
+sd = model.state_dict()
+torch.save(sd, os.path.join(OUT, "vit_torchvision.pth"))
+
+# timm / Hugging Face names.
+timm = {"cls_token": sd["class_token"], "pos_embed": sd["encoder.pos_embedding"],
+        "patch_embed.proj.weight": sd["conv_proj.weight"], "patch_embed.proj.bias": sd["conv_proj.bias"],
+        "norm.weight": sd["encoder.ln.weight"], "norm.bias": sd["encoder.ln.bias"],
+        "head.weight": sd["heads.head.weight"], "head.bias": sd["heads.head.bias"]}
+for i in range(LAYERS):
+    p = f"encoder.layers.encoder_layer_{i}."
+    b = f"blocks.{i}."
+    for src, dst in [("ln_1", "norm1"), ("ln_2", "norm2"), ("self_attention.out_proj", "attn.proj"),
+                     ("mlp.0", "mlp.fc1"), ("mlp.3", "mlp.fc2")]:
+        timm[b + dst + ".weight"] = sd[p + src + ".weight"]
+        timm[b + dst + ".bias"] = sd[p + src + ".bias"]
+    timm[b + "attn.qkv.weight"] = sd[p + "self_attention.in_proj_weight"]
+    timm[b + "attn.qkv.bias"] = sd[p + "self_attention.in_proj_bias"]
+os.makedirs(os.path.join(OUT, "timm_vit"), exist_ok=True)
+save_safetensors(os.path.join(OUT, "timm_vit", "model.safetensors"), timm)
+with open(os.path.join(OUT, "timm_vit", "config.json"), "w") as f:
+    json.dump({"architecture": "vit_tiny_patch8_32", "num_classes": CLASSES,
+               "model_args": {"img_size": IMAGE, "patch_size": PATCH, "embed_dim": WIDTH, "depth": LAYERS,
+                              "num_heads": HEADS, "mlp_ratio": MLP / WIDTH}}, f)
+
+# Google (vit_jax) .npz layout.
+npz = {"embedding/kernel": timm["patch_embed.proj.weight"].permute(2, 3, 1, 0),
+       "embedding/bias": timm["patch_embed.proj.bias"], "cls": timm["cls_token"],
+       "Transformer/posembed_input/pos_embedding": timm["pos_embed"],
+       "Transformer/encoder_norm/scale": timm["norm.weight"], "Transformer/encoder_norm/bias": timm["norm.bias"],
+       "head/kernel": timm["head.weight"].t(), "head/bias": timm["head.bias"]}
+hd = WIDTH // HEADS
+for i in range(LAYERS):
+    b, p = f"blocks.{i}.", f"Transformer/encoderblock_{i}/"
+    a = p + "MultiHeadDotProductAttention_1/"
+    npz[p + "LayerNorm_0/scale"], npz[p + "LayerNorm_0/bias"] = timm[b + "norm1.weight"], timm[b + "norm1.bias"]
+    npz[p + "LayerNorm_2/scale"], npz[p + "LayerNorm_2/bias"] = timm[b + "norm2.weight"], timm[b + "norm2.bias"]
+    w, bias = timm[b + "attn.qkv.weight"], timm[b + "attn.qkv.bias"]
+    for j, n in enumerate(["query", "key", "value"]):
+        npz[a + n + "/kernel"] = w[j * WIDTH:(j + 1) * WIDTH].t().reshape(WIDTH, HEADS, hd)
+        npz[a + n + "/bias"] = bias[j * WIDTH:(j + 1) * WIDTH].reshape(HEADS, hd)
+    npz[a + "out/kernel"] = timm[b + "attn.proj.weight"].t().reshape(HEADS, hd, WIDTH)
+    npz[a + "out/bias"] = timm[b + "attn.proj.bias"]
+    npz[p + "MlpBlock_3/Dense_0/kernel"], npz[p + "MlpBlock_3/Dense_0/bias"] = timm[b + "mlp.fc1.weight"].t(), timm[b + "mlp.fc1.bias"]
+    npz[p + "MlpBlock_3/Dense_1/kernel"], npz[p + "MlpBlock_3/Dense_1/bias"] = timm[b + "mlp.fc2.weight"].t(), timm[b + "mlp.fc2.bias"]
+np.savez(os.path.join(OUT, "vit_google.npz"), **{k: v.detach().numpy().astype(np.float32) for k, v in npz.items()})
+
+# Reference outputs.
+x = torch.randn(3, 3, IMAGE, IMAGE)
+save_npy("input.npy", x)
+with torch.no_grad():
+    tokens = model.encoder(torch.cat([model.class_token.expand(3, -1, -1), model._process_input(x)], 1))
+    cls = tokens[:, 0]
+    save_npy("cls.npy", cls)
+    save_npy("logits.npy", model.heads(cls))
+
+# Position-embedding resize to 48 px (grid 4 → 6): bicubic, align_corners=False, CLS position kept.
+BIG = 48
+with torch.no_grad():
+    pos = sd["encoder.pos_embedding"]
+    g = IMAGE // PATCH
+    grid = pos[:, 1:].reshape(1, g, g, WIDTH).permute(0, 3, 1, 2)
+    ng = BIG // PATCH
+    grid = F.interpolate(grid, size=(ng, ng), mode="bicubic", align_corners=False)
+    big = make_model(BIG)
+    sd_big = dict(sd)
+    sd_big["encoder.pos_embedding"] = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, ng * ng, WIDTH)], 1)
+    big.load_state_dict(sd_big)
+    xb = torch.randn(2, 3, BIG, BIG)
+    save_npy("input48.npy", xb)
+    tb = big.encoder(torch.cat([big.class_token.expand(2, -1, -1), big._process_input(xb)], 1))
+    save_npy("cls48.npy", tb[:, 0])
+
+
+# VPT reference, written from the paper (Jia et al. 2022, §3.2): prompts after CLS, after the position embedding;
+# shallow: inserted before layer 1 only; deep: each layer's prompts replace the previous layer's prompt outputs.
+P = 3
+prompts = (torch.rand(LAYERS, P, WIDTH) * 2 - 1) * 0.5
+head_w, head_b = torch.randn(CLASSES, WIDTH) * 0.1, torch.randn(CLASSES) * 0.1
+save_npy("vpt_prompts.npy", prompts)
+save_npy("vpt_head_w.npy", head_w)
+save_npy("vpt_head_b.npy", head_b)
+
+
+def vpt_forward(images, deep):
+    n = images.shape[0]
+    h = torch.cat([model.class_token.expand(n, -1, -1), model._process_input(images)], 1) + model.encoder.pos_embedding
+    for i, layer in enumerate(model.encoder.layers):
+        if i == 0:
+            h = torch.cat([h[:, :1], prompts[0].expand(n, -1, -1), h[:, 1:]], 1)
+        elif deep:
+            h = torch.cat([h[:, :1], prompts[i].expand(n, -1, -1), h[:, 1 + P:]], 1)
+        h = layer(h)
+    h = model.encoder.ln(h)
+    return F.linear(h[:, 0], head_w, head_b)
+
+
+with torch.no_grad():
+    save_npy("vpt_deep_logits.npy", vpt_forward(x, deep=True))
+    save_npy("vpt_shallow_logits.npy", vpt_forward(x, deep=False))
+print("torch", torch.__version__, "goldens written to", OUT)
