@@ -67,8 +67,8 @@ internal static class UseCommands
         {
             Common.ApplyThreads(r);
             var files = r.GetValue(images)!;
-            var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
             var model = LoadTask(r, out var art);
+            var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
             var pre = art.Metadata.Preprocessing;
             var tf = new ImageTransform(pre, train: false);
             var buf = new float[files.Length * tf.OutputLength];
@@ -170,7 +170,7 @@ internal static class UseCommands
                 }
             using var all = cat(feats, 0);
             Npy.Write(r.GetValue(output)!, all);
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(r.GetValue(output)!)} [{all.shape[0]}, {all.shape[1]}]");
+            AnsiConsole.WriteLine($"wrote {r.GetValue(output)} [{all.shape[0]}, {all.shape[1]}]");
             return 0;
         }));
         return c;

@@ -43,7 +43,10 @@ public sealed class FileImageDataset : ImageDataset
     /// <summary>Decodes encoded bytes (JPEG, PNG, ...) to RGB; alpha is composited on black, grayscale becomes 3 channels.</summary>
     public static RgbImage Decode(byte[] data, string name)
     {
-        using var bmp = SKBitmap.Decode(data);
+        SKBitmap? decoded;
+        try { decoded = SKBitmap.Decode(data); }
+        catch (ArgumentException) { decoded = null; } // SkiaSharp throws when no codec recognises the bytes
+        using var bmp = decoded;
         if (bmp is null || bmp.Width == 0 || bmp.Height == 0) throw new BadImageException(name, "not a decodable image (corrupt or unsupported format)");
         using var rgba = bmp.ColorType == SKColorType.Rgba8888 ? null : bmp.Copy(SKColorType.Rgba8888);
         var src = rgba ?? bmp;

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using VptSharp.Checkpoints;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+/// <summary>The real `vpt` program, run as a user runs it.</summary>
+public class CliTests
+{
+    [Fact]
+    public void TrainEvalPredictInfoEndToEnd()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 12);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string run = Path.Combine(dir, "run");
+
+        var train = RunCli("train", "--backbone", bb, "--data", data, "--val-fraction", "0.25", "--method", "vpt-deep", "--prompts", "2",
+            "--epochs", "3", "--warmup-epochs", "1", "--batch-size", "8", "--lr", "2", "--out", run);
+        Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
+        string task = Path.Combine(run, "task.vpt");
+        Assert.True(File.Exists(task));
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard")));
+
+        string json = Path.Combine(dir, "eval.json");
+        var eval = RunCli("eval", "--task", task, "--data", data, "--json", json);
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal(36, doc.RootElement.GetProperty("count").GetInt32());
+        double top1 = doc.RootElement.GetProperty("top1").GetDouble();
+        Assert.InRange(top1, 0.0, 1.0);
+        Assert.Contains("top-1", eval.Stdout);
+
+        string img = Path.Combine(data, "class2", "000.png");
+        var predict = RunCli("predict", "--task", task, "--top-k", "2", img);
+        Assert.True(predict.ExitCode == 0, predict.Stderr);
+        using var pred = JsonDocument.Parse(predict.Stdout);
+        var top = pred.RootElement[0].GetProperty("top");
+        Assert.Equal(2, top.GetArrayLength());
+        Assert.StartsWith("class", top[0].GetProperty("label").GetString());
+        Assert.True(top[0].GetProperty("probability").GetDouble() >= top[1].GetProperty("probability").GetDouble());
+
+        var info = RunCli("info", task);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("vpt-deep", info.Stdout);
+        Assert.Contains($"{2 * 2 * 32:N0} method", info.Stdout); // L·p·d = 2·2·32 prompt parameters
+    }
+
+    [Fact]
+    public void EmbedOfPreprocessedNpyMatchesPyTorch()
+    {
+        string dir = TempDir();
+        string output = Path.Combine(dir, "feats.npy");
+        var r = RunCli("embed", "--backbone", Golden("vit_torchvision.pth"), "--heads", "2", "--out", output, Golden("input.npy"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        double diff = MaxAbsDiff(Npy.Read(output), Npy.Read(Golden("cls.npy")));
+        Assert.True(diff < 1e-4, $"max |diff| {diff:E2}");
+    }
+
+    [Fact]
+    public void BadInputsGiveOneLineErrorsAndNonZeroExit()
+    {
+        string dir = TempDir();
+        string bad = Path.Combine(dir, "broken.jpg");
+        File.WriteAllBytes(bad, [0xff, 0xd8, 0xff, 0x00, 0x01]);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        var missingTask = RunCli("predict", "--task", Path.Combine(dir, "nope.vpt"), bad);
+        Assert.NotEqual(0, missingTask.ExitCode);
+        Assert.Contains("nope.vpt", missingTask.Stderr);
+
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 2, 4);
+        File.Copy(bad, Path.Combine(data, "class0", "broken.jpg"));
+        var train = RunCli("train", "--backbone", bb, "--data", data, "--epochs", "1", "--out", Path.Combine(dir, "run"));
+        Assert.Equal(1, train.ExitCode);
+        Assert.Contains("broken.jpg", train.Stderr);
+        Assert.Contains("--skip-bad", train.Stderr);
+        Assert.Single(train.Stderr.Trim().Split('\n'));
+
+        var wrongCkpt = RunCli("info", Golden("input.npy"));
+        Assert.NotEqual(0, wrongCkpt.ExitCode);
+        Assert.Contains("input.npy", wrongCkpt.Stderr);
+    }
+
+    [Fact]
+    public void TaskRefusesABackboneWithAnotherHash()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 2, 6);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string run = Path.Combine(dir, "run");
+        Assert.Equal(0, RunCli("train", "--backbone", bb, "--data", data, "--method", "linear", "--epochs", "1", "--out", run).ExitCode);
+        string other = SaveTinyBackbone(Directory.CreateDirectory(Path.Combine(dir, "other")).FullName, seed: 2);
+        var r = RunCli("eval", "--task", Path.Combine(run, "task.vpt"), "--backbone", other, "--data", data);
+        Assert.Equal(3, r.ExitCode);
+        Assert.Contains("sha256", r.Stderr);
+    }
+}
