@@ -55,6 +55,21 @@ public class TuningTests
     }
 
     [Fact]
+    public void FullFinetuneTrainsEveryBackboneTensor()
+    {
+        var vit = TinyVit(1);
+        var before = vit.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var model = PromptedModel.Create(vit, new FullConfig(), 3);
+        Assert.Equal(vit.BackboneParameterCount + 3 * 32 + 3, model.TrainableCount);
+        var opt = optim.SGD(model.TrainableParameters().Select(p => p.Param), 0.5);
+        model.train();
+        var loss = nn.functional.cross_entropy(model.forward(randn(4, 3, 32, 32)), tensor(new long[] { 0, 1, 2, 0 }));
+        opt.zero_grad(); loss.backward(); opt.step();
+        foreach (var (name, t) in vit.state_dict())
+            Assert.False(Same(before[name], t), $"backbone tensor {name} did not train");
+    }
+
+    [Fact]
     public void DeepPromptsReplaceEachBlocksPromptOutputs()
     {
         var vit = TinyVit(2);
@@ -71,6 +86,20 @@ public class TuningTests
         Assert.True(Same(second[.., 4..], first[.., 4..] + 1));
         var shallow = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = false, Dropout = 0 }, vit.Config);
         Assert.True(Same(shallow.BeforeBlock(1, first), first));
+    }
+
+    [Fact]
+    public void FromScratchInitHasTimmScales()
+    {
+        manual_seed(0);
+        var vit = new VisionTransformer(VitConfig.Preset("vit-s16"), numClasses: 10);
+        double qkvStd = vit.blocks[0].attn.qkv.weight!.std().item<float>();
+        Assert.InRange(qkvStd, 0.0170, 0.0182); // normal(0, 0.02) truncated at ±2σ has std 0.02 × 0.880 = 0.0176
+        Assert.InRange(vit.pos_embed.std().item<float>(), 0.0168, 0.0184);
+        Assert.True(vit.blocks[0].attn.qkv.weight!.abs().max().item<float>() <= 0.04f + 1e-6f);
+        Assert.Equal(0f, vit.blocks[0].attn.qkv.bias!.abs().max().item<float>());
+        var model = PromptedModel.Create(vit, new LinearProbeConfig(), 10);
+        Assert.InRange(model.head.weight!.std().item<float>(), 0.0083, 0.0093);
     }
 
     [Fact]

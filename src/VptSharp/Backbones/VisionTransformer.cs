@@ -117,13 +117,13 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     public void InitWeights()
     {
         using var _ = no_grad();
-        init.trunc_normal_(pos_embed, std: 0.02);
-        init.trunc_normal_(cls_token, std: 1e-6);
+        Init.TruncNormal(pos_embed, 0.02);
+        Init.TruncNormal(cls_token, 1e-6);
         foreach (var (name, p) in named_parameters())
         {
             if (name.StartsWith("blocks") || name.StartsWith("head"))
             {
-                if (name.EndsWith(".weight") && p.dim() == 2) init.trunc_normal_(p, std: 0.02);
+                if (name.EndsWith(".weight") && p.dim() == 2) Init.TruncNormal(p, 0.02);
                 else if (name.EndsWith(".bias")) p.zero_();
             }
         }
@@ -178,7 +178,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         if (head is not null)
         {
             using var _ = no_grad();
-            init.trunc_normal_(head.weight!, std: 0.02);
+            Init.TruncNormal(head.weight!, 0.02);
             head.bias!.zero_();
             register_module("head", head);
         }

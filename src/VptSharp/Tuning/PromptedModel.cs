@@ -24,7 +24,7 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         head = Linear(backbone.NumFeatures, numClasses);
         using (no_grad())
         {
-            init.trunc_normal_(head.weight!, std: 0.01);
+            Init.TruncNormal(head.weight!, 0.01);
             head.bias!.zero_();
         }
         RegisterComponents();

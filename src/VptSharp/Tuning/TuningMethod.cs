@@ -50,6 +50,8 @@ public static class MethodRegistry
             "p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: false)));
         Register(new Entry("vpt-deep", "p prompt tokens per block, replacing the previous block's prompt outputs (VPT-deep)",
             "L·p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: true)));
+        Register(new Entry("full", "full fine-tuning: every backbone parameter and the head train (task file holds the whole model)",
+            "all backbone parameters  (+ head d·C + C)", typeof(FullConfig), _ => new FullConfig()));
         Register(new Entry("linear", "frozen backbone, linear head on the CLS feature (features cached once)",
             "0  (+ head d·C + C)", typeof(LinearProbeConfig), _ => new LinearProbeConfig()));
     }
