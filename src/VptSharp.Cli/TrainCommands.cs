@@ -54,8 +54,7 @@ internal static class TrainCommands
             var pre = new Preprocessing
             {
                 ImageSize = bb.Config.ImageSize,
-                Resize = r.GetValue(Augment) == "crop-flip" ? ResizeMode.CropFlip : r.GetValue(Augment) == "plain" ? ResizeMode.Plain
-                    : throw new ArgumentException("--augment must be plain or crop-flip"),
+                Resize = ParseResize(r.GetValue(Augment)),
             };
             var model = PromptedModel.Create(bb.Model, methodCfg, train.Classes.Count);
             PrintParameterSummary(model, bb);
@@ -69,6 +68,13 @@ internal static class TrainCommands
         }));
         return c;
     }
+
+    static ResizeMode ParseResize(string? augment) => augment switch
+    {
+        "plain" or null => ResizeMode.Plain,
+        "crop-flip" => ResizeMode.CropFlip,
+        _ => throw new ArgumentException($"--augment {augment}: use plain or crop-flip"),
+    };
 
     public static TrainOptions OptionsFrom(ParseResult r) => new()
     {
@@ -136,7 +142,7 @@ internal static class TrainCommands
         var image = new Option<int>("--image-size") { DefaultValueFactory = _ => 32 };
         var minutes = new Option<double>("--max-minutes") { Description = "stop after the epoch that passes this wall time (0 = no limit)", DefaultValueFactory = _ => 0 };
         var valData = new Option<string?>("--val") { Description = "validation data; default: a 2% split of --data" };
-        foreach (var o in new Option[] { Data, valData, arch, width, depth, heads, patch, image, Epochs, Common.BatchSize, Lr, WeightDecay, Warmup, Seed, Out, Resume, Workers, minutes, Common.Threads, Common.Device })
+        foreach (var o in new Option[] { Data, valData, arch, width, depth, heads, patch, image, Augment, Epochs, Common.BatchSize, Lr, WeightDecay, Warmup, Seed, Out, Resume, Workers, minutes, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -156,7 +162,7 @@ internal static class TrainCommands
             var cts = new CancellationTokenSource();
             if (limit > 0) trainer.EpochEnd += _ => { if (clock.Elapsed.TotalMinutes >= limit) cts.Cancel(); };
             TrainResult? result = null;
-            var pre = new Preprocessing { ImageSize = cfg.ImageSize, Mean = Preprocessing.ImageNetMean, Std = Preprocessing.ImageNetStd };
+            var pre = new Preprocessing { ImageSize = cfg.ImageSize, Resize = ParseResize(r.GetValue(Augment)) };
             try { result = RunWithProgress(trainer, model, train, val, pre, null, cts.Token); }
             catch (OperationCanceledException) { AnsiConsole.MarkupLine($"[yellow]stopped at the {limit}-minute limit[/]"); }
             // Pretrained weights: the backbone only (the pretraining head is dropped), fp16 to halve the file.

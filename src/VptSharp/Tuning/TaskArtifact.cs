@@ -41,8 +41,6 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         if (classes.Length != model.NumClasses)
             throw new ArgumentException($"{classes.Length} class names for a {model.NumClasses}-class head");
         var tensors = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param.detach().cpu().clone());
-        // Non-parameter state a method keeps (buffers) travels too.
-        foreach (var (name, buf) in model.method.named_buffers()) tensors["method." + name] = buf.detach().cpu().clone();
         var meta = new TaskMetadata
         {
             Method = model.method.Config.Method,
@@ -78,7 +76,6 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
         var expected = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param);
-        foreach (var (name, buf) in model.method.named_buffers()) expected["method." + name] = new TorchSharp.Modules.Parameter(buf, false);
         var missing = expected.Keys.Except(Tensors.Keys).ToList();
         var extra = Tensors.Keys.Except(expected.Keys).ToList();
         if (missing.Count > 0 || extra.Count > 0)
@@ -93,8 +90,6 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
                 p.copy_(src);
             }
         }
-        if (model.method.named_buffers().Any())
-            foreach (var (name, buf) in model.method.named_buffers()) using (no_grad()) buf.copy_(Tensors["method." + name]);
         model.eval();
         return model;
     }
