@@ -16,6 +16,10 @@ internal static class Common
     public static readonly Option<string?> Arch = new("--arch") { Description = "architecture preset when the checkpoint has no config.json, e.g. vit-b16, vit-s16-384, vit-ti4-32" };
     public static readonly Option<int?> Heads = new("--heads") { Description = "attention heads (shapes cannot tell; default: width/64)" };
     public static readonly Option<int?> ImageSize = new("--image-size") { Description = "input size; position embeddings are resized bicubically if it differs" };
+    public static readonly Option<int?> PatchSize = new("--patch-size") { Description = "override the patch size" };
+    public static readonly Option<int?> Width = new("--width") { Description = "override the embedding width d" };
+    public static readonly Option<int?> Depth = new("--depth") { Description = "override the number of blocks" };
+    public static readonly Option<int?> MlpDim = new("--mlp-dim") { Description = "override the MLP hidden width" };
     public static readonly Option<int> Threads = new("--threads") { Description = "torch intra-op threads (0 = all cores)", DefaultValueFactory = _ => 0 };
     public static readonly Option<string> Device = new("--device") { Description = "cpu or cuda[:N] (needs a libtorch-cuda runtime package)", DefaultValueFactory = _ => "cpu" };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "batch size", DefaultValueFactory = _ => 64 };
@@ -23,12 +27,14 @@ internal static class Common
 
     public static void AddBackboneOptions(Command c, Option<string> backbone)
     {
-        c.Options.Add(backbone); c.Options.Add(Arch); c.Options.Add(Heads); c.Options.Add(ImageSize);
+        c.Options.Add(backbone);
+        foreach (var o in new Option[] { Arch, Heads, ImageSize, PatchSize, Width, Depth, MlpDim }) c.Options.Add(o);
     }
 
     public static ArchOverrides ArchFrom(ParseResult r) => new()
     {
         Preset = r.GetValue(Arch), Heads = r.GetValue(Heads), ImageSize = r.GetValue(ImageSize),
+        PatchSize = r.GetValue(PatchSize), Width = r.GetValue(Width), Depth = r.GetValue(Depth), MlpDim = r.GetValue(MlpDim),
     };
 
     public static void ApplyThreads(ParseResult r)

@@ -89,6 +89,19 @@ public class ParityTests
     }
 
     [Fact]
+    public void MocoV3AndMaeLayoutsMapOntoTimmNames()
+    {
+        var timm = CheckpointReader.Read(Golden("timm_vit/model.safetensors"));
+        var moco = timm.ToDictionary(kv => "module.base_encoder." + kv.Key, kv => kv.Value);
+        foreach (var kv in timm) moco["module.momentum_encoder." + kv.Key] = kv.Value;
+        moco["module.predictor.0.weight"] = zeros(4, 4);
+        var fromMoco = VitCheckpointKeys.ToTimm(moco);
+        Assert.Equal(timm.Keys.Order(), fromMoco.Keys.Order());
+        var mae = new Dictionary<string, Tensor>(timm) { ["mask_token"] = zeros(1, 1, 32), ["decoder_embed.weight"] = zeros(16, 32) };
+        Assert.Equal(timm.Keys.Order(), VitCheckpointKeys.ToTimm(mae).Keys.Order());
+    }
+
+    [Fact]
     public void ArchitectureIsInferredFromShapes()
     {
         var raw = VitCheckpointKeys.ToTimm(CheckpointReader.Read(Golden("vit_google.npz")));

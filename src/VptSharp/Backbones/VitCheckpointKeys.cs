@@ -26,9 +26,22 @@ public static class VitCheckpointKeys
         _ => FromTimm(raw),
     };
 
-    /// <summary>timm / Hugging Face: already our names; strips DDP "module." and "model." prefixes.</summary>
-    public static Dictionary<string, Tensor> FromTimm(IReadOnlyDictionary<string, Tensor> raw) =>
-        raw.ToDictionary(kv => Regex.Replace(kv.Key, @"^(module\.|model\.)", ""), kv => kv.Value);
+    /// <summary>
+    /// timm / Hugging Face: already our names. Also the self-supervised layouts built on timm's ViT: MoCo v3
+    /// (keeps "module.base_encoder.*", drops the momentum encoder and predictor) and MAE (drops the decoder and
+    /// mask token). DDP "module." and "model." prefixes are stripped.
+    /// </summary>
+    public static Dictionary<string, Tensor> FromTimm(IReadOnlyDictionary<string, Tensor> raw)
+    {
+        IEnumerable<KeyValuePair<string, Tensor>> items = raw;
+        var moco = new Regex(@"^(module\.)?base_encoder\.");
+        if (raw.Keys.Any(k => moco.IsMatch(k)))
+            items = raw.Where(kv => moco.IsMatch(kv.Key)).Select(kv => KeyValuePair.Create(moco.Replace(kv.Key, ""), kv.Value));
+        return items
+            .Select(kv => KeyValuePair.Create(Regex.Replace(kv.Key, @"^(module\.|model\.)", ""), kv.Value))
+            .Where(kv => !kv.Key.StartsWith("decoder") && kv.Key != "mask_token")
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
 
     /// <summary>torchvision VisionTransformer state_dict.</summary>
     public static Dictionary<string, Tensor> FromTorchvision(IReadOnlyDictionary<string, Tensor> raw)

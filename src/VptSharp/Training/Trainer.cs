@@ -124,8 +124,9 @@ public sealed class Trainer(TrainOptions options)
             history.Add(m);
             bool improved = valTop1 is double v && (best is null || v > best);
             if (improved) { best = valTop1; bestEpoch = epoch + 1; }
-            if (best is null && val is null) bestEpoch = epoch + 1;
-            if (outDir is not null) SaveEpoch(model, optimizer, outDir, epoch + 1, globalStep, best, bestEpoch, history, task, improved || val is null, tb, m);
+            bool noVal = val is null || val.Count == 0;
+            if (noVal) bestEpoch = epoch + 1; // without validation, "best" is the latest
+            if (outDir is not null) SaveEpoch(model, optimizer, outDir, epoch + 1, globalStep, best, bestEpoch, history, task, improved || noVal, tb, m);
             EpochEnd?.Invoke(m);
         }
 
