@@ -42,7 +42,7 @@ internal static class UseCommands
                      : spec.StartsWith("fashion-mnist:") ? $"fashion-mnist:{s}" : throw new FileNotFoundException($"{spec}: no {s}.txt or {s}/ for --split {s}");
             var ds = DatasetSpec.Open(spec, art.Metadata.Classes, r.GetValue(Common.SkipBad));
             var device = r.GetValue(Common.Device)!;
-            model.to(Predictor.ParseDevice(device));
+            model.MoveTo(Predictor.ParseDevice(device));
             var res = Predictor.Evaluate(model, ds, art.Metadata.Preprocessing, r.GetValue(Common.BatchSize), device);
             AnsiConsole.MarkupLine($"top-1 [bold]{Common.Percent(res.Top1)}[/] ({res.Correct}/{res.Count}) on {Markup.Escape(spec)}");
             if (r.GetValue(json) is string j)

@@ -29,6 +29,61 @@ public class TuningTests
         Assert.Equal(head, linear.TrainableCount);
     }
 
+    [Fact]
+    public void VitB16BaselineCountsMatchClosedForms()
+    {
+        var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
+        BackboneLoader_Freeze(vit);
+        long d = 768, L = 12;
+        long Count(string method, MethodOptions? o = null)
+        {
+            using var m = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, o ?? new MethodOptions()), 10);
+            return m.MethodCount;
+        }
+        Assert.Equal(d + 11 * L * d + d, Count("bias"));                                   // 102,912
+        Assert.Equal(102_912, Count("bias"));
+        Assert.Equal(1 * (12 * d * d + 13 * d) + 2 * d, Count("partial-1"));              // 7,089,408
+        Assert.Equal(4 * (12 * d * d + 13 * d) + 2 * d, Count("partial-4"));
+        Assert.Equal(2 * (d * d + d), Count("mlp-3"));                                     // 1,181,184
+        Assert.Equal(L * (2 * d * d / 8 + d / 8 + d), Count("adapter", new MethodOptions { Reduction = 8 })); // 1,779,840
+        Assert.Equal(1_779_840, Count("adapter", new MethodOptions { Reduction = 8 }));
+        Assert.Equal(L * (2 * d * d / 256 + d / 256 + d), Count("adapter", new MethodOptions { Reduction = 256 }));
+        Assert.Equal(vit.BackboneParameterCount, Count("full"));
+    }
+
+    [Theory]
+    [InlineData("bias")]
+    [InlineData("partial-1")]
+    [InlineData("mlp-3")]
+    [InlineData("adapter")]
+    public void BaselinesTrainExactlyTheirTensors(string method)
+    {
+        var vit = TinyVit(1);
+        var before = vit.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var model = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, new MethodOptions { Reduction = 4 }), 3);
+        var trainable = model.TrainableParameters();
+        var backboneTrained = trainable.Where(p => p.Name.StartsWith("backbone.")).Select(p => p.Name["backbone.".Length..]).ToHashSet();
+        var expected = method switch
+        {
+            "bias" => vit.state_dict().Keys.Where(k => k.EndsWith(".bias")).ToHashSet(),
+            "partial-1" => vit.state_dict().Keys.Where(k => k.StartsWith("blocks.1.") || k.StartsWith("norm.")).ToHashSet(),
+            _ => new HashSet<string>(),
+        };
+        Assert.Equal(expected.Order(), backboneTrained.Order());
+        var initial = trainable.ToDictionary(p => p.Name, p => p.Param.detach().clone());
+        var opt = optim.SGD(trainable.Select(p => p.Param), 0.5, momentum: 0.9);
+        model.train();
+        for (int step = 0; step < 2; step++) // two steps: an adapter's down-projection gets gradient once its zero-init up-projection moved
+        {
+            var loss = nn.functional.cross_entropy(model.forward(randn(4, 3, 32, 32)), tensor(new long[] { 0, 1, 2, 0 }));
+            opt.zero_grad(); loss.backward(); opt.step();
+        }
+        foreach (var (name, t) in vit.state_dict())
+            Assert.Equal(!backboneTrained.Contains(name), Same(before[name], t));
+        foreach (var (name, p) in model.TrainableParameters())
+            Assert.False(Same(initial[name], p), $"{name} did not train");
+    }
+
     static void BackboneLoader_Freeze(VisionTransformer v) => VptSharp.Checkpoints.BackboneLoader.Freeze(v);
 
     [Theory]

@@ -61,12 +61,21 @@ public sealed class Block : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, 0, NoHooks.Instance);
+
+    public Tensor Forward(Tensor x, int index, IBlockHooks hooks)
     {
         using var scope = NewDisposeScope();
         var h = x + attn.forward(norm1.forward(x));
-        return (h + mlp.forward(norm2.forward(h))).MoveToOuterDisposeScope();
+        return (h + hooks.AfterMlp(index, mlp.forward(norm2.forward(h)))).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Every bias of the block (both norms, qkv, attention projection, both MLP layers).</summary>
+    public IEnumerable<(string Name, Parameter Param)> Biases() =>
+    [
+        ("norm1.bias", norm1.bias!), ("attn.qkv.bias", attn.qkv.bias!), ("attn.proj.bias", attn.proj.bias!),
+        ("norm2.bias", norm2.bias!), ("mlp.fc1.bias", mlp.fc1.bias!), ("mlp.fc2.bias", mlp.fc2.bias!),
+    ];
 }
 
 public sealed class PatchEmbed : Module<Tensor, Tensor>
@@ -146,7 +155,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var x = tokens;
         for (int i = 0; i < blocks.Count; i++)
-            x = blocks[i].forward(hooks.BeforeBlock(i, x));
+            x = blocks[i].Forward(hooks.BeforeBlock(i, x), i, hooks);
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 
@@ -182,6 +191,21 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
             head.bias!.zero_();
             register_module("head", head);
         }
+    }
+
+    /// <summary>Every bias term of the backbone (patch projection, each block's, final norm), by module.</summary>
+    public IEnumerable<(string Name, Parameter Param)> BiasParameters() =>
+        new[] { ("patch_embed.proj.bias", patch_embed.proj.bias!) }
+            .Concat(blocks.SelectMany((b, i) => b.Biases().Select(p => ($"blocks.{i}.{p.Name}", p.Param))))
+            .Append(("norm.bias", norm.bias!));
+
+    /// <summary>The parameters of blocks [first, Depth) and of the final norm.</summary>
+    public IEnumerable<(string Name, Parameter Param)> TopBlockParameters(int count)
+    {
+        if (count < 1 || count > Config.Depth) throw new ArgumentException($"partial-k needs 1 ≤ k ≤ {Config.Depth}, got {count}");
+        return Enumerable.Range(Config.Depth - count, count)
+            .SelectMany(i => blocks[i].named_parameters().Select(p => ($"blocks.{i}.{p.name}", p.parameter)))
+            .Concat(norm.named_parameters().Select(p => ($"norm.{p.name}", p.parameter)));
     }
 
     /// <summary>Backbone parameters without the classifier: what a frozen backbone is made of.</summary>

@@ -42,7 +42,7 @@ public sealed class Trainer(TrainOptions options)
         if (train.Count == 0) throw new ArgumentException("the training set is empty");
         var device = Predictor.ParseDevice(Options.Device);
         manual_seed(Options.Seed);
-        model.to(device);
+        model.MoveTo(device);
         model.SelectTrainable();
 
         var trainable = model.TrainableParameters();

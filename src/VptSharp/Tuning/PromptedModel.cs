@@ -27,8 +27,19 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
             Init.TruncNormal(head.weight!, 0.01);
             head.bias!.zero_();
         }
-        RegisterComponents();
+        // The backbone is shared (one frozen backbone, many tasks) and owned by its loader: it is deliberately not a
+        // registered submodule, so disposing or saving this model never touches it.
+        register_module("method", method);
+        register_module("head", head);
         SelectTrainable();
+    }
+
+    /// <summary>Moves the method, head and (shared) backbone to a device.</summary>
+    public PromptedModel MoveTo(Device device)
+    {
+        backbone.to(device);
+        this.to(device);
+        return this;
     }
 
     public static PromptedModel Create(VisionTransformer backbone, MethodConfig config, int numClasses) =>
@@ -57,7 +68,7 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     public override void train(bool on = true)
     {
         base.train(on);
-        if (!method.BackboneParametersToTrain(backbone).Any()) backbone.eval();
+        backbone.train(on && method.BackboneParametersToTrain(backbone).Any());
     }
 
     /// <summary>Final-LayerNorm token sequence with the method attached: [B, 1 + extra + N, d].</summary>
@@ -74,11 +85,16 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         return tokens.select(1, 0).clone();
     }
 
-    public Tensor ForwardHead(Tensor features) => head.forward(features);
+    /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>
+    public Tensor ForwardHead(Tensor features)
+    {
+        using var f = method.ProcessFeatures(features);
+        return head.forward(f);
+    }
 
     public override Tensor forward(Tensor images)
     {
         using var f = Features(images);
-        return head.forward(f);
+        return ForwardHead(f);
     }
 }

@@ -27,6 +27,11 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
 
     public virtual Tensor BeforeBlock(int block, Tensor tokens) => tokens;
 
+    public virtual Tensor AfterMlp(int block, Tensor mlpOutput) => mlpOutput;
+
+    /// <summary>Transforms the pooled feature before the linear head (an MLP head's hidden layers).</summary>
+    public virtual Tensor ProcessFeatures(Tensor pooled) => pooled;
+
     /// <summary>Tokens the method adds after CLS (prompt tokens), so heads can tell image tokens apart.</summary>
     public virtual int ExtraTokens => 0;
 
@@ -54,6 +59,14 @@ public static class MethodRegistry
             "all backbone parameters  (+ head d·C + C)", typeof(FullConfig), _ => new FullConfig()));
         Register(new Entry("linear", "frozen backbone, linear head on the CLS feature (features cached once)",
             "0  (+ head d·C + C)", typeof(LinearProbeConfig), _ => new LinearProbeConfig()));
+        Register(new Entry("partial-k", "the last k blocks and the final norm train (partial-1, partial-2, partial-4, ...)",
+            "k·(12d² + 13d) + 2d  (+ head)", typeof(PartialConfig), o => new PartialConfig { Blocks = o.K ?? 1 }));
+        Register(new Entry("mlp-k", "frozen backbone, k-layer MLP head (k−1 hidden layers of width d, ReLU) on the CLS feature",
+            "(k−1)·(d² + d)  (+ head)", typeof(MlpHeadConfig), o => new MlpHeadConfig { Layers = o.K ?? 3 }));
+        Register(new Entry("bias", "only the backbone's bias terms train (BitFit / TinyTL-bias)",
+            "d + 11·L·d + d  (+ head)", typeof(BiasConfig), _ => new BiasConfig()));
+        Register(new Entry("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d, zero-init up) on every block's MLP output, added before the residual",
+            "L·(2d²/r + d/r + d)  (+ head)", typeof(AdapterConfig), o => new AdapterConfig { Reduction = o.Reduction ?? 8 }));
     }
 
     public static void Register(Entry e) => entries[e.Name] = e;
@@ -62,7 +75,14 @@ public static class MethodRegistry
     public static Entry Get(string name) => entries.TryGetValue(name, out var e) ? e
         : throw new ArgumentException($"unknown method '{name}'; run 'vpt methods' to list them ({string.Join(", ", entries.Keys)})");
 
-    public static MethodConfig FromOptions(string name, MethodOptions options) => Get(name).FromOptions(options);
+    /// <summary>Accepts "partial-2" / "mlp-3" for the "-k" families by moving the number into the options.</summary>
+    public static MethodConfig FromOptions(string name, MethodOptions options)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(name, @"^([a-z]+)-(\d+)$");
+        if (!entries.ContainsKey(name) && m.Success && entries.ContainsKey(m.Groups[1].Value + "-k"))
+            return Get(m.Groups[1].Value + "-k").FromOptions(options with { K = int.Parse(m.Groups[2].Value) });
+        return Get(name).FromOptions(options);
+    }
 
     public static string ToJson(MethodConfig c) => JsonSerializer.Serialize(c, c.GetType(), Json.Options);
 
@@ -77,6 +97,10 @@ public sealed record MethodOptions
     public int Prompts { get; init; } = 50;
     public double? PromptDropout { get; init; }
     public int ProjectDim { get; init; } = -1;
+    /// <summary>k of partial-k / mlp-k.</summary>
+    public int? K { get; init; }
+    /// <summary>Adapter reduction factor r.</summary>
+    public int? Reduction { get; init; }
 }
 
 internal static class Json
