@@ -141,20 +141,25 @@ save_npy("vpt_head_w.npy", head_w)
 save_npy("vpt_head_b.npy", head_b)
 
 
-def vpt_forward(images, deep):
+def vpt_forward(images, deep, pool="cls", blocks=None):
+    """blocks: the 0-based layers that get prompts (deep); the first of them inserts, the others replace."""
     n = images.shape[0]
+    blocks = blocks if blocks is not None else (list(range(LAYERS)) if deep else [0])
     h = torch.cat([model.class_token.expand(n, -1, -1), model._process_input(images)], 1) + model.encoder.pos_embedding
     for i, layer in enumerate(model.encoder.layers):
-        if i == 0:
-            h = torch.cat([h[:, :1], prompts[0].expand(n, -1, -1), h[:, 1:]], 1)
-        elif deep:
+        if i == blocks[0]:
+            h = torch.cat([h[:, :1], prompts[i].expand(n, -1, -1), h[:, 1:]], 1)
+        elif i in blocks:
             h = torch.cat([h[:, :1], prompts[i].expand(n, -1, -1), h[:, 1 + P:]], 1)
         h = layer(h)
     h = model.encoder.ln(h)
-    return F.linear(h[:, 0], head_w, head_b)
+    feature = h[:, 1 + P:].mean(1) if pool == "image" else h[:, 0]
+    return F.linear(feature, head_w, head_b)
 
 
 with torch.no_grad():
     save_npy("vpt_deep_logits.npy", vpt_forward(x, deep=True))
     save_npy("vpt_shallow_logits.npy", vpt_forward(x, deep=False))
+    save_npy("vpt_deep_imagepool_logits.npy", vpt_forward(x, deep=True, pool="image"))
+    save_npy("vpt_deep_block2only_logits.npy", vpt_forward(x, deep=True, blocks=[1]))
 print("torch", torch.__version__, "goldens written to", OUT)

@@ -30,6 +30,10 @@ internal static class TrainCommands
     static readonly Option<string> MethodOpt = new("--method", "-m") { Description = "tuning method (see 'vpt methods')", DefaultValueFactory = _ => "vpt-deep" };
     static readonly Option<int> Prompts = new("--prompts", "-p") { Description = "prompt length p", DefaultValueFactory = _ => 50 };
     static readonly Option<double?> PromptDropout = new("--prompt-dropout") { Description = "dropout on prompt tokens (default 0.1 deep, 0 shallow)" };
+    static readonly Option<string> PromptOutputOpt = new("--prompt-output") { Description = "what the head sees: cls, image-pool, prompt-pool, global-pool", DefaultValueFactory = _ => "cls" };
+    static readonly Option<string?> PromptDepth = new("--prompt-depth") { Description = "VPT-deep prompted blocks, 1-based: e.g. 1-6, 7-12, 12-7 (default: all)" };
+    static readonly Option<string> PromptSharingOpt = new("--prompt-sharing") { Description = "none, intra (one vector per block), inter (same prompts every block), all", DefaultValueFactory = _ => "none" };
+    static readonly Option<int> Reduction = new("--reduction") { Description = "adapter reduction factor r", DefaultValueFactory = _ => 8 };
     static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
 
     public static Command Train()
@@ -37,7 +41,7 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, Reduction, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Seed, Out, Resume, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
@@ -46,6 +50,9 @@ internal static class TrainCommands
             var methodCfg = MethodRegistry.FromOptions(r.GetValue(MethodOpt)!, new MethodOptions
             {
                 Prompts = r.GetValue(Prompts), PromptDropout = r.GetValue(PromptDropout), ProjectDim = r.GetValue(Project),
+                PromptOutput = ParseEnum<PromptOutput>(r.GetValue(PromptOutputOpt)!, "--prompt-output"),
+                PromptSharing = ParseEnum<PromptSharing>(r.GetValue(PromptSharingOpt)!, "--prompt-sharing"),
+                PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction),
             });
             var opts = OptionsFrom(r);
             string outDir = opts.OutDir!;
@@ -67,6 +74,20 @@ internal static class TrainCommands
             return 0;
         }));
         return c;
+    }
+
+    /// <summary>"image-pool" → ImagePool.</summary>
+    static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
+        Enum.TryParse<T>(text.Replace("-", ""), ignoreCase: true, out var v) ? v
+            : throw new ArgumentException($"{option} {text}: use one of {string.Join(", ", Enum.GetNames<T>().Select(n => System.Text.RegularExpressions.Regex.Replace(n, "(?<!^)([A-Z])", "-$1").ToLowerInvariant()))}");
+
+    static (int, int)? ParseDepth(string? text)
+    {
+        if (text is null) return null;
+        var parts = text.Split('-', '→', ':');
+        if (parts.Length != 2 || !int.TryParse(parts[0], out int a) || !int.TryParse(parts[1], out int b))
+            throw new ArgumentException($"--prompt-depth {text}: expected FIRST-LAST, e.g. 1-6 or 12-7");
+        return (a, b);
     }
 
     static ResizeMode ParseResize(string? augment) => augment switch

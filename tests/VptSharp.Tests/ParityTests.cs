@@ -74,6 +74,31 @@ public class ParityTests
     }
 
     [Fact]
+    public void ImagePoolAndDepthRangeMatchReferenceVpt()
+    {
+        using var bb = BackboneLoader.Load(Golden("timm_vit"));
+        var prompts = Npy.Read(Golden("vpt_prompts.npy"));
+        foreach (var (cfg, rows, golden) in new[]
+        {
+            (new PromptConfig { Tokens = 3, Deep = true, Output = PromptOutput.ImagePool }, prompts, "vpt_deep_imagepool_logits.npy"),
+            (new PromptConfig { Tokens = 3, Deep = true, FirstBlock = 2, LastBlock = 2 }, prompts[1..2], "vpt_deep_block2only_logits.npy"),
+        })
+        {
+            var model = PromptedModel.Create(bb.Model, cfg, 5);
+            using (no_grad())
+            {
+                ((VisualPrompts)model.method).prompts.copy_(rows);
+                model.head.weight!.copy_(Npy.Read(Golden("vpt_head_w.npy")));
+                model.head.bias!.copy_(Npy.Read(Golden("vpt_head_b.npy")));
+            }
+            model.eval();
+            using var _ = no_grad();
+            var diff = MaxAbsDiff(model.forward(Npy.Read(Golden("input.npy"))), Npy.Read(Golden(golden)));
+            Assert.True(diff < Tol, $"{golden}: max |diff| {diff:E2}");
+        }
+    }
+
+    [Fact]
     public void WrongCheckpointListsMissingKeys()
     {
         var dir = TempDir();

@@ -144,6 +144,48 @@ public class TuningTests
     }
 
     [Fact]
+    public void PromptVariantCountsOnVitB16()
+    {
+        var cfg = VitConfig.Preset("vit-b16");
+        long d = 768, L = 12, p = 50;
+        long Count(PromptConfig c) => new VisualPrompts(c, cfg).parameters().Sum(t => t.numel());
+        Assert.Equal(L * p * d, Count(new PromptConfig { Tokens = 50 }));
+        Assert.Equal(L * d, Count(new PromptConfig { Tokens = 50, Sharing = PromptSharing.Intra }));
+        Assert.Equal(p * d, Count(new PromptConfig { Tokens = 50, Sharing = PromptSharing.Inter }));
+        Assert.Equal(d, Count(new PromptConfig { Tokens = 50, Sharing = PromptSharing.All }));
+        Assert.Equal(6 * p * d, Count(new PromptConfig { Tokens = 50, FirstBlock = 1, LastBlock = 6 }));
+        Assert.Equal(6 * p * d, Count(new PromptConfig { Tokens = 50, FirstBlock = 12, LastBlock = 7 }));
+        Assert.Equal(p * d, Count(new PromptConfig { Tokens = 50, Deep = false, FirstBlock = 3 })); // shallow ignores depth
+        Assert.Equal(L * p * 16 + 16 * d + d, Count(new PromptConfig { Tokens = 50, ProjectDim = 16 }));
+        Assert.Throws<ArgumentException>(() => new VisualPrompts(new PromptConfig { FirstBlock = 0, LastBlock = 13 }, cfg));
+    }
+
+    [Fact]
+    public void PoolingChoosesTheRightTokens()
+    {
+        var tokens = arange(2 * 6 * 1, dtype: float32).reshape(2, 6, 1); // CLS, 2 prompts, 3 patches
+        float Pool(PromptOutput o) => new VisualPrompts(new PromptConfig { Tokens = 2, Output = o }, Tiny).Pool(tokens)[0, 0].item<float>();
+        Assert.Equal(0f, Pool(PromptOutput.Cls));
+        Assert.Equal(1.5f, Pool(PromptOutput.PromptPool));
+        Assert.Equal(4f, Pool(PromptOutput.ImagePool));
+        Assert.Equal(3f, Pool(PromptOutput.GlobalPool));
+    }
+
+    [Fact]
+    public void SharedPromptsAreOneTensorReusedEverywhere()
+    {
+        var shared = new VisualPrompts(new PromptConfig { Tokens = 3, Sharing = PromptSharing.All, Dropout = 0 }, Tiny);
+        var a = shared.PromptsFor(0);
+        Assert.Equal(new long[] { 3, 32 }, a.shape);
+        Assert.True(Same(a[0], a[2]));
+        Assert.True(Same(a, shared.PromptsFor(1)));
+        var ranged = new VisualPrompts(new PromptConfig { Tokens = 3, FirstBlock = 2, LastBlock = 2, Dropout = 0 }, Tiny);
+        var x = randn(1, 17, 32);
+        Assert.True(Same(ranged.BeforeBlock(0, x), x)); // block 1 (1-based) is outside 2→2
+        Assert.Equal(20, ranged.BeforeBlock(1, x).shape[1]);  // block 2 inserts
+    }
+
+    [Fact]
     public void FromScratchInitHasTimmScales()
     {
         manual_seed(0);

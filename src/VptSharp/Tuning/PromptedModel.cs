@@ -78,11 +78,12 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         return backbone.ForwardTokens(emb, method);
     }
 
-    /// <summary>The pooled feature the head sees (CLS output): [B, d].</summary>
+    /// <summary>The pooled feature the head sees (CLS output unless the method pools otherwise): [B, d].</summary>
     public Tensor Features(Tensor images)
     {
         using var tokens = ForwardTokens(images);
-        return tokens.select(1, 0).clone();
+        using var pooled = method.Pool(tokens);
+        return pooled.clone();
     }
 
     /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>

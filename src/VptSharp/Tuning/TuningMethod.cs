@@ -29,6 +29,9 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
 
     public virtual Tensor AfterMlp(int block, Tensor mlpOutput) => mlpOutput;
 
+    /// <summary>The feature the head sees, from the final-norm token sequence: the CLS token unless the method says otherwise.</summary>
+    public virtual Tensor Pool(Tensor tokens) => tokens.select(1, 0);
+
     /// <summary>Transforms the pooled feature before the linear head (an MLP head's hidden layers).</summary>
     public virtual Tensor ProcessFeatures(Tensor pooled) => pooled;
 
@@ -101,6 +104,10 @@ public sealed record MethodOptions
     public int? K { get; init; }
     /// <summary>Adapter reduction factor r.</summary>
     public int? Reduction { get; init; }
+    public PromptOutput PromptOutput { get; init; } = PromptOutput.Cls;
+    public PromptSharing PromptSharing { get; init; } = PromptSharing.None;
+    /// <summary>VPT-deep prompted blocks, 1-based inclusive (either order).</summary>
+    public (int First, int Last)? PromptDepth { get; init; }
 }
 
 internal static class Json

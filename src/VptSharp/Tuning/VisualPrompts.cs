@@ -17,6 +17,13 @@ public sealed record PromptConfig : MethodConfig
     public double Dropout { get; init; } = 0.1;
     /// <summary>&gt;0: prompts live in this width and a shared linear projection maps them to d (reference PROJECT).</summary>
     public int ProjectDim { get; init; } = -1;
+    /// <summary>What the head sees (paper Fig. 6 "final output" ablation).</summary>
+    public PromptOutput Output { get; init; } = PromptOutput.Cls;
+    /// <summary>VPT-deep: first and last block (1-based, inclusive) that get prompts; null = all (paper Fig. 7 depth ablation).</summary>
+    public int? FirstBlock { get; init; }
+    public int? LastBlock { get; init; }
+    /// <summary>Parameter sharing (paper appendix "sharing" ablation).</summary>
+    public PromptSharing Sharing { get; init; } = PromptSharing.None;
 
     public override string Method => Deep ? "vpt-deep" : "vpt-shallow";
     public override TuningMethod Create(VitConfig vit) => new VisualPrompts(this, vit);
@@ -25,18 +32,45 @@ public sealed record PromptConfig : MethodConfig
     {
         Tokens = o.Prompts, Deep = deep, ProjectDim = o.ProjectDim,
         Dropout = o.PromptDropout ?? (deep ? 0.1 : 0.0),
+        Output = o.PromptOutput, Sharing = o.PromptSharing, FirstBlock = o.PromptDepth?.First, LastBlock = o.PromptDepth?.Last,
     };
 }
 
+public enum PromptOutput
+{
+    /// <summary>The final CLS token (default).</summary>
+    Cls,
+    /// <summary>Mean of the image-patch outputs.</summary>
+    ImagePool,
+    /// <summary>Mean of the prompt outputs.</summary>
+    PromptPool,
+    /// <summary>Mean of prompt and image-patch outputs (all but CLS).</summary>
+    GlobalPool,
+}
+
+public enum PromptSharing
+{
+    /// <summary>p distinct prompts per prompted block.</summary>
+    None,
+    /// <summary>One vector per block, repeated p times ("shared-intra").</summary>
+    Intra,
+    /// <summary>The same p prompts at every prompted block ("shared-inter").</summary>
+    Inter,
+    /// <summary>One vector, repeated p times, at every prompted block ("shared-all").</summary>
+    All,
+}
+
 /// <summary>
-/// Prompt tokens entering the backbone through its block hook. Before block 0 the p prompts are inserted after
-/// CLS (after the position embedding, so they get none). For VPT-deep, before each later block the previous
-/// block's prompt outputs are dropped and this block's own prompts take their place.
+/// Prompt tokens entering the backbone through its block hook. At the first prompted block the p prompts are
+/// inserted after CLS (after the position embedding, so they get none). For VPT-deep, before each later prompted
+/// block the previous block's prompt outputs are dropped and this block's own prompts take their place; blocks
+/// outside the prompted range carry whatever sequence they receive.
 /// </summary>
 public sealed class VisualPrompts : TuningMethod
 {
     readonly PromptConfig config;
-    /// <summary>[blocks-with-prompts, p, prompt width]: 1 row for shallow, L rows for deep.</summary>
+    readonly int first, last; // 0-based, inclusive
+    /// <summary>[rows, p or 1, prompt width]: one row per prompted block, or a single shared row.</summary>
     public readonly Parameter prompts;
     public readonly Linear? prompt_proj;
     readonly Dropout dropout;
@@ -45,11 +79,14 @@ public sealed class VisualPrompts : TuningMethod
     {
         if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
         this.config = config;
+        (first, last) = config.Deep ? PromptedRange(config, vit.Depth) : (0, 0);
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
-        int rows = config.Deep ? vit.Depth : 1;
+        bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
+        bool oneVectorPerBlock = config.Sharing is PromptSharing.Intra or PromptSharing.All;
+        int rows = sharedAcrossBlocks ? 1 : last - first + 1;
         // Xavier-uniform over a patch-sized fan-in, as in the reference: uniform(±sqrt(6 / (3·patch² + width))).
         double bound = Math.Sqrt(6.0 / (3 * vit.PatchSize * vit.PatchSize + width));
-        prompts = Parameter(empty(rows, config.Tokens, width).uniform_(-bound, bound));
+        prompts = Parameter(empty(rows, oneVectorPerBlock ? 1 : config.Tokens, width).uniform_(-bound, bound));
         if (config.ProjectDim > 0)
         {
             prompt_proj = Linear(config.ProjectDim, vit.Width);
@@ -60,27 +97,45 @@ public sealed class VisualPrompts : TuningMethod
         RegisterComponents();
     }
 
+    /// <summary>"from→to" in either direction names the same set of blocks; e.g. 12→7 = 7→12.</summary>
+    static (int First, int Last) PromptedRange(PromptConfig c, int depth)
+    {
+        int a = c.FirstBlock ?? 1, b = c.LastBlock ?? depth;
+        (a, b) = (Math.Min(a, b), Math.Max(a, b));
+        if (a < 1 || b > depth) throw new ArgumentException($"prompt depth {a}→{b} is outside blocks 1→{depth}");
+        return (a - 1, b - 1);
+    }
+
     public override MethodConfig Config => config;
     public override int ExtraTokens => config.Tokens;
 
     /// <summary>The prompt tokens for a block, projected to the backbone width: [p, d].</summary>
     public Tensor PromptsFor(int block)
     {
-        var p = prompts[config.Deep ? block : 0];
-        return prompt_proj is null ? p : prompt_proj.forward(p);
+        using var scope = NewDisposeScope();
+        var p = prompts[prompts.shape[0] == 1 ? 0 : block - first].expand(config.Tokens, -1);
+        return (prompt_proj is null ? p : prompt_proj.forward(p)).MoveToOuterDisposeScope();
     }
 
     public override Tensor BeforeBlock(int block, Tensor tokens)
     {
-        if (block > 0 && !config.Deep) return tokens;
+        if (block < first || block > last) return tokens;
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
         var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1));
         var cls = tokens[.., ..1];
-        // Block 0 inserts; later blocks replace the p tokens after CLS.
-        var rest = block == 0 ? tokens[.., 1..] : tokens[.., (1 + config.Tokens)..];
+        // The first prompted block inserts; later ones replace the p tokens after CLS.
+        var rest = block == first ? tokens[.., 1..] : tokens[.., (1 + config.Tokens)..];
         return cat([cls, p, rest], 1).MoveToOuterDisposeScope();
     }
+
+    public override Tensor Pool(Tensor tokens) => config.Output switch
+    {
+        PromptOutput.Cls => tokens.select(1, 0),
+        PromptOutput.ImagePool => tokens[.., (1 + config.Tokens)..].mean([1]),
+        PromptOutput.PromptPool => tokens[.., 1..(1 + config.Tokens)].mean([1]),
+        _ => tokens[.., 1..].mean([1]),
+    };
 }
 
 /// <summary>Linear probing: nothing is added to the backbone; only the head trains.</summary>
