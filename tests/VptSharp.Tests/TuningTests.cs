@@ -56,16 +56,21 @@ public class TuningTests
     [InlineData("partial-1")]
     [InlineData("mlp-3")]
     [InlineData("adapter")]
+    [InlineData("prompt+bias")]
+    [InlineData("prompt-fixed")]
+    [InlineData("cls-learned")]
     public void BaselinesTrainExactlyTheirTensors(string method)
     {
         var vit = TinyVit(1);
         var before = vit.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-        var model = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, new MethodOptions { Reduction = 4 }), 3);
+        var model = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, new MethodOptions { Reduction = 4, Prompts = 2 }), 3);
+        var methodBefore = model.method.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
         var trainable = model.TrainableParameters();
         var backboneTrained = trainable.Where(p => p.Name.StartsWith("backbone.")).Select(p => p.Name["backbone.".Length..]).ToHashSet();
         var expected = method switch
         {
-            "bias" => vit.state_dict().Keys.Where(k => k.EndsWith(".bias")).ToHashSet(),
+            "bias" or "prompt+bias" => vit.state_dict().Keys.Where(k => k.EndsWith(".bias")).ToHashSet(),
+            "cls-learned" => new HashSet<string> { "cls_token" },
             "partial-1" => vit.state_dict().Keys.Where(k => k.StartsWith("blocks.1.") || k.StartsWith("norm.")).ToHashSet(),
             _ => new HashSet<string>(),
         };
@@ -82,6 +87,10 @@ public class TuningTests
             Assert.Equal(!backboneTrained.Contains(name), Same(before[name], t));
         foreach (var (name, p) in model.TrainableParameters())
             Assert.False(Same(initial[name], p), $"{name} did not train");
+        var trainedMethod = trainable.Where(p => p.Name.StartsWith("method.")).Select(p => p.Name["method.".Length..]).ToHashSet();
+        foreach (var (name, p) in model.method.named_parameters())
+            Assert.Equal(!trainedMethod.Contains(name), Same(methodBefore[name], p)); // prompt-fixed: prompts unchanged
+        Assert.Equal(method == "prompt-fixed", model.method.named_parameters().Any() && trainedMethod.Count == 0);
     }
 
     static void BackboneLoader_Freeze(VisionTransformer v) => VptSharp.Checkpoints.BackboneLoader.Freeze(v);

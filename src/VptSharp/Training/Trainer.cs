@@ -184,7 +184,7 @@ public sealed class Trainer(TrainOptions options)
     {
         // Order matters for crash safety: tensors and optimizer first, then the state that points at them, then cleanup.
         string ckpt = $"ckpt-e{epochsDone:D4}";
-        SafetensorsFile.Save(Path.Combine(outDir, ckpt + ".safetensors"), model.TrainableParameters().ToDictionary(p => p.Name, p => (Tensor)p.Param));
+        SafetensorsFile.Save(Path.Combine(outDir, ckpt + ".safetensors"), model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param));
         string optTmp = Path.Combine(outDir, ckpt + ".optim.tmp");
         optimizer.save_state_dict(optTmp);
         File.Move(optTmp, Path.Combine(outDir, ckpt + ".optim"), overwrite: true);
@@ -214,7 +214,7 @@ public sealed class Trainer(TrainOptions options)
     {
         var saved = SafetensorsFile.Load(path);
         using var _ = no_grad();
-        foreach (var (name, p) in model.TrainableParameters())
+        foreach (var (name, p) in model.TaskTensors())
         {
             if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"{path}: checkpoint lacks '{name}'; it belongs to another run, start a fresh --out folder");
             p.copy_(t);

@@ -49,15 +49,21 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
 
     /// <summary>Method + head parameters, then any backbone parameters the method unfreezes.</summary>
     public IReadOnlyList<(string Name, Parameter Param)> TrainableParameters() =>
-        method.named_parameters().Select(p => ("method." + p.name, p.parameter))
+        method.OwnTrainableParameters().Select(p => ("method." + p.Name, p.Param))
             .Concat(head.named_parameters().Select(p => ("head." + p.name, p.parameter)))
             .Concat(method.BackboneParametersToTrain(backbone).Select(p => ("backbone." + p.Name, p.Param)))
             .ToList();
+
+    /// <summary>What a task file stores: the trainable tensors plus every tensor of the method (frozen prompts included).</summary>
+    public IReadOnlyList<(string Name, Parameter Param)> TaskTensors() =>
+        TrainableParameters().Concat(method.named_parameters().Select(p => ("method." + p.name, p.parameter)))
+            .DistinctBy(p => p.Item1).ToList();
 
     /// <summary>Sets requires_grad from an explicit list: trainable parameters on, every other backbone tensor off.</summary>
     public void SelectTrainable()
     {
         foreach (var p in backbone.parameters()) p.requires_grad = false;
+        foreach (var p in method.parameters()) p.requires_grad = false;
         foreach (var (_, p) in TrainableParameters()) p.requires_grad = true;
     }
 

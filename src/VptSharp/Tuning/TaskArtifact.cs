@@ -40,7 +40,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
     {
         if (classes.Length != model.NumClasses)
             throw new ArgumentException($"{classes.Length} class names for a {model.NumClasses}-class head");
-        var tensors = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param.detach().cpu().clone());
+        var tensors = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param.detach().cpu().clone());
         var meta = new TaskMetadata
         {
             Method = model.method.Config.Method,
@@ -75,7 +75,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
                 $"{backbone.Source} has sha256 {backbone.Sha256[..12]}…; pass --backbone with the original weights");
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
-        var expected = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Param);
+        var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param);
         var missing = expected.Keys.Except(Tensors.Keys).ToList();
         var extra = Tensors.Keys.Except(expected.Keys).ToList();
         if (missing.Count > 0 || extra.Count > 0)

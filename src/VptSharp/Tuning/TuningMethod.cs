@@ -38,6 +38,10 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
     /// <summary>Tokens the method adds after CLS (prompt tokens), so heads can tell image tokens apart.</summary>
     public virtual int ExtraTokens => 0;
 
+    /// <summary>The method's own parameters that train (default: all of them; prompt-fixed keeps its prompts frozen).</summary>
+    public virtual IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> OwnTrainableParameters() =>
+        named_parameters().Select(p => (p.name, p.parameter));
+
     /// <summary>Backbone parameters this method trains (none for prompt methods and linear probing).</summary>
     public virtual IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) => [];
 
@@ -58,6 +62,12 @@ public static class MethodRegistry
             "p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: false)));
         Register(new Entry("vpt-deep", "p prompt tokens per block, replacing the previous block's prompt outputs (VPT-deep)",
             "L·p·d  (+ head d·C + C)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: true)));
+        Register(new Entry("prompt+bias", "VPT-deep prompts plus every backbone bias (paper appendix, Table 9)",
+            "L·p·d + d + 11·L·d + d  (+ head)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: true) with { TrainBiases = true }));
+        Register(new Entry("prompt-fixed", "VPT-deep prompts kept at their random init; only the head trains (ablation)",
+            "0 (prompts stored, not trained)  (+ head)", typeof(PromptConfig), o => PromptConfig.FromOptions(o, deep: true) with { Fixed = true }));
+        Register(new Entry("cls-learned", "only the backbone's CLS token (+ head) trains (ablation)",
+            "d  (+ head)", typeof(ClsLearnedConfig), _ => new ClsLearnedConfig()));
         Register(new Entry("full", "full fine-tuning: every backbone parameter and the head train (task file holds the whole model)",
             "all backbone parameters  (+ head d·C + C)", typeof(FullConfig), _ => new FullConfig()));
         Register(new Entry("linear", "frozen backbone, linear head on the CLS feature (features cached once)",

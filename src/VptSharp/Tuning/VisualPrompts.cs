@@ -25,7 +25,12 @@ public sealed record PromptConfig : MethodConfig
     /// <summary>Parameter sharing (paper appendix "sharing" ablation).</summary>
     public PromptSharing Sharing { get; init; } = PromptSharing.None;
 
-    public override string Method => Deep ? "vpt-deep" : "vpt-shallow";
+    /// <summary>Also train every backbone bias ("prompt+bias").</summary>
+    public bool TrainBiases { get; init; }
+    /// <summary>Keep prompts at their initial values; only the head trains ("prompt-fixed").</summary>
+    public bool Fixed { get; init; }
+
+    public override string Method => TrainBiases ? "prompt+bias" : Fixed ? "prompt-fixed" : Deep ? "vpt-deep" : "vpt-shallow";
     public override TuningMethod Create(VitConfig vit) => new VisualPrompts(this, vit);
 
     public static PromptConfig FromOptions(MethodOptions o, bool deep) => new()
@@ -108,6 +113,12 @@ public sealed class VisualPrompts : TuningMethod
 
     public override MethodConfig Config => config;
     public override int ExtraTokens => config.Tokens;
+
+    public override IEnumerable<(string Name, Parameter Param)> OwnTrainableParameters() =>
+        config.Fixed ? [] : base.OwnTrainableParameters();
+
+    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) =>
+        config.TrainBiases ? backbone.BiasParameters() : [];
 
     /// <summary>The prompt tokens for a block, projected to the backbone width: [p, d].</summary>
     public Tensor PromptsFor(int block)
