@@ -70,11 +70,11 @@ public sealed class Trainer(TrainOptions options)
         if (cached)
         {
             Log?.Invoke("caching frozen features (method trains only the head)");
-            trainFeat = Predictor.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers).to(device);
+            trainFeat = OnDevice(Predictor.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers), device);
             trainLab = tensor(train.Labels().Select(l => (long)l).ToArray(), device: device);
             if (val is not null)
             {
-                valFeat = Predictor.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers).to(device);
+                valFeat = OnDevice(Predictor.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers), device);
                 valLab = tensor(val.Labels().Select(l => (long)l).ToArray(), device: device);
             }
         }
@@ -152,6 +152,15 @@ public sealed class Trainer(TrainOptions options)
         }
         foreach (var b in loader.Epoch(epoch, ct))
             yield return (Predictor.ToTensor(b, pre.ImageSize, device), tensor(b.Labels, device: device), b.Count);
+    }
+
+    /// <summary>The tensor on a device, keeping exactly one live wrapper of it (an orphaned wrapper's finalizer would free it).</summary>
+    static Tensor OnDevice(Tensor t, Device device)
+    {
+        if (t.device_type == device.type && (device.index < 0 || t.device_index == device.index)) return t;
+        var moved = t.to(device);
+        t.Dispose();
+        return moved;
     }
 
     static EvalResult EvalCached(PromptedModel model, Tensor feats, Tensor labels)

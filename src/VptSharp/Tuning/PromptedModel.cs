@@ -95,8 +95,9 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>
     public Tensor ForwardHead(Tensor features)
     {
-        using var f = method.ProcessFeatures(features);
-        return head.forward(f);
+        var f = method.ProcessFeatures(features);
+        try { return head.forward(f); }
+        finally { if (!ReferenceEquals(f, features)) f.Dispose(); } // most methods pass the caller's tensor through
     }
 
     public override Tensor forward(Tensor images)
