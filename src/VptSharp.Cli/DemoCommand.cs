@@ -24,7 +24,7 @@ internal static class DemoCommand
     {
         var c = new Command("demo", "tune VPT-deep and Linear on an offline downstream task with the default backbone; print test accuracy; write task files");
         var outDir = new Option<string>("--out", "-o") { Description = "output folder", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
-        var epochs = new Option<int>("--epochs") { Description = "VPT-deep epochs", DefaultValueFactory = _ => 30 };
+        var epochs = new Option<int>("--epochs") { Description = "VPT-deep epochs", DefaultValueFactory = _ => 20 };
         var prompts = new Option<int>("--prompts", "-p") { Description = "VPT-deep prompt length", DefaultValueFactory = _ => 10 };
         var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 5.0 };
         var linearLr = new Option<double>("--linear-lr") { Description = "Linear base learning rate", DefaultValueFactory = _ => 1.0 };
@@ -69,7 +69,7 @@ internal static class DemoCommand
                 rows.Add((name, model.TrainableCount, result.BestValTop1 ?? 0, testResult.Top1, clock.Elapsed.TotalSeconds));
             }
 
-            var table = new Table().AddColumns("method", "trainable params", "val top-1 (200)", $"test top-1 ({test.Count})", "wall time");
+            var table = new Table().AddColumns("method", "trainable params", $"val top-1 ({val.Count})", $"test top-1 ({test.Count})", "wall time");
             foreach (var row in rows)
                 table.AddRow(row.Method, $"{row.Params:N0}", Common.Percent(row.Val), Common.Percent(row.Test), $"{row.Seconds:F0} s");
             AnsiConsole.Write(table);

@@ -112,6 +112,19 @@ public class DataTests
     }
 
     [Fact]
+    public void SeedsAreTheSameInEveryProcess()
+    {
+        // Pinned values: a resumed run in a new process must shuffle and augment exactly as before.
+        Assert.Equal(StableSeed.Of(42, 3, 7), StableSeed.Of(42, 3, 7));
+        Assert.NotEqual(StableSeed.Of(42, 3, 7), StableSeed.Of(42, 3, 8));
+        Assert.Equal(PinnedSeed, StableSeed.Of(1, 2, 3));
+        Assert.Equal(PinnedOrder, new BatchLoader(new FractalImages(2, 4, seed: 1), new ImageTransform(new Preprocessing { ImageSize = 32 }, true), 4, true, 5).Order(1));
+    }
+
+    const int PinnedSeed = 1695007075;
+    static readonly int[] PinnedOrder = [5, 3, 7, 6, 4, 0, 2, 1];
+
+    [Fact]
     public void LoaderIsDeterministicPerEpochAndCoversAll()
     {
         var ds = new FractalImages(2, 10, seed: 3);

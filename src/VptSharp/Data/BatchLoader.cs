@@ -19,7 +19,7 @@ public sealed class BatchLoader(ImageDataset dataset, ImageTransform transform, 
     public int[] Order(int epoch)
     {
         var idx = Enumerable.Range(0, Dataset.Count).ToArray();
-        if (shuffle) new Random(HashCode.Combine(seed, epoch, 0x5eed)).Shuffle(idx);
+        if (shuffle) new Random(StableSeed.Of(seed, epoch, 0x5eed)).Shuffle(idx);
         return idx;
     }
 
@@ -72,7 +72,7 @@ public sealed class BatchLoader(ImageDataset dataset, ImageTransform transform, 
         Parallel.For(0, indices.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, workers) }, i =>
         {
             int idx = indices[i];
-            var rng = new Random(HashCode.Combine(seed, epoch, idx));
+            var rng = new Random(StableSeed.Of(seed, epoch, idx));
             transform.Apply(Dataset.Load(idx), rng, images.AsSpan(i * len, len));
             labels[i] = Dataset.LabelOf(idx);
         });

@@ -88,7 +88,7 @@ public sealed class FractalImages : ImageDataset
     public override RgbImage Load(int index)
     {
         int c = index / perClass;
-        var rng = new Random(HashCode.Combine(seed, c, index % perClass));
+        var rng = new Random(StableSeed.Of(seed, c, index % perClass));
         var sys = (double[])systems[c].Clone();
         // FractalDB-style instance variation: scale one parameter of one map by a factor in [0.8, 1.2].
         int k = rng.Next(sys.Length / 7) * 7 + rng.Next(4);

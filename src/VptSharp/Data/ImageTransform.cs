@@ -8,8 +8,8 @@ namespace VptSharp.Data;
 /// </summary>
 public sealed class ImageTransform(Preprocessing pre, bool train)
 {
-    public Preprocessing Preprocessing { get; } = pre;
-    public bool Train { get; } = train;
+    public Preprocessing Preprocessing => pre;
+    public bool Train => train;
     public int OutputLength => 3 * pre.ImageSize * pre.ImageSize;
 
     public void Apply(RgbImage img, Random rng, Span<float> dst)
