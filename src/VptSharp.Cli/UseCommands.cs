@@ -103,7 +103,12 @@ internal static class UseCommands
             {
                 var cfg = m.FromOptions(new MethodOptions());
                 using var pm = PromptedModel.Create(bb.Model, cfg, 1);
-                table.AddRow($"trainable: {m.Name} (p=50, excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F2}%)");
+                string label = cfg switch
+                {
+                    PartialConfig pc => $"partial-{pc.Blocks}", MlpHeadConfig mc => $"mlp-{mc.Layers}",
+                    AdapterConfig ac => $"adapter r={ac.Reduction}", PromptConfig pr => $"{m.Name} p={pr.Tokens}", _ => m.Name,
+                };
+                table.AddRow($"trainable: {label} (excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F3}%)");
             }
             AnsiConsole.Write(table);
             return 0;
