@@ -195,6 +195,20 @@ public class TuningTests
     }
 
     [Fact]
+    public void ResetClassifierReplacesOrRemovesTheHead()
+    {
+        var vit = new VisionTransformer(Tiny, numClasses: 10);
+        var x = randn(2, 3, 32, 32);
+        Assert.Equal(10, vit.forward(x).shape[1]);
+        vit.ResetClassifier(5);
+        Assert.Equal(5, vit.forward(x).shape[1]);
+        Assert.Equal(2, vit.named_parameters().Count(p => p.name.StartsWith("head.")));
+        vit.ResetClassifier(0);
+        Assert.Equal(32, vit.forward(x).shape[1]); // pre-logits
+        Assert.DoesNotContain(vit.named_parameters(), p => p.name.StartsWith("head."));
+    }
+
+    [Fact]
     public void FromScratchInitHasTimmScales()
     {
         manual_seed(0);

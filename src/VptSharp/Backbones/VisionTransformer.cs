@@ -182,13 +182,19 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     /// <summary>Replaces the classifier (0 classes removes it), timm's reset_classifier.</summary>
     public void ResetClassifier(int numClasses)
     {
-        head?.Dispose();
+        if (head is not null)
+        {
+            _internal_submodules.Remove("head"); // TorchSharp has no unregister; the registry is this module's own
+            head.Dispose();
+        }
         head = numClasses > 0 ? Linear(Config.Width, numClasses) : null;
         if (head is not null)
         {
-            using var _ = no_grad();
-            Init.TruncNormal(head.weight!, 0.02);
-            head.bias!.zero_();
+            using (no_grad())
+            {
+                Init.TruncNormal(head.weight!, 0.02);
+                head.bias!.zero_();
+            }
             register_module("head", head);
         }
     }
