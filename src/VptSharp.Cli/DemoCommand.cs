@@ -56,6 +56,7 @@ internal static class DemoCommand
             {
                 var clock = Stopwatch.StartNew();
                 AnsiConsole.MarkupLine($"[bold]{name}[/]");
+                TorchSharp.torch.manual_seed(s);
                 var model = PromptedModel.Create(bb.Model, cfg, train.Classes.Count);
                 string dir = Path.Combine(root, name);
                 var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);

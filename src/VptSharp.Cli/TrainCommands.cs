@@ -25,6 +25,7 @@ internal static class TrainCommands
     static readonly Option<int> Seed = new("--seed") { Description = "random seed (split, init, order, augmentation, dropout)", DefaultValueFactory = _ => 42 };
     static readonly Option<string> Out = new("--out", "-o") { Description = "output folder (task.vpt, best.vpt, last.vpt, metrics.jsonl, tensorboard/)", Required = true };
     static readonly Option<bool> Resume = new("--resume") { Description = "continue from the last checkpoint in --out" };
+    static readonly Option<int?> StopAfter = new("--stop-after") { Description = "stop after this many epochs in this process (continue later with --resume)" };
     static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
     static readonly Option<string> Augment = new("--augment") { Description = "plain (VTAB: resize) or crop-flip (FGVC: resize, random crop, flip)", DefaultValueFactory = _ => "plain" };
     static readonly Option<string> MethodOpt = new("--method", "-m") { Description = "tuning method (see 'vpt methods')", DefaultValueFactory = _ => "vpt-deep" };
@@ -42,7 +43,7 @@ internal static class TrainCommands
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, Reduction, Epochs, Common.BatchSize, Lr, WeightDecay,
-                     Warmup, OptimizerOpt, Seed, Out, Resume, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
+                     Warmup, OptimizerOpt, Seed, Out, Resume, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -63,6 +64,7 @@ internal static class TrainCommands
                 ImageSize = bb.Config.ImageSize,
                 Resize = ParseResize(r.GetValue(Augment)),
             };
+            torch.manual_seed(opts.Seed); // prompt and head init must not depend on the process
             var model = PromptedModel.Create(bb.Model, methodCfg, train.Classes.Count);
             PrintParameterSummary(model, bb);
             var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
@@ -107,6 +109,7 @@ internal static class TrainCommands
             var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),
         },
         Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+        StopAfterEpochs = r.GetValue(StopAfter),
     };
 
     static (ImageDataset Train, ImageDataset Val) LoadSplits(ParseResult r)

@@ -48,6 +48,26 @@ public class CliTests
     }
 
     [Fact]
+    public void ResumeInANewProcessRepeatsTheUninterruptedRun()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 10);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string[] common = ["train", "--backbone", bb, "--data", data, "--method", "vpt-deep", "--prompts", "2", "--epochs", "3",
+            "--warmup-epochs", "1", "--batch-size", "8", "--lr", "1", "--augment", "crop-flip", "--seed", "5"];
+        string a = Path.Combine(dir, "a"), b = Path.Combine(dir, "b");
+        Assert.Equal(0, RunCli([.. common, "--out", a]).ExitCode);
+        Assert.Equal(0, RunCli([.. common, "--out", b, "--stop-after", "2"]).ExitCode);
+        Assert.False(File.Exists(Path.Combine(b, "task.vpt")) && File.ReadAllLines(Path.Combine(b, "metrics.jsonl")).Length == 3);
+        var resumed = RunCli([.. common, "--out", b, "--resume"]);
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        var ta = SafetensorsFile.Load(Path.Combine(a, "last.vpt"));
+        var tb = SafetensorsFile.Load(Path.Combine(b, "last.vpt"));
+        Assert.Equal(ta.Keys.Order(), tb.Keys.Order());
+        foreach (var k in ta.Keys) Assert.True(Same(ta[k], tb[k]), $"{k} differs after a resume in a new process");
+    }
+
+    [Fact]
     public void EmbedOfPreprocessedNpyMatchesPyTorch()
     {
         string dir = TempDir();
