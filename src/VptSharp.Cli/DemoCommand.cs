@@ -26,7 +26,7 @@ internal static class DemoCommand
         var outDir = new Option<string>("--out", "-o") { Description = "output folder", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
         var epochs = new Option<int>("--epochs") { Description = "VPT-deep epochs", DefaultValueFactory = _ => 20 };
         var prompts = new Option<int>("--prompts", "-p") { Description = "VPT-deep prompt length", DefaultValueFactory = _ => 10 };
-        var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 5.0 };
+        var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 2.5 };
         var linearLr = new Option<double>("--linear-lr") { Description = "Linear base learning rate", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 42 };
         foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, Common.Threads }) c.Options.Add(o);
