@@ -29,7 +29,7 @@ public class CliTests
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         Assert.Equal(36, doc.RootElement.GetProperty("count").GetInt32());
         double top1 = doc.RootElement.GetProperty("top1").GetDouble();
-        Assert.InRange(top1, 0.0, 1.0);
+        Assert.True(top1 > 0.5, $"top-1 {top1:P1} on three colour classes (chance 33%)"); // seeded, so deterministic
         Assert.Contains("top-1", eval.Stdout);
 
         string img = Path.Combine(data, "class2", "000.png");
@@ -58,7 +58,7 @@ public class CliTests
         string a = Path.Combine(dir, "a"), b = Path.Combine(dir, "b");
         Assert.Equal(0, RunCli([.. common, "--out", a]).ExitCode);
         Assert.Equal(0, RunCli([.. common, "--out", b, "--stop-after", "2"]).ExitCode);
-        Assert.False(File.Exists(Path.Combine(b, "task.vpt")) && File.ReadAllLines(Path.Combine(b, "metrics.jsonl")).Length == 3);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(b, "metrics.jsonl")).Length); // stopped after epoch 2
         var resumed = RunCli([.. common, "--out", b, "--resume"]);
         Assert.True(resumed.ExitCode == 0, resumed.Stderr);
         var ta = SafetensorsFile.Load(Path.Combine(a, "last.vpt"));
