@@ -162,4 +162,72 @@ with torch.no_grad():
     save_npy("vpt_shallow_logits.npy", vpt_forward(x, deep=False))
     save_npy("vpt_deep_imagepool_logits.npy", vpt_forward(x, deep=True, pool="image"))
     save_npy("vpt_deep_block2only_logits.npy", vpt_forward(x, deep=True, blocks=[1]))
+
+
+# Adapter and Bias baselines (paper §4.1), written from their definitions. Forward with non-zero adapter weights, then
+# one plain SGD step (lr 0.1) on cross-entropy, so the test checks gradients as well as the forward pass.
+R = 4
+BOTTLENECK = WIDTH // R
+adapter = {"down_w": torch.randn(LAYERS, BOTTLENECK, WIDTH) * 0.2, "down_b": torch.randn(LAYERS, BOTTLENECK) * 0.1,
+           "up_w": torch.randn(LAYERS, WIDTH, BOTTLENECK) * 0.2, "up_b": torch.randn(LAYERS, WIDTH) * 0.1}
+for k, v in adapter.items():
+    save_npy(f"adapter_{k}.npy", v)
+labels = torch.tensor([0, 1, 2])
+save_npy("step_labels.npy", labels.float())
+LR = 0.1
+
+
+def block_forward(layer, x, i, ad=None):
+    """torchvision's pre-norm EncoderBlock, spelled out so the adapter can sit on the MLP output before the residual."""
+    y = layer.ln_1(x)
+    y, _ = layer.self_attention(y, y, y, need_weights=False)
+    x = x + y
+    z = layer.mlp(layer.ln_2(x))
+    if ad is not None:  # Pfeiffer placement: z + up(gelu(down(z)))
+        z = z + F.linear(F.gelu(F.linear(z, ad["down_w"][i], ad["down_b"][i])), ad["up_w"][i], ad["up_b"][i])
+    return x + z
+
+
+def baseline_forward(m, images, hw, hb, ad=None):
+    h = torch.cat([m.class_token.expand(images.shape[0], -1, -1), m._process_input(images)], 1) + m.encoder.pos_embedding
+    for i, layer in enumerate(m.encoder.layers):
+        h = block_forward(layer, h, i, ad)
+    return F.linear(m.encoder.ln(h)[:, 0], hw, hb)
+
+
+with torch.no_grad():
+    plain = baseline_forward(model, x, head_w, head_b)
+    ref = F.linear(model.encoder(torch.cat([model.class_token.expand(3, -1, -1), model._process_input(x)], 1))[:, 0], head_w, head_b)
+    assert (plain - ref).abs().max() < 1e-5, "spelled-out block differs from torchvision's"
+    save_npy("adapter_logits.npy", baseline_forward(model, x, head_w, head_b, adapter))
+
+
+def one_sgd_step(params, forward):
+    loss = F.cross_entropy(forward(), labels)
+    grads = torch.autograd.grad(loss, params)
+    with torch.no_grad():
+        for p_, g in zip(params, grads):
+            p_.sub_(LR * g)
+
+
+# Adapter: adapter tensors + head train.
+ad = {k: v.clone().requires_grad_(True) for k, v in adapter.items()}
+hw, hb = head_w.clone().requires_grad_(True), head_b.clone().requires_grad_(True)
+one_sgd_step(list(ad.values()) + [hw, hb], lambda: baseline_forward(model, x, hw, hb, ad))
+with torch.no_grad():
+    save_npy("adapter_step_logits.npy", baseline_forward(model, x, hw, hb, ad))
+
+# Bias: every bias of the backbone (patch embedding, LayerNorms, attention in/out, MLP, final norm) + head train.
+bias_model = make_model(IMAGE)
+bias_model.load_state_dict(sd)
+for p_ in bias_model.parameters():
+    p_.requires_grad_(False)
+biases = [p_ for n, p_ in bias_model.named_parameters() if n.endswith("bias") and not n.startswith("heads")]
+assert len(biases) == 1 + 6 * LAYERS + 1  # conv_proj; ln_1, in_proj, out_proj, ln_2, mlp.0, mlp.3; encoder.ln
+for p_ in biases:
+    p_.requires_grad_(True)
+hw, hb = head_w.clone().requires_grad_(True), head_b.clone().requires_grad_(True)
+one_sgd_step(biases + [hw, hb], lambda: baseline_forward(bias_model, x, hw, hb))
+with torch.no_grad():
+    save_npy("bias_step_logits.npy", baseline_forward(bias_model, x, hw, hb))
 print("torch", torch.__version__, "goldens written to", OUT)

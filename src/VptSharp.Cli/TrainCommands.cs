@@ -18,10 +18,10 @@ internal static class TrainCommands
     static readonly Option<string?> Val = new("--val") { Description = "validation data (same forms as --data); default: split --val-fraction off --data" };
     static readonly Option<double> ValFraction = new("--val-fraction") { Description = "fraction of --data held out for validation when --val is absent (seeded, class-stratified)", DefaultValueFactory = _ => 0.2 };
     static readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 100 };
-    static readonly Option<double> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256)", DefaultValueFactory = _ => 0.25 };
+    static readonly Option<double?> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256); default 0.25 with sgd, 0.001 with adamw" };
     static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "weight decay (not applied to biases)", DefaultValueFactory = _ => 1e-4 };
     static readonly Option<int> Warmup = new("--warmup-epochs") { Description = "linear warm-up epochs before the cosine decay", DefaultValueFactory = _ => 10 };
-    static readonly Option<string> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw", DefaultValueFactory = _ => "sgd" };
+    static readonly Option<string?> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw; default: adamw for full (end-to-end, as the reference), sgd otherwise" };
     static readonly Option<int> Seed = new("--seed") { Description = "random seed (split, init, order, augmentation, dropout)", DefaultValueFactory = _ => 42 };
     static readonly Option<string> Out = new("--out", "-o") { Description = "output folder (task.vpt, best.vpt, last.vpt, metrics.jsonl, tensorboard/)", Required = true };
     static readonly Option<bool> Resume = new("--resume") { Description = "continue from the last checkpoint in --out" };
@@ -35,6 +35,9 @@ internal static class TrainCommands
     static readonly Option<string?> PromptDepth = new("--prompt-depth") { Description = "VPT-deep prompted blocks, 1-based: e.g. 1-6, 7-12, 12-7 (default: all)" };
     static readonly Option<string> PromptSharingOpt = new("--prompt-sharing") { Description = "none, intra (one vector per block), inter (same prompts every block), all", DefaultValueFactory = _ => "none" };
     static readonly Option<int> Reduction = new("--reduction") { Description = "adapter reduction factor r", DefaultValueFactory = _ => 8 };
+    static readonly Option<string> PromptLocationOpt = new("--prompt-location") { Description = "prepend (default), add (to patch tokens; p = 1 or #patches), prepend-pixel or concat-channel (input level, vpt-shallow)", DefaultValueFactory = _ => "prepend" };
+    static readonly Option<string> PromptInitOpt = new("--prompt-init") { Description = "random (xavier) or cls-prototype (p = #classes, per-class mean CLS embedding)", DefaultValueFactory = _ => "random" };
+    static readonly Option<int?> SideWidth = new("--side-width") { Description = "sidetune: channels of the side network's first conv stage (default 16)" };
     static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
 
     public static Command Train()
@@ -42,23 +45,27 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, Reduction, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, Reduction, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Seed, Out, Resume, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
-            var methodCfg = MethodRegistry.FromOptions(r.GetValue(MethodOpt)!, new MethodOptions
-            {
-                Prompts = r.GetValue(Prompts), PromptDropout = r.GetValue(PromptDropout), ProjectDim = r.GetValue(Project),
-                PromptOutput = ParseEnum<PromptOutput>(r.GetValue(PromptOutputOpt)!, "--prompt-output"),
-                PromptSharing = ParseEnum<PromptSharing>(r.GetValue(PromptSharingOpt)!, "--prompt-sharing"),
-                PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction),
-            });
-            var opts = OptionsFrom(r);
-            string outDir = opts.OutDir!;
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             var (train, val) = LoadSplits(r);
+            var init = ParseEnum<PromptInit>(r.GetValue(PromptInitOpt)!, "--prompt-init");
+            var methodCfg = MethodRegistry.FromOptions(r.GetValue(MethodOpt)!, new MethodOptions
+            {
+                // cls-prototype: one prompt per class (paper appendix B).
+                Prompts = init == PromptInit.ClsPrototype ? train.Classes.Count : r.GetValue(Prompts),
+                PromptDropout = r.GetValue(PromptDropout), ProjectDim = r.GetValue(Project),
+                PromptOutput = ParseEnum<PromptOutput>(r.GetValue(PromptOutputOpt)!, "--prompt-output"),
+                PromptSharing = ParseEnum<PromptSharing>(r.GetValue(PromptSharingOpt)!, "--prompt-sharing"),
+                PromptLocation = ParseEnum<PromptLocation>(r.GetValue(PromptLocationOpt)!, "--prompt-location"), PromptInit = init,
+                PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction), SideWidth = r.GetValue(SideWidth),
+            });
+            var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone);
+            string outDir = opts.OutDir!;
             var pre = new Preprocessing
             {
                 ImageSize = bb.Config.ImageSize,
@@ -99,18 +106,23 @@ internal static class TrainCommands
         _ => throw new ArgumentException($"--augment {augment}: use plain or crop-flip"),
     };
 
-    public static TrainOptions OptionsFrom(ParseResult r) => new()
+    /// <summary>Training options from the flags; optimizer and lr default by method (AdamW, lr 0.001 when the whole backbone trains).</summary>
+    public static TrainOptions OptionsFrom(ParseResult r, bool wholeBackbone)
     {
-        Epochs = r.GetValue(Epochs), BatchSize = r.GetValue(Common.BatchSize), BaseLr = r.GetValue(Lr), WeightDecay = r.GetValue(WeightDecay),
-        WarmupEpochs = Math.Min(r.GetValue(Warmup), Math.Max(0, r.GetValue(Epochs) - 1)),
-        Optimizer = (r.GetValue(OptimizerOpt) ?? "sgd").ToLowerInvariant() switch
+        var optimizer = (r.GetValue(OptimizerOpt) ?? (wholeBackbone ? "adamw" : "sgd")).ToLowerInvariant() switch
         {
             "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW,
             var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),
-        },
-        Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
-        StopAfterEpochs = r.GetValue(StopAfter),
-    };
+        };
+        return new()
+        {
+            Epochs = r.GetValue(Epochs), BatchSize = r.GetValue(Common.BatchSize), WeightDecay = r.GetValue(WeightDecay),
+            BaseLr = r.GetValue(Lr) ?? (optimizer == OptimizerKind.AdamW ? 1e-3 : 0.25), Optimizer = optimizer,
+            WarmupEpochs = Math.Min(r.GetValue(Warmup), Math.Max(0, r.GetValue(Epochs) - 1)),
+            Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+            StopAfterEpochs = r.GetValue(StopAfter),
+        };
+    }
 
     static (ImageDataset Train, ImageDataset Val) LoadSplits(ParseResult r)
     {
@@ -180,7 +192,7 @@ internal static class TrainCommands
             torch.manual_seed(r.GetValue(Seed));
             var vit = new VisionTransformer(cfg);
             var model = PromptedModel.Create(vit, new FullConfig(), train.Classes.Count);
-            var opts = OptionsFrom(r) with { Optimizer = OptimizerKind.AdamW, CacheFeatures = false };
+            var opts = OptionsFrom(r, wholeBackbone: true) with { CacheFeatures = false };
             var trainer = new Trainer(opts);
             double limit = r.GetValue(minutes);
             var cts = new CancellationTokenSource();

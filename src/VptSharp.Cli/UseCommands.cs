@@ -129,9 +129,14 @@ internal static class UseCommands
         table.AddRow("backbone", Markup.Escape($"{md.Backbone.Source} sha256 {md.Backbone.Sha256}"));
         table.AddRow("architecture", Markup.Escape(JsonSerializer.Serialize(md.Backbone.Config)));
         table.AddRow("trainable parameters", $"{method:N0} method + {head:N0} head = {method + head:N0}");
+        long backboneParams = md.Backbone.Config.ParameterCount;
+        table.AddRow("storage", MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()).TrainsWholeBackbone
+            ? "[yellow]whole model[/]: full fine-tuning trains every backbone tensor, so this file is a complete copy of the backbone + head and shares nothing"
+            : $"only what the method trains: {100.0 * (method + head) / Math.Max(1, backboneParams):F3}% of the backbone's {backboneParams:N0} parameters");
         table.AddRow("preprocessing", Markup.Escape(JsonSerializer.Serialize(md.Preprocessing)));
         table.AddRow("metrics", Markup.Escape(string.Join(", ", md.Metrics.Select(kv => $"{kv.Key}={kv.Value:G4}"))));
-        table.AddRow("tensors", Markup.Escape(string.Join(", ", art.Tensors.Select(kv => $"{kv.Key} [{string.Join("×", kv.Value.shape)}]"))));
+        table.AddRow("tensors", Markup.Escape(string.Join(", ", art.Tensors.Take(12).Select(kv => $"{kv.Key} [{string.Join("×", kv.Value.shape)}]"))
+            + (art.Tensors.Count > 12 ? $", … ({art.Tensors.Count} tensors)" : "")));
         AnsiConsole.Write(table);
         return 0;
     }
@@ -189,6 +194,9 @@ internal static class UseCommands
             var table = new Table().AddColumns("method", "description", "trainable parameters");
             foreach (var m in MethodRegistry.All) table.AddRow(m.Name, Markup.Escape(m.Description), Markup.Escape(m.ParameterFormula));
             AnsiConsole.Write(table);
+            var ablations = new Table().Title("VPT ablations (flags of vpt train --method vpt-deep|vpt-shallow)").AddColumns("flag", "effect", "prompt parameters");
+            foreach (var (flag, what, formula) in PromptConfig.Ablations) ablations.AddRow(Markup.Escape(flag), Markup.Escape(what), Markup.Escape(formula));
+            AnsiConsole.Write(ablations);
             return 0;
         });
         return c;

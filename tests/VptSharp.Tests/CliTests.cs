@@ -48,6 +48,42 @@ public class CliTests
     }
 
     [Fact]
+    public void AblationFlagsAndMethodDefaultsReachTheTaskFile()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 6);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string[] common = ["train", "--backbone", bb, "--data", data, "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "6"];
+
+        // cls-prototype: p becomes the number of classes, and the prompts start as the class means.
+        string proto = Path.Combine(dir, "proto");
+        var r = RunCli([.. common, "--method", "vpt-deep", "--prompt-init", "cls-prototype", "--out", proto]);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("class prototypes", r.Stdout);
+        var art = VptSharp.Tuning.TaskArtifact.Load(Path.Combine(proto, "task.vpt"));
+        Assert.Equal(new long[] { 2, 3, 32 }, art.Tensors["method.prompts"].shape);
+        Assert.Contains("cls-prototype", art.Metadata.MethodConfig.ToJsonString());
+
+        string pixel = Path.Combine(dir, "pixel");
+        r = RunCli([.. common, "--method", "vpt-shallow", "--prompt-location", "prepend-pixel", "--prompts", "2", "--out", pixel]);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Equal(new long[] { 2, 3, 8, 8 }, VptSharp.Tuning.TaskArtifact.Load(Path.Combine(pixel, "task.vpt")).Tensors["method.pixels"].shape);
+
+        // full: AdamW with its own lr by default; its task file is a whole model, and info says so.
+        string full = Path.Combine(dir, "full");
+        r = RunCli([.. common, "--method", "full", "--out", full]);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("AdamW", r.Stdout);
+        Assert.Contains("base 0.001", r.Stdout);
+        var info = RunCli("info", Path.Combine(full, "task.vpt"));
+        Assert.Contains("whole model", info.Stdout);
+
+        var bad = RunCli([.. common, "--method", "vpt-deep", "--prompt-location", "concat-channel", "--out", Path.Combine(dir, "bad")]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("use --method vpt-shallow", bad.Stderr);
+    }
+
+    [Fact]
     public void ResumeInANewProcessRepeatsTheUninterruptedRun()
     {
         string dir = TempDir();

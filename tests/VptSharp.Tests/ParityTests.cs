@@ -98,6 +98,46 @@ public class ParityTests
         }
     }
 
+    /// <summary>Adapter (r = 4, non-zero weights) and Bias against tools/make_goldens.py: forward logits, then the logits
+    /// after one plain SGD step (lr 0.1) on cross-entropy, which checks the gradients of exactly the trained tensors.</summary>
+    [Theory]
+    [InlineData("adapter", "adapter_logits.npy", "adapter_step_logits.npy")]
+    [InlineData("bias", null, "bias_step_logits.npy")]
+    public void AdapterAndBiasMatchReferenceBeforeAndAfterOneStep(string method, string? forwardGolden, string stepGolden)
+    {
+        using var bb = BackboneLoader.Load(Golden("timm_vit"));
+        var model = PromptedModel.Create(bb.Model, MethodRegistry.FromOptions(method, new MethodOptions { Reduction = 4 }), 5);
+        using (no_grad())
+        {
+            if (model.method is Adapter a)
+                for (int i = 0; i < 2; i++)
+                {
+                    a.down[i].weight!.copy_(Npy.Read(Golden("adapter_down_w.npy"))[i]);
+                    a.down[i].bias!.copy_(Npy.Read(Golden("adapter_down_b.npy"))[i]);
+                    a.up[i].weight!.copy_(Npy.Read(Golden("adapter_up_w.npy"))[i]);
+                    a.up[i].bias!.copy_(Npy.Read(Golden("adapter_up_b.npy"))[i]);
+                }
+            model.head.weight!.copy_(Npy.Read(Golden("vpt_head_w.npy")));
+            model.head.bias!.copy_(Npy.Read(Golden("vpt_head_b.npy")));
+        }
+        model.eval();
+        var x = Npy.Read(Golden("input.npy"));
+        if (forwardGolden is not null)
+            using (no_grad())
+            {
+                var diff = MaxAbsDiff(model.forward(x), Npy.Read(Golden(forwardGolden)));
+                Assert.True(diff < Tol, $"{forwardGolden}: max |diff| {diff:E2}");
+            }
+        var opt = optim.SGD(model.TrainableParameters().Select(p => p.Param), 0.1);
+        var loss = nn.functional.cross_entropy(model.forward(x), Npy.Read(Golden("step_labels.npy")).to(int64));
+        opt.zero_grad(); loss.backward(); opt.step();
+        using (no_grad())
+        {
+            var diff = MaxAbsDiff(model.forward(x), Npy.Read(Golden(stepGolden)));
+            Assert.True(diff < Tol, $"{stepGolden}: max |diff| {diff:E2}");
+        }
+    }
+
     [Fact]
     public void WrongCheckpointListsMissingKeys()
     {

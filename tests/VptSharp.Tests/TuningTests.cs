@@ -15,6 +15,7 @@ public class TuningTests
         var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
         BackboneLoader_Freeze(vit);
         Assert.Equal(85_798_656, vit.BackboneParameterCount); // timm vit_base_patch16_224 without its head
+        Assert.Equal(vit.BackboneParameterCount, vit.Config.ParameterCount);
         int classes = 100;
         long head = 768L * classes + classes;
         using var shallow = PromptedModel.Create(vit, new PromptConfig { Tokens = 50, Deep = false }, classes);

@@ -19,6 +19,18 @@ public sealed record VitConfig
     [JsonIgnore] public int NumPatches => GridSize * GridSize;
     [JsonIgnore] public int HeadDim => Width / Heads;
 
+    /// <summary>Backbone parameters without a classifier, in closed form: patch embedding, CLS, position embedding,
+    /// per block two LayerNorms + qkv + projection + MLP, final norm (ViT-B/16: 85,798,656).</summary>
+    [JsonIgnore] public long ParameterCount
+    {
+        get
+        {
+            long d = Width, m = MlpDim;
+            long block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * m + m) + (m * d + d);
+            return (long)InChannels * PatchSize * PatchSize * d + d + d + (1L + NumPatches) * d + Depth * block + 2 * d;
+        }
+    }
+
     public void Validate()
     {
         if (ImageSize % PatchSize != 0)

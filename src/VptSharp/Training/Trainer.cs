@@ -65,6 +65,8 @@ public sealed class Trainer(TrainOptions options)
             history.AddRange(st.History);
             Log?.Invoke($"resumed from {outDir} after epoch {startEpoch}");
         }
+        else if (ClsPrototypes.InitializeIfRequested(model, train, pre, Options))
+            Log?.Invoke($"prompts initialised with the {train.Classes.Count} class prototypes (mean final CLS embedding per class)");
 
         Tensor? trainFeat = null, valFeat = null, trainLab = null, valLab = null;
         if (cached)

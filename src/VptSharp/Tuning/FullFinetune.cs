@@ -6,6 +6,7 @@ namespace VptSharp.Tuning;
 public sealed record FullConfig : MethodConfig
 {
     public override string Method => "full";
+    public override bool TrainsWholeBackbone => true;
     public override TuningMethod Create(VitConfig vit) => new FullFinetune(this);
 }
 

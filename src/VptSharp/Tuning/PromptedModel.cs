@@ -80,16 +80,16 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     /// <summary>Final-LayerNorm token sequence with the method attached: [B, 1 + extra + N, d].</summary>
     public Tensor ForwardTokens(Tensor images)
     {
-        using var emb = backbone.Embed(images);
+        using var emb = method.Embed(backbone, images);
         return backbone.ForwardTokens(emb, method);
     }
 
     /// <summary>The pooled feature the head sees (CLS output unless the method pools otherwise): [B, d].</summary>
     public Tensor Features(Tensor images)
     {
-        using var tokens = ForwardTokens(images);
-        using var pooled = method.Pool(tokens);
-        return pooled.clone();
+        using var scope = NewDisposeScope();
+        var tokens = ForwardTokens(images);
+        return method.CombineFeatures(method.Pool(tokens), images).clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>

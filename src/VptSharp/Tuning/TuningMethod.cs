@@ -14,6 +14,10 @@ public abstract record MethodConfig
 {
     [JsonIgnore] public abstract string Method { get; }
     public abstract TuningMethod Create(VitConfig vit);
+
+    /// <summary>True when every backbone weight trains: such methods default to AdamW (as the reference does for end-to-end
+    /// fine-tuning) and their task file is necessarily a whole model.</summary>
+    [JsonIgnore] public virtual bool TrainsWholeBackbone => false;
 }
 
 /// <summary>
@@ -25,12 +29,19 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
 {
     public abstract MethodConfig Config { get; }
 
+    /// <summary>Input-level hook: images → the token sequence entering block 1 (patch + CLS + position embedding by
+    /// default). Pixel-space prompt locations change the input here, through the frozen patch embedding.</summary>
+    public virtual Tensor Embed(VisionTransformer backbone, Tensor images) => backbone.Embed(images);
+
     public virtual Tensor BeforeBlock(int block, Tensor tokens) => tokens;
 
     public virtual Tensor AfterMlp(int block, Tensor mlpOutput) => mlpOutput;
 
     /// <summary>The feature the head sees, from the final-norm token sequence: the CLS token unless the method says otherwise.</summary>
     public virtual Tensor Pool(Tensor tokens) => tokens.select(1, 0);
+
+    /// <summary>Blends the pooled backbone feature with anything computed from the images themselves (a side network).</summary>
+    public virtual Tensor CombineFeatures(Tensor pooled, Tensor images) => pooled;
 
     /// <summary>Transforms the pooled feature before the linear head (an MLP head's hidden layers).</summary>
     public virtual Tensor ProcessFeatures(Tensor pooled) => pooled;
@@ -76,6 +87,8 @@ public static class MethodRegistry
             "k·(12d² + 13d) + 2d  (+ head)", typeof(PartialConfig), o => new PartialConfig { Blocks = o.K ?? 1 }));
         Register(new Entry("mlp-k", "frozen backbone, k-layer MLP head (k−1 hidden layers of width d, ReLU) on the CLS feature",
             "(k−1)·(d² + d)  (+ head)", typeof(MlpHeadConfig), o => new MlpHeadConfig { Layers = o.K ?? 3 }));
+        Register(new Entry("sidetune", "side-tuning: a small conv side network's feature blended with the frozen backbone's, α·backbone + (1−α)·side, α learned",
+            "9·(3c + 42c²) + 15c + 8c·d + d + 1, c = side width 16  (+ head)", typeof(SidetuneConfig), o => new SidetuneConfig { Width = o.SideWidth ?? 16 }));
         Register(new Entry("bias", "only the backbone's bias terms train (BitFit / TinyTL-bias)",
             "d + 11·L·d + d  (+ head)", typeof(BiasConfig), _ => new BiasConfig()));
         Register(new Entry("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d, zero-init up) on every block's MLP output, added before the residual",
@@ -116,6 +129,10 @@ public sealed record MethodOptions
     public int? Reduction { get; init; }
     public PromptOutput PromptOutput { get; init; } = PromptOutput.Cls;
     public PromptSharing PromptSharing { get; init; } = PromptSharing.None;
+    public PromptLocation PromptLocation { get; init; } = PromptLocation.Prepend;
+    public PromptInit PromptInit { get; init; } = PromptInit.Random;
+    /// <summary>Sidetune: channels of the side network's first conv stage.</summary>
+    public int? SideWidth { get; init; }
     /// <summary>VPT-deep prompted blocks, 1-based inclusive (either order).</summary>
     public (int First, int Last)? PromptDepth { get; init; }
 }

@@ -24,6 +24,10 @@ public sealed record PromptConfig : MethodConfig
     public int? LastBlock { get; init; }
     /// <summary>Parameter sharing (paper appendix "sharing" ablation).</summary>
     public PromptSharing Sharing { get; init; } = PromptSharing.None;
+    /// <summary>Where prompts enter (paper Fig. 5 "location" ablation).</summary>
+    public PromptLocation Location { get; init; } = PromptLocation.Prepend;
+    /// <summary>How prompts start (paper appendix B "initialization").</summary>
+    public PromptInit Init { get; init; } = PromptInit.Random;
 
     /// <summary>Also train every backbone bias ("prompt+bias").</summary>
     public bool TrainBiases { get; init; }
@@ -31,14 +35,66 @@ public sealed record PromptConfig : MethodConfig
     public bool Fixed { get; init; }
 
     public override string Method => TrainBiases ? "prompt+bias" : Fixed ? "prompt-fixed" : Deep ? "vpt-deep" : "vpt-shallow";
-    public override TuningMethod Create(VitConfig vit) => new VisualPrompts(this, vit);
+    public override TuningMethod Create(VitConfig vit) => Location switch
+    {
+        PromptLocation.PrependPixel => new PixelPrompts(this, vit),
+        PromptLocation.ConcatChannel => new ChannelPrompt(this, vit),
+        _ => new VisualPrompts(this, vit),
+    };
 
     public static PromptConfig FromOptions(MethodOptions o, bool deep) => new()
     {
         Tokens = o.Prompts, Deep = deep, ProjectDim = o.ProjectDim,
         Dropout = o.PromptDropout ?? (deep ? 0.1 : 0.0),
         Output = o.PromptOutput, Sharing = o.PromptSharing, FirstBlock = o.PromptDepth?.First, LastBlock = o.PromptDepth?.Last,
+        Location = o.PromptLocation, Init = o.PromptInit,
     };
+
+    /// <summary>The VPT ablation flags of `vpt train` (paper §4.3, appendix B) with their prompt-parameter formulas.</summary>
+    public static readonly IReadOnlyList<(string Flag, string Description, string ParameterFormula)> Ablations =
+    [
+        ("--prompt-location prepend", "p tokens after CLS (default)", "L·p·d deep, p·d shallow"),
+        ("--prompt-location add", "added to the image-patch tokens (CLS untouched), p = 1 or N patches", "L·p·d deep, p·d shallow"),
+        ("--prompt-location prepend-pixel", "p patch-sized pixel blocks through the frozen patch embedding (vpt-shallow)", "p·3·P²"),
+        ("--prompt-location concat-channel", "a learnable 4th input channel + its zero-init patch filter (vpt-shallow)", "H·W + d·P²"),
+        ("--prompt-output cls|image-pool|prompt-pool|global-pool", "what the head sees (Fig. 6)", "unchanged"),
+        ("--prompt-depth i-j", "prompts only in blocks i..j, either order (Fig. 7)", "(|j−i|+1)·p·d"),
+        ("--prompt-sharing intra|inter|all", "one vector per block | same p prompts in every block | one vector everywhere", "L·d | p·d | d"),
+        ("--prompt-init cls-prototype", "prompt k = mean final CLS embedding of class k (appendix B)", "p = C: L·C·d"),
+        ("--project k", "prompts of width k through a shared linear map to d", "L·p·k + k·d + d"),
+    ];
+
+    /// <summary>The pooled feature for <see cref="Output"/>, given how many prompt tokens follow CLS.</summary>
+    public Tensor Pool(Tensor tokens, int promptTokens) => Output switch
+    {
+        PromptOutput.Cls => tokens.select(1, 0),
+        PromptOutput.ImagePool => tokens[.., (1 + promptTokens)..].mean([1]),
+        PromptOutput.PromptPool when promptTokens > 0 => tokens[.., 1..(1 + promptTokens)].mean([1]),
+        PromptOutput.PromptPool => throw new ArgumentException($"--prompt-output prompt-pool needs prompt tokens in the sequence; location {Location} adds none"),
+        _ => tokens[.., 1..].mean([1]),
+    };
+}
+
+public enum PromptLocation
+{
+    /// <summary>p tokens inserted after CLS (the paper's default).</summary>
+    Prepend,
+    /// <summary>Prompts added element-wise to the image-patch tokens (not CLS); sequence length unchanged. p = 1 (one vector
+    /// added to every patch) or p = number of patches (prompt i added to patch i).</summary>
+    Add,
+    /// <summary>p learnable patch-sized pixel blocks, embedded by the frozen patch projection, prepended after CLS (input level).</summary>
+    PrependPixel,
+    /// <summary>A learnable 4th input channel, seen through an extra, zero-initialised patch-projection channel (input level).</summary>
+    ConcatChannel,
+}
+
+public enum PromptInit
+{
+    /// <summary>Xavier-uniform over a patch-sized fan-in (the reference default).</summary>
+    Random,
+    /// <summary>Per-class mean of the frozen backbone's final CLS embedding on the train split, one prompt per class
+    /// (paper appendix B); set by the trainer before the first step.</summary>
+    ClsPrototype,
 }
 
 public enum PromptOutput
@@ -84,6 +140,12 @@ public sealed class VisualPrompts : TuningMethod
     {
         if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
         this.config = config;
+        if (config.Location == PromptLocation.Add && config.Tokens != 1 && config.Tokens != vit.NumPatches)
+            throw new ArgumentException($"--prompt-location add needs --prompts 1 or {vit.NumPatches} (one per image patch), not {config.Tokens}");
+        if (config.Location == PromptLocation.Add && config.Output == PromptOutput.PromptPool)
+            throw new ArgumentException("--prompt-output prompt-pool needs prompt tokens; --prompt-location add adds none");
+        if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
+            throw new ArgumentException($"location {config.Location} is built by PromptConfig.Create, not VisualPrompts");
         (first, last) = config.Deep ? PromptedRange(config, vit.Depth) : (0, 0);
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
@@ -112,7 +174,7 @@ public sealed class VisualPrompts : TuningMethod
     }
 
     public override MethodConfig Config => config;
-    public override int ExtraTokens => config.Tokens;
+    public override int ExtraTokens => config.Location == PromptLocation.Add ? 0 : config.Tokens;
 
     public override IEnumerable<(string Name, Parameter Param)> OwnTrainableParameters() =>
         config.Fixed ? [] : base.OwnTrainableParameters();
@@ -134,19 +196,25 @@ public sealed class VisualPrompts : TuningMethod
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
         var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1));
+        if (config.Location == PromptLocation.Add) // each prompted block adds its prompts to the patch tokens entering it
+            return cat([tokens[.., ..1], tokens[.., 1..] + p], 1).MoveToOuterDisposeScope();
         var cls = tokens[.., ..1];
         // The first prompted block inserts; later ones replace the p tokens after CLS.
         var rest = block == first ? tokens[.., 1..] : tokens[.., (1 + config.Tokens)..];
         return cat([cls, p, rest], 1).MoveToOuterDisposeScope();
     }
 
-    public override Tensor Pool(Tensor tokens) => config.Output switch
+    public override Tensor Pool(Tensor tokens) => config.Pool(tokens, ExtraTokens);
+
+    /// <summary>Cls-prototype init: every prompted block's prompts become the per-class prototypes [C = p, d].</summary>
+    public void InitializeFromPrototypes(Tensor prototypes)
     {
-        PromptOutput.Cls => tokens.select(1, 0),
-        PromptOutput.ImagePool => tokens[.., (1 + config.Tokens)..].mean([1]),
-        PromptOutput.PromptPool => tokens[.., 1..(1 + config.Tokens)].mean([1]),
-        _ => tokens[.., 1..].mean([1]),
-    };
+        if (prompt_proj is not null || prompts.shape[1] != config.Tokens)
+            throw new ArgumentException("cls-prototype init needs unshared, unprojected prompts (--prompt-sharing none or inter, no --project)");
+        if (prototypes.shape[0] != config.Tokens || prototypes.shape[1] != prompts.shape[2])
+            throw new ArgumentException($"cls-prototype init needs one prompt per class: --prompts {prototypes.shape[0]} (got {config.Tokens})");
+        using (no_grad()) prompts.copy_(prototypes.unsqueeze(0).expand_as(prompts));
+    }
 }
 
 /// <summary>Linear probing: nothing is added to the backbone; only the head trains.</summary>

@@ -1,0 +1,96 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using VptSharp.Backbones;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace VptSharp.Tuning;
+
+/// <summary>
+/// Pixel-space prompt locations of the paper's Fig. 5 ablation. Both act on the input only (VPT-shallow): the prompt
+/// lives in image space and reaches the transformer through the frozen patch embedding, via the method's Embed hook.
+/// </summary>
+static class InputLevelPrompts
+{
+    public static void Validate(PromptConfig c)
+    {
+        string where = c.Location == PromptLocation.PrependPixel ? "prepend-pixel" : "concat-channel";
+        if (c.Deep) throw new ArgumentException($"--prompt-location {where} prompts the input only: use --method vpt-shallow");
+        if (c.ProjectDim > 0 || c.Sharing != PromptSharing.None || c.Init != PromptInit.Random)
+            throw new ArgumentException($"--prompt-location {where} takes no --project, --prompt-sharing or --prompt-init (those act on prompt tokens)");
+    }
+}
+
+/// <summary>
+/// "Prepend-pixel": p learnable patch-sized pixel blocks [p, 3, P, P] (normalised-pixel scale, N(0, 1) init), embedded
+/// by the frozen patch projection (its bias included, no position embedding, like token prompts) and inserted after CLS.
+/// Trainable: p·3·P².
+/// </summary>
+public sealed class PixelPrompts : TuningMethod
+{
+    readonly PromptConfig config;
+    public readonly Parameter pixels;
+
+    public PixelPrompts(PromptConfig config, VitConfig vit) : base("PixelPrompts")
+    {
+        InputLevelPrompts.Validate(config);
+        if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
+        this.config = config;
+        pixels = Parameter(randn(config.Tokens, 3, vit.PatchSize, vit.PatchSize));
+        RegisterComponents();
+    }
+
+    public override MethodConfig Config => config;
+    public override int ExtraTokens => config.Tokens;
+
+    public override Tensor Embed(VisionTransformer backbone, Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var emb = backbone.Embed(images);
+        var tokens = backbone.patch_embed.proj.forward(pixels).flatten(1); // [p, d]: each block is exactly one patch
+        var p = tokens.unsqueeze(0).expand(images.shape[0], -1, -1);
+        return cat([emb[.., ..1], p, emb[.., 1..]], 1).MoveToOuterDisposeScope();
+    }
+
+    public override Tensor Pool(Tensor tokens) => config.Pool(tokens, config.Tokens);
+}
+
+/// <summary>
+/// "Concat-channel": one learnable image channel [1, 1, H, W] (N(0, 1) init) concatenated to every RGB input as a 4th
+/// channel. The frozen patch projection is extended by a 4th input-channel filter [d, 1, P, P], zero-initialised so
+/// training starts from the frozen model; that filter trains with the channel (kept frozen at zero, the channel would
+/// get no gradient at all). By linearity the 4-channel projection is computed as the frozen RGB embedding plus the
+/// extra channel's projection, so the backbone is never copied. Sequence length unchanged; p is unused.
+/// Trainable: H·W + d·P².
+/// </summary>
+public sealed class ChannelPrompt : TuningMethod
+{
+    readonly PromptConfig config;
+    readonly int patch;
+    public readonly Parameter channel, channel_proj;
+
+    public ChannelPrompt(PromptConfig config, VitConfig vit) : base("ChannelPrompt")
+    {
+        InputLevelPrompts.Validate(config);
+        if (config.Output == PromptOutput.PromptPool) throw new ArgumentException("--prompt-output prompt-pool needs prompt tokens; concat-channel adds none");
+        this.config = config;
+        patch = vit.PatchSize;
+        channel = Parameter(randn(1, 1, vit.ImageSize, vit.ImageSize));
+        channel_proj = Parameter(zeros(vit.Width, 1, vit.PatchSize, vit.PatchSize));
+        RegisterComponents();
+    }
+
+    public override MethodConfig Config => config;
+
+    public override Tensor Embed(VisionTransformer backbone, Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var emb = backbone.Embed(images);
+        if (images.shape[2] != channel.shape[2] || images.shape[3] != channel.shape[3])
+            throw new ArgumentException($"concat-channel prompt is {channel.shape[2]}×{channel.shape[3]} px; images are {images.shape[2]}×{images.shape[3]}");
+        var extra = functional.conv2d(channel, channel_proj, strides: [patch, patch]).flatten(2).transpose(1, 2); // [1, N, d]
+        return cat([emb[.., ..1], emb[.., 1..] + extra], 1).MoveToOuterDisposeScope();
+    }
+
+    public override Tensor Pool(Tensor tokens) => config.Pool(tokens, 0);
+}
