@@ -9,6 +9,10 @@ root.Subcommands.Add(UseCommands.Predict());
 root.Subcommands.Add(UseCommands.Info());
 root.Subcommands.Add(UseCommands.Embed());
 root.Subcommands.Add(UseCommands.Methods());
+root.Subcommands.Add(ProtocolCommands.SweepCommand());
+root.Subcommands.Add(ProtocolCommands.ReportCommand());
+root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(LoadTest.Create());
 root.Subcommands.Add(DemoCommand.Create());
 
 return root.Parse(args).Invoke();

@@ -1,0 +1,118 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using VptSharp.Analysis;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Training;
+
+namespace VptSharp.Cli;
+
+/// <summary>`vpt sweep` (the paper's protocol over a suite) and `vpt report` (its Table 1, tests and curves).</summary>
+internal static class ProtocolCommands
+{
+    static readonly Option<string> SuiteOpt = new("--suite", "-s") { Description = "suite file (suites/vtab-1k.json, suites/fgvc.json, suites/mini.json, or your own)", Required = true };
+    static readonly Option<string?> DataRoot = new("--data-root") { Description = "folder the suite's relative paths resolve against (default: the suite file's root)" };
+    static readonly Option<string> MethodsOpt = new("--methods", "-m") { Description = "comma-separated methods", DefaultValueFactory = _ => "linear,full,bias,adapter,vpt-shallow,vpt-deep" };
+    static readonly Option<string?> TasksOpt = new("--tasks") { Description = "comma-separated task names (default: all of the suite)" };
+    static readonly Option<string> Lrs = new("--lrs") { Description = "base lr grid (at batch 256) for SGD methods; paper: 50,25,10,5,2.5,1,0.5,0.25,0.1,0.05", DefaultValueFactory = _ => "2.5,0.5" };
+    static readonly Option<string> FullLrs = new("--full-lrs") { Description = "base lr grid for methods that train the whole backbone (AdamW)", DefaultValueFactory = _ => "0.001,0.0001" };
+    static readonly Option<string> Wds = new("--wds") { Description = "weight-decay grid; paper: 0.01,0.001,0.0001,0", DefaultValueFactory = _ => "0.0001" };
+    static readonly Option<string> PromptsOpt = new("--prompts", "-p") { Description = "prompt-length grid for prompt methods; paper: 1,5,10,50,100,200", DefaultValueFactory = _ => "10" };
+    static readonly Option<string> Reductions = new("--reductions") { Description = "adapter reduction grid; paper: 8,64,256", DefaultValueFactory = _ => "8" };
+    static readonly Option<int> Epochs = new("--epochs") { Description = "epochs per run (paper: 100)", DefaultValueFactory = _ => 100 };
+    static readonly Option<int> Warmup = new("--warmup-epochs") { Description = "warm-up epochs (paper: 10)", DefaultValueFactory = _ => 10 };
+    static readonly Option<int> Seeds = new("--seeds") { Description = "seeds of the final runs (paper: 3; appendix: 5)", DefaultValueFactory = _ => 3 };
+    static readonly Option<string?> Fractions = new("--fractions") { Description = "extra runs on class-balanced fractions of train+val (Fig. 3), e.g. 0.1,0.2,0.4,0.8" };
+    static readonly Option<string?> CurvePrompts = new("--curve-prompts") { Description = "extra VPT runs at these prompt lengths (Fig. 6), e.g. 1,5,10,50" };
+    static readonly Option<string?> CurveDepths = new("--curve-depths") { Description = "extra VPT-deep runs with these prompted-block ranges (Fig. 7), e.g. 1-1,1-3,1-6,6-6,6-4,6-1" };
+    static readonly Option<string?> Shard = new("--shard") { Description = "i/n: run only this machine's share of the (task, method) pairs" };
+    static readonly Option<string> Out = new("--out", "-o") { Description = "sweep folder (runs/…json results, resumable)", Required = true };
+    static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
+
+    static List<double> Doubles(string text, string option) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{s}' is not a number"))
+        .ToList();
+
+    static List<int> Ints(string text, string option) => Doubles(text, option).Select(v => v == Math.Floor(v) && v >= 1 ? (int)v
+        : throw new ArgumentException($"{option}: {v} is not a positive integer")).ToList();
+
+    static List<string> Names(string? text) => (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+
+    public static Command SweepCommand()
+    {
+        var backbone = Common.Backbone();
+        var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
+        Common.AddBackboneOptions(c, backbone);
+        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, Common.BatchSize,
+                     Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, Common.Threads, Common.Device })
+            c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            var suite = Suite.Load(r.GetValue(SuiteOpt)!, r.GetValue(DataRoot));
+            var options = new SweepOptions
+            {
+                Methods = Names(r.GetValue(MethodsOpt)), Tasks = r.GetValue(TasksOpt) is string ts ? Names(ts) : null,
+                Lrs = Doubles(r.GetValue(Lrs)!, "--lrs"), WholeBackboneLrs = Doubles(r.GetValue(FullLrs)!, "--full-lrs"),
+                WeightDecays = Doubles(r.GetValue(Wds)!, "--wds"), Prompts = Ints(r.GetValue(PromptsOpt)!, "--prompts"),
+                Reductions = Ints(r.GetValue(Reductions)!, "--reductions"), Epochs = r.GetValue(Epochs), WarmupEpochs = r.GetValue(Warmup),
+                BatchSize = r.GetValue(Common.BatchSize), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+                Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
+                CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
+                CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard),
+            };
+            if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks
+            if (options.Fractions.Any(x => x <= 0 || x >= 1)) throw new ArgumentException("--fractions must lie in (0, 1)");
+            string outDir = r.GetValue(Out)!;
+            Directory.CreateDirectory(outDir);
+            using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            // What was asked, for the record (the report reads the runs themselves).
+            AtomicFile.WriteAllText(Path.Combine(outDir, "sweep.json"), JsonSerializer.Serialize(new
+            {
+                suite = suite.Name, root = suite.Root, backbone = bb.Source, backbone_sha256 = bb.Sha256, options,
+                command = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+            }, Sweep.Json));
+            var sweep = new Sweep(suite, bb, options, outDir);
+            sweep.Log += m => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(m)}[/]");
+            double secondsThisSession = 0;
+            sweep.Progress += p =>
+            {
+                if (p.Current is RunSpec s)
+                    AnsiConsole.MarkupLine($"[grey]{p.Done}/{p.Total}[/] {Markup.Escape($"{s.Task} / {s.Method} / {s.Id}")} …");
+                else if (p.Finished is RunResult f)
+                {
+                    secondsThisSession += f.Seconds;
+                    double eta = secondsThisSession / p.RunsThisSession * (p.Total - p.Done);
+                    string score = f.ValTop1 is double v ? $"val {100 * v:F2}%" : $"test {100 * f.TestTop1!.Value:F2}%";
+                    AnsiConsole.MarkupLine($"[green]{p.Done}/{p.Total}[/] {Markup.Escape($"{f.Spec.Task} / {f.Spec.Method} / {f.Spec.Id}")}: [bold]{score}[/] " +
+                                           $"in {f.Seconds:F0}s; ETA {TimeSpan.FromSeconds(eta):hh\\:mm\\:ss}");
+                }
+            };
+            var results = sweep.Run();
+            AnsiConsole.MarkupLine($"sweep done: {results.Count} runs in {Markup.Escape(outDir)}; next: [bold]vpt report {Markup.Escape(outDir)}[/]");
+            return 0;
+        }));
+        return c;
+    }
+
+    public static Command ReportCommand()
+    {
+        var c = new Command("report", "Table 1 of a sweep: group means, wins vs Full, parameter totals, Wilcoxon / Welch tests, curves (Markdown, CSV, PNG)");
+        var dir = new Argument<string>("sweep") { Description = "sweep folder (made by vpt sweep)" };
+        var outOpt = new Option<string?>("--out", "-o") { Description = "where report.md, report.csv and plots go (default: the sweep folder)" };
+        c.Arguments.Add(dir); c.Options.Add(outOpt); c.Options.Add(MethodsOpt);
+        c.SetAction(r => Common.Run(() =>
+        {
+            string sweepDir = r.GetValue(dir)!;
+            if (!Directory.Exists(sweepDir)) throw new DirectoryNotFoundException($"{sweepDir}: no such sweep folder; run vpt sweep --out {sweepDir} first");
+            var report = new SweepReport(Sweep.LoadResults(sweepDir), Names(r.GetValue(MethodsOpt)));
+            string outDir = r.GetValue(outOpt) ?? sweepDir;
+            Console.WriteLine(report.Write(outDir));
+            AnsiConsole.MarkupLine($"wrote [bold]{Markup.Escape(Path.Combine(outDir, "report.md"))}[/] (+ report.csv, plots)");
+            return 0;
+        }));
+        return c;
+    }
+}

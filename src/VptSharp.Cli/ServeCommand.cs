@@ -1,0 +1,231 @@
+using System.Collections.Concurrent;
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+using VptSharp.Data;
+using VptSharp.Inference;
+using static TorchSharp.torch;
+
+namespace VptSharp.Cli;
+
+/// <summary>
+/// `vpt serve`: one frozen backbone, every task file of a folder (hot-reloaded), an HTTP API on loopback. Requests
+/// for any task are micro-batched together; a bounded queue sheds overload with 429.
+/// </summary>
+internal static class ServeCommand
+{
+    public sealed record Request(string Task, float[] Pixels, int ImageSize, int TopK);
+
+    public static Command Create()
+    {
+        var backbone = Common.Backbone();
+        var c = new Command("serve", "HTTP service: POST an image to /v1/tasks/{task}/predict (or /v1/predict for several tasks) → top-k JSON");
+        var tasksDir = new Option<string>("--tasks") { Description = "folder of .vpt task files (watched: new and changed files load, deleted ones unload)", Required = true };
+        var host = new Option<string>("--host") { Description = "address to bind (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port, printed at start)", DefaultValueFactory = _ => 8080 };
+        var maxBatch = new Option<int>("--max-batch") { Description = "largest micro-batch (images, across tasks)", DefaultValueFactory = _ => 32 };
+        var maxDelay = new Option<double>("--max-delay-ms") { Description = "longest wait for a batch to fill", DefaultValueFactory = _ => 5 };
+        var queue = new Option<int>("--queue") { Description = "waiting requests beyond which new ones get 429", DefaultValueFactory = _ => 256 };
+        var maxBody = new Option<int>("--max-body-kb") { Description = "largest accepted image body (413 above)", DefaultValueFactory = _ => 8192 };
+        var rescan = new Option<double>("--rescan-seconds") { Description = "how often the task folder is re-read", DefaultValueFactory = _ => 2 };
+        Common.AddBackboneOptions(c, backbone);
+        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, Common.Threads }) c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            Common.ApplyThreads(r);
+            using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            using var store = new TaskStore(bb, r.GetValue(tasksDir)!);
+            store.Log += m => Console.WriteLine(m);
+            store.Rescan();
+            var metrics = new ServeMetrics();
+            var batcher = new MicroBatcher<Request, ClassScore[]>(batch => RunBatch(store, batch), r.GetValue(maxBatch),
+                TimeSpan.FromMilliseconds(r.GetValue(maxDelay)), r.GetValue(queue));
+            batcher.BatchProcessed += (n, t) => metrics.Batch(n, t);
+            var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L);
+            using var timer = new Timer(_ => { try { store.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {e.Message}"); } },
+                null, TimeSpan.FromSeconds(r.GetValue(rescan)), TimeSpan.FromSeconds(r.GetValue(rescan)));
+            app.Start();
+            Console.WriteLine($"serving {store.Tasks.Count} task(s) from {store.Folder} on {string.Join(", ", app.Urls)} (backbone {bb.Source}, sha256 {bb.Sha256[..12]}…)");
+            app.WaitForShutdown();
+            batcher.DisposeAsync().AsTask().Wait();
+            return 0;
+        }));
+        return c;
+    }
+
+    /// <summary>One backbone pass per task present in the batch (tasks re-resolved by name, so a hot swap cannot pull a model away).</summary>
+    static IReadOnlyList<ClassScore[]> RunBatch(TaskStore store, IReadOnlyList<Request> batch)
+    {
+        var results = new ClassScore[batch.Count][];
+        store.Use(tasks =>
+        {
+            foreach (var group in batch.Select((req, i) => (req, i)).GroupBy(x => x.req.Task))
+            {
+                if (!tasks.TryGetValue(group.Key, out var task)) throw new KeyNotFoundException($"task {group.Key} was unloaded");
+                var items = group.ToList();
+                int size = items[0].req.ImageSize, len = 3 * size * size;
+                var buf = new float[items.Count * len];
+                for (int j = 0; j < items.Count; j++) items[j].req.Pixels.CopyTo(buf, j * len);
+                using var x = tensor(buf, [items.Count, 3, size, size]);
+                var top = Predictor.TopK(task.Model, x, task.Classes, items.Max(it => it.req.TopK));
+                for (int j = 0; j < items.Count; j++) results[items[j].i] = top[j].Take(items[j].req.TopK).ToArray();
+            }
+            return 0;
+        });
+        return results;
+    }
+
+    public static WebApplication Build(TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody + 1);
+        builder.WebHost.UseUrls($"http://{host}:{port}");
+        var app = builder.Build();
+
+        app.MapGet("/healthz", () => Results.Json(new { status = "ok", tasks = store.Tasks.Count, queue = batcher.QueueLength }));
+        app.MapGet("/v1/tasks", () => Results.Json(new
+        {
+            backbone = new { source = store.Backbone.Source, sha256 = store.Backbone.Sha256 },
+            tasks = store.Tasks.Values.OrderBy(t => t.Name).Select(t => new
+            {
+                name = t.Name, method = t.Artifact.Metadata.Method, classes = t.Classes, file = t.Path, image_size = t.Preprocessing.ImageSize,
+            }),
+            rejected = store.Rejected.Select(x => new { name = x.Name, file = x.Path, reason = x.Reason }),
+        }));
+        app.MapGet("/metrics", () => Results.Text(metrics.Prometheus(store.Tasks.Count, batcher.QueueLength), "text/plain; version=0.0.4"));
+        app.MapPost("/v1/tasks/{task}/predict", async (HttpContext ctx, string task) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var (status, body) = await Predict(ctx, store, batcher, [task]);
+            metrics.Request(task, status, clock.Elapsed);
+            return Results.Json(status == 200 ? ((Dictionary<string, object>)body)[task] : body, statusCode: status);
+        });
+        app.MapPost("/v1/predict", async (HttpContext ctx) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var names = ctx.Request.Query["tasks"].ToString() is { Length: > 0 } q ? q.Split(',', StringSplitOptions.RemoveEmptyEntries) : store.Tasks.Keys.Order().ToArray();
+            var (status, body) = await Predict(ctx, store, batcher, names);
+            metrics.Request("*", status, clock.Elapsed);
+            return Results.Json(body, statusCode: status);
+        });
+        return app;
+    }
+
+    static object Error(string message) => new { error = message };
+
+    /// <summary>Reads, checks and decodes the image body once, then queues one request per task and awaits them all.</summary>
+    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, string[] names)
+    {
+        try
+        {
+            var tasks = store.Tasks;
+            var unknown = names.Where(n => !tasks.ContainsKey(n)).ToList();
+            if (unknown.Count > 0) return (404, Error($"unknown task(s) {string.Join(", ", unknown)}; GET /v1/tasks lists them"));
+            int topK = int.TryParse(ctx.Request.Query["top_k"], out var k) ? Math.Clamp(k, 1, 1000) : 5;
+            var type = ctx.Request.ContentType ?? "";
+            if (!(type.StartsWith("image/") || type.StartsWith("application/octet-stream") || type == ""))
+                return (415, Error($"content type {type} is not an image; send the JPEG/PNG bytes as image/jpeg, image/png or application/octet-stream"));
+            long limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize is long l ? l - 1 : long.MaxValue;
+            if (ctx.Request.ContentLength > limit) return (413, Error($"image body of {ctx.Request.ContentLength} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
+            byte[] bytes;
+            using (var ms = new MemoryStream())
+            {
+                try { await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted); }
+                catch (BadHttpRequestException e) when (e.StatusCode == 413) { return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)")); }
+                if (ms.Length > limit) return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                bytes = ms.ToArray();
+            }
+            if (bytes.Length == 0) return (400, Error("empty body; POST the image bytes"));
+            RgbImage image;
+            try { image = FileImageDataset.Decode(bytes, "request body"); }
+            catch (BadImageException e) { return (400, Error(e.Message)); }
+            var pending = new List<(string Name, Task<ClassScore[]> Result)>();
+            foreach (var name in names)
+            {
+                var pre = tasks[name].Preprocessing;
+                var tf = new ImageTransform(pre, train: false);
+                var pixels = new float[tf.OutputLength];
+                tf.Apply(image, new Random(0), pixels);
+                if (!batcher.TryEnqueue(new Request(name, pixels, pre.ImageSize, topK), out var result))
+                {
+                    ctx.Response.Headers.RetryAfter = "1";
+                    return (429, Error("server busy: request queue full; retry after a second"));
+                }
+                pending.Add((name, result));
+            }
+            var answers = new Dictionary<string, object>();
+            foreach (var (name, result) in pending)
+            {
+                var done = await Task.WhenAny(result, Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted));
+                if (done != result) return (503, Error("prediction timed out; the server is overloaded"));
+                answers[name] = new { task = name, top = (await result).Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) };
+            }
+            return (200, answers);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return (500, Error($"internal error: {e.Message}")); // the process keeps serving
+        }
+    }
+}
+
+/// <summary>Counters and histograms in Prometheus text format.</summary>
+public sealed class ServeMetrics
+{
+    static readonly double[] LatencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    static readonly double[] BatchBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
+    readonly ConcurrentDictionary<(string Task, int Status), long> requests = new();
+    readonly long[] latencyCounts = new long[LatencyBuckets.Length + 1];
+    readonly long[] batchCounts = new long[BatchBuckets.Length + 1];
+    double latencySum, batchTimeSum; long batchImages, batches;
+    readonly object sync = new();
+
+    public void Request(string task, int status, TimeSpan latency)
+    {
+        requests.AddOrUpdate((task, status), 1, (_, n) => n + 1);
+        lock (sync) { latencyCounts[Bucket(LatencyBuckets, latency.TotalSeconds)]++; latencySum += latency.TotalSeconds; }
+    }
+
+    public void Batch(int size, TimeSpan took)
+    {
+        lock (sync) { batchCounts[Bucket(BatchBuckets, size)]++; batchImages += size; batches++; batchTimeSum += took.TotalSeconds; }
+    }
+
+    static int Bucket(double[] bounds, double v) { int i = 0; while (i < bounds.Length && v > bounds[i]) i++; return i; }
+
+    public string Prometheus(int tasksLoaded, int queueLength)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("# TYPE vpt_requests_total counter");
+        foreach (var ((task, status), n) in requests.OrderBy(kv => kv.Key.Task).ThenBy(kv => kv.Key.Status))
+            sb.AppendLine(c, $"vpt_requests_total{{task=\"{task}\",code=\"{status}\"}} {n}");
+        lock (sync)
+        {
+            Histogram(sb, "vpt_request_latency_seconds", LatencyBuckets, latencyCounts, latencySum);
+            Histogram(sb, "vpt_batch_size", BatchBuckets, batchCounts, batchImages);
+            sb.AppendLine("# TYPE vpt_batch_seconds_total counter").AppendLine(c, $"vpt_batch_seconds_total {batchTimeSum}");
+        }
+        sb.AppendLine("# TYPE vpt_tasks_loaded gauge").AppendLine(c, $"vpt_tasks_loaded {tasksLoaded}");
+        sb.AppendLine("# TYPE vpt_queue_length gauge").AppendLine(c, $"vpt_queue_length {queueLength}");
+        return sb.ToString();
+    }
+
+    static void Histogram(StringBuilder sb, string name, double[] bounds, long[] counts, double sum)
+    {
+        var c = CultureInfo.InvariantCulture;
+        sb.AppendLine($"# TYPE {name} histogram");
+        long cumulative = 0;
+        for (int i = 0; i < bounds.Length; i++) { cumulative += counts[i]; sb.AppendLine(c, $"{name}_bucket{{le=\"{bounds[i]}\"}} {cumulative}"); }
+        cumulative += counts[^1];
+        sb.AppendLine(c, $"{name}_bucket{{le=\"+Inf\"}} {cumulative}").AppendLine(c, $"{name}_sum {sum}").AppendLine(c, $"{name}_count {cumulative}");
+    }
+}

@@ -1,0 +1,105 @@
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Tuning;
+
+namespace VptSharp.Inference;
+
+/// <summary>A task file loaded onto the shared backbone, ready to serve.</summary>
+public sealed record ServedTask(string Name, string Path, TaskArtifact Artifact, PromptedModel Model, DateTime ModifiedUtc, long Length)
+{
+    public IReadOnlyList<string> Classes => Artifact.Metadata.Classes;
+    public Preprocessing Preprocessing => Artifact.Metadata.Preprocessing;
+}
+
+/// <summary>A task file that was found but not served, and why.</summary>
+public sealed record RejectedTask(string Name, string Path, string Reason);
+
+/// <summary>
+/// The task files of one folder attached to one shared frozen backbone (name = file name without ".vpt").
+/// <see cref="Rescan"/> loads new and changed files and drops deleted ones, so files can be hot-swapped while serving.
+/// Refused: files bound to another backbone (sha256), unreadable files, and methods that train backbone tensors
+/// (partial, bias, full, …): attaching those would overwrite the weights every other task shares.
+/// All model use goes through <see cref="Use"/>, which excludes a concurrent swap.
+/// </summary>
+public sealed class TaskStore(LoadedBackbone backbone, string folder) : IDisposable
+{
+    readonly object sync = new();
+    Dictionary<string, ServedTask> tasks = new();
+    Dictionary<string, RejectedTask> rejected = new();
+
+    public event Action<string>? Log;
+    public LoadedBackbone Backbone => backbone;
+    public string Folder => folder;
+
+    public IReadOnlyDictionary<string, ServedTask> Tasks { get { lock (sync) return new Dictionary<string, ServedTask>(tasks); } }
+    public IReadOnlyCollection<RejectedTask> Rejected { get { lock (sync) return rejected.Values.ToList(); } }
+
+    /// <summary>Runs <paramref name="body"/> with the current tasks while no reload can dispose them.</summary>
+    public T Use<T>(Func<IReadOnlyDictionary<string, ServedTask>, T> body) { lock (sync) return body(tasks); }
+
+    /// <summary>Brings the store in line with the folder; returns how many tasks were added, replaced or removed.</summary>
+    public int Rescan()
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such task folder; pass --tasks DIR with .vpt files");
+        var files = Directory.EnumerateFiles(folder, "*.vpt").ToDictionary(f => System.IO.Path.GetFileNameWithoutExtension(f), f => f);
+        int changes = 0;
+        // Load outside the lock (it reads files); swap under it.
+        var loaded = new Dictionary<string, ServedTask>();
+        var newlyRejected = new Dictionary<string, RejectedTask>();
+        Dictionary<string, ServedTask> current;
+        lock (sync) current = new(tasks);
+        foreach (var (name, path) in files)
+        {
+            var info = new FileInfo(path);
+            if (current.TryGetValue(name, out var have) && have.ModifiedUtc == info.LastWriteTimeUtc && have.Length == info.Length) continue;
+            if (rejected.TryGetValue(name, out _) && !ChangedSinceRejected(name, info)) continue;
+            try
+            {
+                var art = TaskArtifact.Load(path);
+                if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
+                    throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
+                var model = art.Attach(backbone, path);
+                loaded[name] = new ServedTask(name, path, art, model, info.LastWriteTimeUtc, info.Length);
+            }
+            catch (Exception e) when (e is BackboneMismatchException or CheckpointException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
+            {
+                newlyRejected[name] = new RejectedTask(name, path, e.Message);
+                rejectedStamp[name] = (info.LastWriteTimeUtc, info.Length);
+                Log?.Invoke($"refused {path}: {e.Message}");
+            }
+        }
+        var retired = new List<PromptedModel>();
+        lock (sync)
+        {
+            var next = new Dictionary<string, ServedTask>(tasks);
+            foreach (var name in next.Keys.Except(files.Keys).ToList()) { retired.Add(next[name].Model); next.Remove(name); changes++; Log?.Invoke($"removed {name}"); }
+            foreach (var (name, t) in loaded)
+            {
+                if (next.TryGetValue(name, out var old)) retired.Add(old.Model);
+                next[name] = t; changes++;
+                Log?.Invoke($"loaded {name} ({t.Artifact.Metadata.Method}, {t.Classes.Count} classes)");
+            }
+            var nextRejected = rejected.Where(kv => files.ContainsKey(kv.Key) && !loaded.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+            // A broken or foreign replacement is refused; a good earlier version of that task keeps serving.
+            foreach (var (name, r) in newlyRejected) nextRejected[name] = r;
+            tasks = next;
+            rejected = nextRejected;
+            foreach (var m in retired) m.Dispose(); // disposing a task model never touches the shared backbone
+        }
+        return changes;
+    }
+
+    readonly Dictionary<string, (DateTime, long)> rejectedStamp = new();
+
+    bool ChangedSinceRejected(string name, FileInfo info) =>
+        !rejectedStamp.TryGetValue(name, out var s) || s != (info.LastWriteTimeUtc, info.Length);
+
+    public void Dispose()
+    {
+        lock (sync)
+        {
+            foreach (var t in tasks.Values) t.Model.Dispose();
+            tasks.Clear();
+        }
+    }
+}

@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using VptSharp.Checkpoints;
+using VptSharp.Cli;
+using VptSharp.Data;
+using VptSharp.Inference;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+/// <summary>`vpt serve` as a real process on loopback: answers, errors, hot reload, metrics, and shedding under load.</summary>
+public class ServeTests
+{
+    static string SaveTask(LoadedBackbone bb, MethodConfig cfg, string path, int seed)
+    {
+        manual_seed(seed);
+        var model = PromptedModel.Create(bb.Model, cfg, 3);
+        using (no_grad()) foreach (var (_, p) in model.TaskTensors()) p.add_(randn_like(p) * 0.5); // distinct, confident tasks
+        TaskArtifact.FromModel(model, new BackboneRef(bb.Source, bb.Sha256, bb.Config), ["red", "green", "blue"], new Preprocessing { ImageSize = 32 }).Save(path);
+        return path;
+    }
+
+    sealed class Server : IDisposable
+    {
+        public readonly Process Process;
+        public readonly Uri Url;
+        public Server(params string[] args)
+        {
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            psi.ArgumentList.Add(CliDll);
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            Process = Process.Start(psi)!;
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (DateTime.UtcNow < deadline)
+            {
+                var line = Process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("vpt serve exited: " + Process.StandardError.ReadToEnd());
+                int at = line.IndexOf("http://", StringComparison.Ordinal);
+                if (line.StartsWith("serving") && at >= 0) { Url = new Uri(line[at..].Split(' ')[0].TrimEnd(',') + "/"); break; }
+            }
+            if (Url is null) throw new TimeoutException("vpt serve did not start");
+            _ = Task.Run(() => { while (Process.StandardOutput.ReadLine() is not null) { } }); // keep the pipe drained
+        }
+        public void Dispose() { try { Process.Kill(true); } catch (InvalidOperationException) { } Process.Dispose(); }
+    }
+
+    [Fact]
+    public void ServesPredictsRefusesReloadsAndShedsOverload()
+    {
+        string dir = TempDir();
+        string bbPath = SaveTinyBackbone(dir, seed: 3);
+        using var bb = BackboneLoader.Load(bbPath);
+        string tasks = Directory.CreateDirectory(Path.Combine(dir, "tasks")).FullName;
+        SaveTask(bb, new PromptConfig { Tokens = 3 }, Path.Combine(tasks, "deep.vpt"), 1);
+        SaveTask(bb, new LinearProbeConfig(), Path.Combine(tasks, "lin.vpt"), 2);
+        string otherDir = Directory.CreateDirectory(Path.Combine(dir, "other")).FullName;
+        using (var other = BackboneLoader.Load(SaveTinyBackbone(otherDir, seed: 4)))
+            SaveTask(other, new LinearProbeConfig(), Path.Combine(tasks, "foreign.vpt"), 3);
+        string images = MakeImageFolder(Path.Combine(dir, "img"), 3, 4);
+        var files = Directory.GetFiles(images, "*.png", SearchOption.AllDirectories).Order().ToArray();
+
+        // Offline answers of the deep task for every image: what every accepted request must return.
+        var deep = TaskArtifact.Load(Path.Combine(tasks, "deep.vpt")).Attach(bb);
+        var tf = new ImageTransform(new Preprocessing { ImageSize = 32 }, train: false);
+        var expected = files.Select(f =>
+        {
+            var px = new float[tf.OutputLength];
+            tf.Apply(FileImageDataset.Decode(f), new Random(0), px);
+            using var x = tensor(px, [1, 3, 32, 32]);
+            return Predictor.TopK(deep, x, ["red", "green", "blue"], 1)[0][0];
+        }).ToList();
+
+        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--queue", "4", "--max-batch", "4",
+            "--max-delay-ms", "2", "--max-body-kb", "64", "--rescan-seconds", "0.3", "--threads", "1");
+        using var http = new HttpClient { BaseAddress = server.Url };
+
+        using (var list = JsonDocument.Parse(http.GetStringAsync("v1/tasks").Result))
+        {
+            Assert.Equal(["deep", "lin"], list.RootElement.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+            var rejected = list.RootElement.GetProperty("rejected").EnumerateArray().Single();
+            Assert.Equal("foreign", rejected.GetProperty("name").GetString());
+            Assert.Contains("sha256", rejected.GetProperty("reason").GetString());
+        }
+
+        HttpResponseMessage Post(string path, byte[] body, string type = "image/png")
+        {
+            var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new MediaTypeHeaderValue(type);
+            return http.PostAsync(path, content).Result;
+        }
+        var png = File.ReadAllBytes(files[0]);
+        var one = Post("v1/tasks/deep/predict?top_k=2", png);
+        Assert.Equal(HttpStatusCode.OK, one.StatusCode);
+        using (var doc = JsonDocument.Parse(one.Content.ReadAsStringAsync().Result))
+        {
+            var top = doc.RootElement.GetProperty("top");
+            Assert.Equal(2, top.GetArrayLength());
+            Assert.Equal(expected[0].Label, top[0].GetProperty("label").GetString());
+            Assert.Equal(expected[0].Probability, top[0].GetProperty("probability").GetDouble(), 5);
+        }
+        using (var both = JsonDocument.Parse(Post("v1/predict?tasks=deep,lin", png).Content.ReadAsStringAsync().Result))
+            Assert.Equal(["deep", "lin"], both.RootElement.EnumerateObject().Select(p => p.Name).Order());
+
+        // Bad requests get a status and a JSON error, never a crash.
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, Post("v1/tasks/deep/predict", "hello"u8.ToArray(), "text/plain").StatusCode);
+        var garbage = Post("v1/tasks/deep/predict", new byte[] { 1, 2, 3, 4, 5 });
+        Assert.Equal(HttpStatusCode.BadRequest, garbage.StatusCode);
+        Assert.Contains("error", garbage.Content.ReadAsStringAsync().Result);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, Post("v1/tasks/deep/predict", new byte[100_000]).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, Post("v1/tasks/nope/predict", png).StatusCode);
+
+        // Hot reload: a new file appears in the task list without a restart.
+        SaveTask(bb, new PromptConfig { Tokens = 2, Deep = false }, Path.Combine(tasks, "shallow.vpt"), 5);
+        bool seen = false;
+        for (int i = 0; i < 50 && !seen; i++) { Thread.Sleep(200); seen = http.GetStringAsync("v1/tasks").Result.Contains("\"shallow\""); }
+        Assert.True(seen, "shallow.vpt was not hot-loaded");
+
+        // Overload: 64 clients against a queue of 4 → some requests are shed; every accepted one is right.
+        var load = LoadTest.Run(server.Url, "deep", files.Select((f, i) => (File.ReadAllBytes(f), expected[i].Label)).ToList(),
+            requests: 400, concurrency: 64, limit: TimeSpan.FromSeconds(60)).Result;
+        Assert.Equal(0, load.Errors);
+        Assert.Equal(0, load.WrongAnswers);
+        Assert.True(load.Shed > 0, $"nothing was shed: {JsonSerializer.Serialize(load)}");
+        Assert.True(load.Ok > 0);
+        Assert.Equal(load.Sent, load.Ok + load.Shed);
+
+        string metrics = http.GetStringAsync("metrics").Result;
+        Assert.Contains("vpt_requests_total{task=\"deep\",code=\"200\"}", metrics);
+        Assert.Contains("vpt_requests_total{task=\"deep\",code=\"429\"}", metrics);
+        Assert.Contains("vpt_batch_size_bucket{le=\"4\"}", metrics);
+        Assert.False(server.Process.HasExited);
+    }
+}

@@ -1,0 +1,141 @@
+using VptSharp.Analysis;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Training;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+public class SweepTests
+{
+    static RunResult Tune(string method, double lr, double wd, double val, int? p = null) => new()
+    {
+        Spec = new RunSpec { Task = "t", Group = "Natural", Method = method, Phase = "tune", Lr = lr, WeightDecay = wd, Prompts = p },
+        ValTop1 = val,
+    };
+
+    [Fact]
+    public void BestConfigIsHighestValThenSmallerLrThenSmallerWeightDecay()
+    {
+        Assert.Equal(0.5, Sweep.SelectBest([Tune("linear", 2.5, 0, 0.80), Tune("linear", 0.5, 0, 0.81), Tune("linear", 0.1, 0, 0.79)]).Lr);
+        Assert.Equal(0.5, Sweep.SelectBest([Tune("linear", 2.5, 0, 0.80), Tune("linear", 0.5, 0, 0.80)]).Lr); // tie → smaller lr
+        var best = Sweep.SelectBest([Tune("vpt-deep", 1, 1e-3, 0.7, 10), Tune("vpt-deep", 1, 1e-4, 0.7, 50), Tune("vpt-deep", 1, 1e-4, 0.7, 10)]);
+        Assert.Equal((1e-4, 10), (best.WeightDecay, best.Prompts!.Value)); // then smaller wd, then fewer prompts
+    }
+
+    /// <summary>A 2-task suite of coloured squares on disk: class folders for train / val / train+val / test.</summary>
+    static Suite TinySuite(string dir)
+    {
+        foreach (var (task, seed) in new[] { ("a", 1), ("b", 2) })
+        {
+            string root = Path.Combine(dir, task);
+            MakeImageFolder(Path.Combine(root, "train"), 3, 8, seed: seed);
+            MakeImageFolder(Path.Combine(root, "val"), 3, 3, seed: seed + 10);
+            MakeImageFolder(Path.Combine(root, "trainval"), 3, 11, seed: seed);
+            MakeImageFolder(Path.Combine(root, "test"), 3, 5, seed: seed + 20);
+        }
+        var suite = new Suite
+        {
+            Name = "tiny", Root = ".",
+            Tasks = [.. new[] { ("a", "Natural"), ("b", "Structured") }.Select(t => new SuiteTask
+            {
+                Name = t.Item1, Group = t.Item2, Train = $"{t.Item1}/train", Val = $"{t.Item1}/val", TrainVal = $"{t.Item1}/trainval", Test = $"{t.Item1}/test", Classes = 3,
+            })],
+        };
+        string path = Path.Combine(dir, "tiny.json");
+        suite.Save(path);
+        return Suite.Load(path);
+    }
+
+    [Fact]
+    public void SweepRunsGridThenSeedsResumesAndRestoresTheBackbone()
+    {
+        string dir = TempDir();
+        var suite = TinySuite(Path.Combine(dir, "data"));
+        using var bb = BackboneLoader.Load(SaveTinyBackbone(dir, seed: 2));
+        var before = bb.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var options = new SweepOptions
+        {
+            Methods = ["linear", "full", "vpt-deep"], Lrs = [1.0, 0.25], WholeBackboneLrs = [1e-3], Prompts = [2],
+            Epochs = 2, WarmupEpochs = 1, BatchSize = 8, Seeds = 2, Workers = 1, Tasks = ["a"],
+        };
+        string outDir = Path.Combine(dir, "sweep");
+        var sweep = new Sweep(suite, bb, options, outDir);
+        var results = sweep.Run();
+        // linear: 2 lrs + 2 seeds; full: 1 lr + 2 seeds; vpt-deep: 2 lrs × 1 p + 2 seeds.
+        Assert.Equal(4 + 3 + 4, results.Count);
+        Assert.Equal(11, Sweep.LoadResults(outDir).Count);
+        Assert.All(results.Where(r => r.Spec.Phase == "final"), r => Assert.Equal(15, r.EvalImages));
+        Assert.All(results.Where(r => r.Spec.Phase == "tune"), r => Assert.Equal((24, 9), (r.TrainImages, r.EvalImages)));
+        foreach (var (name, t) in bb.Model.state_dict())
+            Assert.True(Same(before[name], t), $"{name} was left changed by a run that trained it");
+        Assert.False(Directory.Exists(Path.Combine(outDir, "work", "a", "full"))); // finished runs leave no checkpoints
+
+        // A lost result is recomputed, the others are read back, not retrained.
+        var victim = Sweep.ResultPath(outDir, results.First(r => r.Spec.Method == "vpt-deep" && r.Spec.Phase == "final").Spec);
+        File.Delete(victim);
+        var stamps = Directory.EnumerateFiles(Path.Combine(outDir, "runs"), "*.json", SearchOption.AllDirectories).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        int trained = 0;
+        var again = new Sweep(suite, bb, options, outDir);
+        again.Progress += p => { if (p.Finished is not null) trained++; };
+        Assert.Equal(11, again.Run().Count);
+        Assert.Equal(1, trained);
+        Assert.True(File.Exists(victim));
+        foreach (var (f, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(f));
+    }
+
+    [Fact]
+    public void KilledRunContinuesFromItsCheckpoint()
+    {
+        string dir = TempDir();
+        var suite = TinySuite(Path.Combine(dir, "data"));
+        using var bb = BackboneLoader.Load(SaveTinyBackbone(dir, seed: 2));
+        var options = new SweepOptions { Methods = ["vpt-deep"], Lrs = [1.0], Prompts = [2], Epochs = 3, WarmupEpochs = 1, BatchSize = 8, Seeds = 1, Workers = 1, Tasks = ["b"] };
+        string outDir = Path.Combine(dir, "sweep");
+        using var cts = new CancellationTokenSource();
+        var first = new Sweep(suite, bb, options, outDir);
+        int epochs = 0;
+        first.EpochEnd += _ => { if (++epochs == 2) cts.Cancel(); };
+        Assert.ThrowsAny<OperationCanceledException>(() => first.Run(cts.Token));
+        string work = Path.Combine(outDir, "work", "b", "vpt-deep");
+        Assert.NotEmpty(Directory.GetFiles(work, "train-state.json", SearchOption.AllDirectories));
+        var resumed = new Sweep(suite, bb, options, outDir);
+        int resumedEpochs = 0;
+        resumed.EpochEnd += _ => resumedEpochs++;
+        var results = resumed.Run();
+        Assert.Equal(2, results.Count);
+        Assert.Equal(1 + 3, resumedEpochs); // the tune run's last epoch, then the final run's three
+    }
+
+    [Fact]
+    public void ReportComputesTableOneFromRawResults()
+    {
+        // Two tasks per group; full and vpt-deep with 3 seeds, linear with 3 seeds, made-up accuracies.
+        var runs = new List<RunResult>();
+        string[] tasks = ["n1", "n2", "s1", "s2"];
+        var acc = new Dictionary<string, double[]>
+        {
+            ["full"] = [0.70, 0.80, 0.40, 0.50], ["vpt-deep"] = [0.75, 0.78, 0.45, 0.55], ["linear"] = [0.60, 0.70, 0.20, 0.30],
+        };
+        var trainable = new Dictionary<string, long> { ["full"] = 1000, ["vpt-deep"] = 20, ["linear"] = 5 };
+        foreach (var (m, a) in acc)
+            for (int t = 0; t < 4; t++)
+                for (int s = 0; s < 3; s++)
+                    runs.Add(new RunResult
+                    {
+                        Spec = new RunSpec { Task = tasks[t], Group = t < 2 ? "Natural" : "Structured", Method = m, Phase = "final", Seed = s },
+                        TestTop1 = a[t] + 0.01 * (s - 1), TrainableParams = trainable[m], BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
+                    });
+        var report = new SweepReport(runs, ["full", "linear", "vpt-deep"]);
+        Assert.Equal(4.0, report.TotalParamsMultiple("full"), 9);                // one backbone copy per task
+        Assert.Equal(1 + 4 * 20 / 1000.0, report.TotalParamsMultiple("vpt-deep"), 9); // shared backbone + 4 small tasks
+        Assert.Equal(2.0, report.TunedPercent("vpt-deep"), 9);
+        Assert.Equal(new[] { 74.0, 75.0, 76.0 }, report.Scores("n1", "vpt-deep").Select(x => Math.Round(x, 6)));
+        string md = report.Write(TempDir());
+        Assert.Contains("| vpt-deep | 1.08× | 2.00% | 76.50 (1) | 50.00 (2) | 63.25 | 63.25 |", md);
+        Assert.Contains("| full | 4.00× | 100.00% | 75.00 | 45.00 | 60.00 | 60.00 |", md);
+        var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30]);
+        Assert.Contains($"| linear | 4 | +18.25 | {w.Statistic:G4} | {w.PValue.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} |", md);
+    }
+}
