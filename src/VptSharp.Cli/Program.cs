@@ -10,5 +10,6 @@ root.Subcommands.Add(UseCommands.Info());
 root.Subcommands.Add(UseCommands.Embed());
 root.Subcommands.Add(UseCommands.Methods());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(DataCommands.Create());
 
 return root.Parse(args).Invoke();
