@@ -14,5 +14,6 @@ root.Subcommands.Add(ProtocolCommands.ReportCommand());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(LoadTest.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(DataCommands.Create());
 
 return root.Parse(args).Invoke();

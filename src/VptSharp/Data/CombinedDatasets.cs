@@ -61,3 +61,44 @@ public sealed class ConcatDataset : ImageDataset
     public override RgbImage Load(int index) { var (p, l) = Locate(index); return parts[p].Load(l); }
     public override string NameOf(int index) { var (p, l) = Locate(index); return parts[p].NameOf(l); }
 }
+
+/// <summary>
+/// Several splits of one dataset pooled over one class set ("train.json|val.json" for FGVC final runs). Labels are
+/// matched by class name: when every part's class list is a prefix of the longest (numbered classes, a split that
+/// lacks the top labels) that longest list is used; otherwise the sorted union of the names.
+/// </summary>
+public sealed class UnionDataset : ImageDataset
+{
+    readonly ImageDataset[] parts;
+    readonly int[] offsets;
+    readonly int[][] labelMaps; // per part: its label → union label
+    readonly string[] classes;
+
+    public UnionDataset(params ImageDataset[] parts)
+    {
+        if (parts.Length == 0) throw new ArgumentException("a union needs at least one dataset");
+        this.parts = parts;
+        var longest = parts.MaxBy(p => p.Classes.Count)!.Classes;
+        classes = parts.All(p => p.Classes.SequenceEqual(longest.Take(p.Classes.Count)))
+            ? longest.ToArray()
+            : parts.SelectMany(p => p.Classes).Distinct().Order(StringComparer.Ordinal).ToArray();
+        var index = classes.Select((n, i) => (n, i)).ToDictionary(x => x.n, x => x.i);
+        labelMaps = parts.Select(p => p.Classes.Select(n => index[n]).ToArray()).ToArray();
+        offsets = new int[parts.Length + 1];
+        for (int i = 0; i < parts.Length; i++) offsets[i + 1] = offsets[i] + parts[i].Count;
+    }
+
+    (int Part, int Local) Locate(int index)
+    {
+        if (index < 0 || index >= Count) throw new ArgumentOutOfRangeException(nameof(index));
+        int p = 0;
+        while (offsets[p + 1] <= index) p++;
+        return (p, index - offsets[p]);
+    }
+
+    public override int Count => offsets[^1];
+    public override IReadOnlyList<string> Classes => classes;
+    public override int LabelOf(int index) { var (p, l) = Locate(index); return labelMaps[p][parts[p].LabelOf(l)]; }
+    public override RgbImage Load(int index) { var (p, l) = Locate(index); return parts[p].Load(l); }
+    public override string NameOf(int index) { var (p, l) = Locate(index); return parts[p].NameOf(l); }
+}

@@ -6,7 +6,8 @@ namespace VptSharp.Data;
 /// Opens a dataset from a command-line spec:
 /// a folder with one sub-folder per class; a list file (*.txt, "path label" lines); a JSON map (*.json);
 /// "fashion-mnist:train|test[START:END]"; "fractal:CLASSES:PER_CLASS[:SEED]"; "SPEC@0,2,5-7" keeps classes;
-/// "A+B" puts datasets side by side with disjoint labels.
+/// "A+B" puts datasets side by side with disjoint labels; "A|B" pools splits of one dataset over the same classes
+/// (FGVC "train.json|val.json"). Precedence: '+' splits first, then '|', and "@" applies to one part.
 /// </summary>
 public static class DatasetSpec
 {
@@ -22,6 +23,9 @@ public static class DatasetSpec
         // "A+B": side by side with disjoint labels; "SPEC@0,3,5": only those classes, renumbered.
         if (spec.Contains('+'))
             return new ConcatDataset(spec.Split('+').Select(s => Open(s, null, skipBad, log)).ToArray());
+        // "A|B": splits of one dataset pooled, labels matched by class name ('+' binds looser, '@' tighter).
+        if (spec.Contains('|'))
+            return new UnionDataset(spec.Split('|').Select(s => Open(s, classes, skipBad, log)).ToArray());
         var filter = Regex.Match(spec, @"^(.*)@([\d,\-]+)$");
         if (filter.Success)
             return new ClassFilterDataset(Open(filter.Groups[1].Value, null, skipBad, log), ParseClassList(filter.Groups[2].Value));

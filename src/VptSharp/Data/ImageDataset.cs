@@ -51,6 +51,27 @@ public abstract class ImageDataset
         train.Sort(); val.Sort();
         return (Subset(train), Subset(val));
     }
+
+    /// <summary>
+    /// A class-balanced, seeded subset for data-size studies (VPT paper, Fig. 3: 10%–80% of train): each class keeps
+    /// round(fraction × its count) samples (halves round up), at least one, chosen by a seeded shuffle; indices stay in
+    /// dataset order.
+    /// </summary>
+    public ImageDataset SubsampleBalanced(double fraction, int seed)
+    {
+        if (!(fraction > 0 && fraction <= 1)) throw new ArgumentException($"subsample fraction {fraction}: must be in (0, 1]");
+        var rng = new Random(seed);
+        var keep = new List<int>();
+        foreach (var group in Enumerable.Range(0, Count).GroupBy(LabelOf).OrderBy(g => g.Key))
+        {
+            var idx = group.ToArray();
+            rng.Shuffle(idx);
+            int n = Math.Max(1, (int)Math.Round(idx.Length * fraction, MidpointRounding.AwayFromZero));
+            keep.AddRange(idx[..n]);
+        }
+        keep.Sort();
+        return Subset(keep);
+    }
 }
 
 public sealed class SubsetDataset(ImageDataset parent, int[] indices) : ImageDataset

@@ -55,16 +55,16 @@ public sealed record Suite
 
     public void Save(string path) => Checkpoints.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
 
-    /// <summary>A split spec with relative file paths made absolute against <see cref="Root"/> (built-in specs unchanged).</summary>
+    /// <summary>A split spec with relative file paths made absolute against <see cref="Root"/>; built-in parts
+    /// (fashion-mnist:test, fractal:...) stay as they are, also inside "A+B" and "A|B".</summary>
     public string Resolve(string spec)
     {
-        if (spec.Contains(':') && !Path.IsPathRooted(spec) && !spec.Contains('/')) return spec; // fashion-mnist:test, fractal:...
-        return string.Join('+', spec.Split('+').Select(part =>
+        return string.Join('+', spec.Split('+').Select(union => string.Join('|', union.Split('|').Select(part =>
         {
             var at = part.LastIndexOf('@');
             string p = at > 0 ? part[..at] : part, filter = at > 0 ? part[at..] : "";
             return (p.Contains(':') && !Path.IsPathRooted(p) ? p : Path.GetFullPath(Path.Combine(Root, p))) + filter;
-        }));
+        }))));
     }
 
     public SuiteTask Task(string name) => Tasks.FirstOrDefault(t => t.Name == name)
