@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Text.Json;
+using SkiaSharp;
+using VptSharp.Analysis;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+public class AnalysisTests
+{
+    // Inputs and constants: tools/stats_reference.py (SciPy 1.10.1, numpy 1.24.2).
+    static readonly double[] Exact8X = [0.812, 0.774, 0.905, 0.661, 0.738, 0.859, 0.702, 0.931];
+    static readonly double[] Exact8Y = [0.790, 0.781, 0.861, 0.652, 0.699, 0.848, 0.645, 0.902];
+    static readonly double[] Exact19X = [71.3, 64.8, 88.2, 59.1, 77.4, 82.6, 69.9, 91.3, 55.7, 73.8, 66.2, 84.1, 79.5, 62.4, 87.7, 58.3, 75.1, 80.9, 68.6];
+    static readonly double[] Exact19Y = [70.1, 65.9, 85.9, 58.4, 73.2, 83.5, 70.2, 87.9, 51.6, 72.0, 65.7, 79.3, 80.1, 57.8, 84.5, 60.0, 71.2, 74.4, 70.0];
+    static readonly double[] ApproxX = [12, 15, 9, 20, 14, 11, 18, 16, 13, 17, 10, 19, 15, 14];
+    static readonly double[] ApproxY = [10, 12, 9, 17, 16, 8, 15, 13, 11, 20, 7, 16, 14, 12];
+    static readonly double[] TiesX = [5, 7, 3, 9, 6, 8, 4, 10];
+    static readonly double[] TiesY = [3, 4, 2, 6, 7, 5, 2, 6];
+    static readonly double[] WelchA = [0.71, 0.74, 0.69, 0.77, 0.73, 0.70, 0.75];
+    static readonly double[] WelchB = [0.64, 0.79, 0.58, 0.83, 0.66];
+    static readonly double[] SeedsA = [81.2, 80.7, 81.9];
+    static readonly double[] SeedsB = [79.8, 80.4, 79.1];
+
+    [Fact]
+    public void MeanStdIsSampleStd()
+    {
+        var (mean, std) = Statistics.MeanStd(SeedsA);
+        Assert.Equal(81.26666666666667, mean, 1e-12);
+        Assert.Equal(0.6027713773341723, std, 1e-12);
+        Assert.Equal((0.5, 0.0), Statistics.MeanStd([0.5]));
+        Assert.Throws<ArgumentException>(() => Statistics.MeanStd([]));
+    }
+
+    [Theory]
+    [InlineData("exact8", 1.0, 0.015625, 8, true)]
+    [InlineData("exact19", 32.0, 0.00945281982421875, 19, true)]
+    [InlineData("approx", 13.0, 0.019314680011257454, 13, false)] // ties + one zero difference (dropped)
+    [InlineData("ties", 1.5, 0.0234375, 8, true)]                 // ties, no zero: SciPy 1.10 stays exact
+    [InlineData("large", 819.5, 0.48203067842099034, 60, false)]  // 60 pairs > 50
+    public void WilcoxonMatchesScipy(string name, double statistic, double p, int n, bool exact)
+    {
+        var (x, y) = name switch
+        {
+            "exact8" => (Exact8X, Exact8Y), "exact19" => (Exact19X, Exact19Y), "approx" => (ApproxX, ApproxY), "ties" => (TiesX, TiesY),
+            _ => (Enumerable.Range(0, 60).Select(i => i * 37 % 101 / 10.0).ToArray(), Enumerable.Range(0, 60).Select(i => i * 53 % 97 / 10.0 + 0.05).ToArray()),
+        };
+        var r = Statistics.WilcoxonSignedRank(x, y);
+        Assert.Equal(statistic, r.Statistic, 1e-12);
+        Assert.True(Math.Abs(r.PValue - p) < (exact ? 1e-12 : 1e-9), $"p {r.PValue:R} vs SciPy {p:R}");
+        Assert.Equal(n, r.N);
+        Assert.Equal(exact, r.Exact);
+        // Swapping the samples mirrors W+ and W−: same two-sided result — except with ties in exact mode, where
+        // SciPy 1.10 truncates W+ (34.5 → 34 one way, 1.5 → 1 the other): TiesSwappedP = 0.015625.
+        Assert.Equal(name == "ties" ? 0.015625 : r.PValue, Statistics.WilcoxonSignedRank(y, x).PValue, 1e-12);
+    }
+
+    [Fact]
+    public void WilcoxonRejectsBadInput()
+    {
+        Assert.Throws<ArgumentException>(() => Statistics.WilcoxonSignedRank([1, 2], [1]));
+        Assert.Throws<ArgumentException>(() => Statistics.WilcoxonSignedRank([1, 2], [1, 2]));
+        // The centre of the exact distribution has p = 1 (n = 3: W+ = 3 of 6).
+        Assert.Equal(1.0, Statistics.WilcoxonSignedRank([1, 2, -3], [0, 0, 0]).PValue);
+    }
+
+    [Theory]
+    [InlineData("unequal", 0.5601901348323712, 4.425119963651579, 0.6025081049319152)]
+    [InlineData("seeds", 2.9292504970685203, 3.97686540521242, 0.04315191325278239)]
+    public void WelchMatchesScipy(string name, double t, double df, double p)
+    {
+        var r = name == "seeds" ? Statistics.WelchTTest(SeedsA, SeedsB) : Statistics.WelchTTest(WelchA, WelchB);
+        Assert.True(Math.Abs(r.T - t) < 1e-9, $"t {r.T:R} vs {t:R}");
+        Assert.True(Math.Abs(r.DegreesOfFreedom - df) < 1e-9, $"df {r.DegreesOfFreedom:R} vs {df:R}");
+        Assert.True(Math.Abs(r.PValue - p) < 1e-9, $"p {r.PValue:R} vs {p:R}");
+    }
+
+    [Fact]
+    public void WelchWithZeroVarianceFollowsScipy()
+    {
+        var differ = Statistics.WelchTTest([1, 1, 1], [2, 2, 2]);
+        Assert.Equal(double.NegativeInfinity, differ.T);
+        Assert.Equal(0.0, differ.PValue);
+        var same = Statistics.WelchTTest([1, 1, 1], [1, 1, 1]);
+        Assert.True(double.IsNaN(same.T) && double.IsNaN(same.PValue) && double.IsNaN(same.DegreesOfFreedom));
+        Assert.Throws<ArgumentException>(() => Statistics.WelchTTest([1], [1, 2]));
+    }
+}
