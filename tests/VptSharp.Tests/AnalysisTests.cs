@@ -182,4 +182,64 @@ public class AnalysisTests
         Assert.Throws<ArgumentException>(() => Tsne.Embed(new float[10, 3])); // perplexity 30 > n - 1
         Assert.Throws<ArgumentException>(() => Tsne.Embed(new float[1, 3], new TsneOptions { Perplexity = 0.5 }));
     }
+
+    /// <summary>Decodes a PNG (failing if it is not one) and returns its size and number of distinct colours.</summary>
+    static (int Width, int Height, int Colours, int ColouredPixels) DecodePng(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], bytes[..4]);
+        using var bmp = SKBitmap.Decode(bytes);
+        Assert.NotNull(bmp);
+        var colours = new HashSet<uint>();
+        int coloured = 0; // saturated pixels: series / class colours, not the black-grey-white of axes and text
+        for (int y = 0; y < bmp.Height; y++)
+            for (int x = 0; x < bmp.Width; x++)
+            {
+                var c = bmp.GetPixel(x, y);
+                colours.Add((uint)c);
+                if (Math.Max(c.Red, Math.Max(c.Green, c.Blue)) - Math.Min(c.Red, Math.Min(c.Green, c.Blue)) > 60) coloured++;
+            }
+        return (bmp.Width, bmp.Height, colours.Count, coloured);
+    }
+
+    [Fact]
+    public void LinePlotWritesAColouredPng()
+    {
+        var dir = TempDir();
+        string png = Path.Combine(dir, "sub", "accuracy.png");
+        double[] fractions = [0.01, 0.1, 0.5, 1.0];
+        Plots.LinePlot(png, "Accuracy vs data fraction", "fraction of training data", "top-1 (%)",
+            [new PlotSeries("vpt-deep", fractions, [41.2, 63.5, 75.1, 78.9], [1.5, 0.8, 0.6, 0.4]),
+             new PlotSeries("linear", fractions, [35.0, 55.2, 66.7, 70.3], null)], logX: true);
+        var (w, h, colours, coloured) = DecodePng(png);
+        Console.WriteLine($"line plot: {w}×{h}, {colours} colours, {coloured} coloured pixels");
+        Assert.Equal((800, 600), (w, h));
+        Assert.True(colours > 20, $"{colours} colours");
+        Assert.True(coloured > 1000, $"{coloured} coloured pixels");
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(png)!, "*.tmp-*")); // the temporary file was renamed away
+
+        string small = Path.Combine(dir, "small.png");
+        Plots.LinePlot(small, "depth", "prompt depth", "top-1", [new PlotSeries("a", [1, 2, 3], [1, 2, 3], [0.1, 0.1, 0.1])], width: 400, height: 300);
+        var smallPng = DecodePng(small);
+        Assert.Equal((400, 300), (smallPng.Width, smallPng.Height));
+        Assert.Throws<ArgumentException>(() => Plots.LinePlot(small, "t", "x", "y", [new PlotSeries("a", [0, 1], [1, 2], null)], logX: true));
+        Assert.Throws<ArgumentException>(() => Plots.LinePlot(small, "t", "x", "y", [new PlotSeries("a", [1, 2], [1], null)]));
+    }
+
+    [Fact]
+    public void ClassScatterWritesAColouredPng()
+    {
+        var dir = TempDir();
+        var (data, labels) = Clusters(perCluster: 30);
+        var points = new double[labels.Length, 2];
+        for (int i = 0; i < labels.Length; i++) { points[i, 0] = data[i, 0]; points[i, 1] = data[i, 1]; }
+        string png = Path.Combine(dir, "tsne.png");
+        Plots.ClassScatter(png, "t-SNE", points, labels, ["a", "b", "c", "d"]);
+        var (w, h, colours, coloured) = DecodePng(png);
+        Console.WriteLine($"scatter: {w}×{h}, {colours} colours, {coloured} coloured pixels");
+        Assert.Equal((800, 600), (w, h));
+        Assert.True(colours > 20, $"{colours} colours");
+        Assert.True(coloured > 1000, $"{coloured} coloured pixels");
+        Assert.Throws<ArgumentException>(() => Plots.ClassScatter(png, "t", points, labels, ["a", "b"])); // label 3 has no name
+    }
 }
