@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json;
 using SkiaSharp;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Tuning;
 using VptSharp.Analysis;
 using static VptSharp.Tests.TestUtil;
 
@@ -241,5 +244,41 @@ public class AnalysisTests
         Assert.True(colours > 20, $"{colours} colours");
         Assert.True(coloured > 1000, $"{coloured} coloured pixels");
         Assert.Throws<ArgumentException>(() => Plots.ClassScatter(png, "t", points, labels, ["a", "b"])); // label 3 has no name
+    }
+
+    [Fact]
+    public void TsneCommandWritesScatterAndPoints()
+    {
+        var dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), classes: 3, perClass: 10);
+        using var bb = BackboneLoader.Load(SaveTinyBackbone(dir, seed: 3));
+        TorchSharp.torch.manual_seed(1);
+        var model = PromptedModel.Create(bb.Model, new LinearProbeConfig(), 3); // untrained: t-SNE needs only features
+        string task = Path.Combine(dir, "task.vpt");
+        TaskArtifact.FromModel(model, new BackboneRef(bb.Source, bb.Sha256, bb.Config), ["class0", "class1", "class2"], new Preprocessing { ImageSize = 32 }).Save(task);
+
+        string png = Path.Combine(dir, "out", "tsne.png");
+        var r = RunCli("tsne", "--task", task, "--data", data, "--max-images", "20", "--seed", "4", "--iterations", "300", "--out", png);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("perplexity 30 is too high for 20 images", r.Stdout);
+        var (w, h, colours, _) = DecodePng(png);
+        Assert.Equal((800, 600), (w, h));
+        Assert.True(colours > 20);
+
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(png, ".json")));
+        var points = json.RootElement.GetProperty("points").EnumerateArray().ToArray();
+        Assert.Equal(20, points.Length);
+        Assert.Equal(19 / 3.0, json.RootElement.GetProperty("perplexity").GetDouble(), 1e-12);
+        // Stratified: 20 of 3×10 keeps each class's share (6.67 → 7, 7, 6 by largest remainder, ties to the lower class).
+        Assert.Equal([7, 7, 6], Enumerable.Range(0, 3).Select(c => points.Count(p => p.GetProperty("label").GetInt32() == c)));
+        Assert.All(points, p => Assert.Equal($"class{p.GetProperty("label").GetInt32()}", p.GetProperty("class").GetString()));
+        Assert.Equal(20, points.Select(p => p.GetProperty("name").GetString()).Distinct().Count());
+        var xs = points.Select(p => p.GetProperty("x").GetDouble()).ToArray();
+        Assert.All(xs, x => Assert.True(double.IsFinite(x)));
+        Assert.True(xs.Max() - xs.Min() > 1, $"embedding spread {xs.Max() - xs.Min():F3}"); // points were actually laid out
+
+        var bad = RunCli("tsne", "--task", task, "--data", data, "--max-images", "1", "--out", png);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal("error: --max-images must be in 2..5000, got 1", bad.Stderr.Trim());
     }
 }
