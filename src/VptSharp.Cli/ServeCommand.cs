@@ -5,7 +5,8 @@ using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
@@ -86,7 +87,9 @@ internal static class ServeCommand
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody + 1);
+        // Kestrel's own cap sits well above ours so an oversized body can be drained and answered with 413 instead of a
+        // reset connection; only bodies beyond this hard cap are cut off by Kestrel itself.
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = 4 * maxBody + (1 << 20));
         builder.WebHost.UseUrls($"http://{host}:{port}");
         var app = builder.Build();
 
@@ -104,7 +107,7 @@ internal static class ServeCommand
         app.MapPost("/v1/tasks/{task}/predict", async (HttpContext ctx, string task) =>
         {
             var clock = Stopwatch.StartNew();
-            var (status, body) = await Predict(ctx, store, batcher, [task]);
+            var (status, body) = await Predict(ctx, store, batcher, [task], maxBody);
             metrics.Request(task, status, clock.Elapsed);
             return Results.Json(status == 200 ? ((Dictionary<string, object>)body)[task] : body, statusCode: status);
         });
@@ -112,7 +115,7 @@ internal static class ServeCommand
         {
             var clock = Stopwatch.StartNew();
             var names = ctx.Request.Query["tasks"].ToString() is { Length: > 0 } q ? q.Split(',', StringSplitOptions.RemoveEmptyEntries) : store.Tasks.Keys.Order().ToArray();
-            var (status, body) = await Predict(ctx, store, batcher, names);
+            var (status, body) = await Predict(ctx, store, batcher, names, maxBody);
             metrics.Request("*", status, clock.Elapsed);
             return Results.Json(body, statusCode: status);
         });
@@ -122,7 +125,7 @@ internal static class ServeCommand
     static object Error(string message) => new { error = message };
 
     /// <summary>Reads, checks and decodes the image body once, then queues one request per task and awaits them all.</summary>
-    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, string[] names)
+    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, string[] names, long limit)
     {
         try
         {
@@ -133,14 +136,12 @@ internal static class ServeCommand
             var type = ctx.Request.ContentType ?? "";
             if (!(type.StartsWith("image/") || type.StartsWith("application/octet-stream") || type == ""))
                 return (415, Error($"content type {type} is not an image; send the JPEG/PNG bytes as image/jpeg, image/png or application/octet-stream"));
-            long limit = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize is long l ? l - 1 : long.MaxValue;
-            if (ctx.Request.ContentLength > limit) return (413, Error($"image body of {ctx.Request.ContentLength} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
             byte[] bytes;
             using (var ms = new MemoryStream())
             {
                 try { await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted); }
                 catch (BadHttpRequestException e) when (e.StatusCode == 413) { return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)")); }
-                if (ms.Length > limit) return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                if (ms.Length > limit) return (413, Error($"image body of {ms.Length} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
                 bytes = ms.ToArray();
             }
             if (bytes.Length == 0) return (400, Error("empty body; POST the image bytes"));
