@@ -98,6 +98,8 @@ public sealed record RunResult
     public int EvalImages { get; init; }
     public double FinalTrainLoss { get; init; }
     public double Seconds { get; init; }
+    /// <summary>The loss became non-finite: the run has no score (a tuning run is then never selected).</summary>
+    public bool Diverged { get; init; }
     public string Backbone { get; init; } = "";
     public string BackboneSha256 { get; init; } = "";
     public int Threads { get; init; }
@@ -112,6 +114,7 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // a diverged run's loss is NaN
     };
 
     public event Action<SweepProgress>? Progress;
@@ -256,7 +259,19 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
         {
             var trainer = new Trainer(opts);
             trainer.EpochEnd += m => EpochEnd?.Invoke(m);
-            var history = trainer.Fit(model, train, null, pre, null, ct).History;
+            IReadOnlyList<EpochMetrics> history;
+            try { history = trainer.Fit(model, train, null, pre, null, ct).History; }
+            catch (TrainingDivergedException e)
+            {
+                Log?.Invoke($"{spec.Task} / {spec.Method} / {spec.Id} diverged: {e.Message}");
+                Directory.Delete(work, recursive: true);
+                return new RunResult
+                {
+                    Spec = spec, Diverged = true, TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
+                    TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = double.NaN, Seconds = clock.Elapsed.TotalSeconds,
+                    Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
+                };
+            }
             var score = Predictor.Evaluate(model, eval, pre, Math.Max(options.BatchSize, 128), options.Device, options.Workers);
             var result = new RunResult
             {
