@@ -9,6 +9,7 @@ root.Subcommands.Add(UseCommands.Predict());
 root.Subcommands.Add(UseCommands.Info());
 root.Subcommands.Add(UseCommands.Embed());
 root.Subcommands.Add(UseCommands.Methods());
+root.Subcommands.Add(InferenceCommands.Ensemble());
 root.Subcommands.Add(DemoCommand.Create());
 
 return root.Parse(args).Invoke();

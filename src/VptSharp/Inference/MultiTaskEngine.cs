@@ -123,7 +123,8 @@ public sealed class MultiTaskEngine : IDisposable
                 v[t, .., ..p] = tasks[t].Prefix.ValuesAt(i)![0];
                 mask[t, ..p] = 0.0;
             }
-            (stackedKeys[i], stackedValues[i], stackedMasks[i]) = (k, v, mask);
+            // Built lazily inside a caller's dispose scope, but owned by the engine until Dispose or the next AddTask.
+            (stackedKeys[i], stackedValues[i], stackedMasks[i]) = (k.DetachFromDisposeScope(), v.DetachFromDisposeScope(), mask.DetachFromDisposeScope());
         }
     }
 

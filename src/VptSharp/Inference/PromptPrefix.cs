@@ -86,8 +86,9 @@ public sealed class TaskPrefix : IBlockHooks, IDisposable
             long n = p.shape[0];
             var kv = block.attn.qkv.forward(block.norm1.forward(p))
                 .reshape(n, 3, vit.Heads, vit.Width / vit.Heads).permute(1, 2, 0, 3); // [3, heads, p, head_dim]
-            keys[i] = kv[1].unsqueeze(0).contiguous().MoveToOuterDisposeScope();
-            values[i] = kv[2].unsqueeze(0).contiguous().MoveToOuterDisposeScope();
+            // Owned by this prefix (disposed in Dispose), whatever scope the caller is in.
+            keys[i] = kv[1].unsqueeze(0).contiguous().DetachFromDisposeScope();
+            values[i] = kv[2].unsqueeze(0).contiguous().DetachFromDisposeScope();
         }
         return new TaskPrefix(keys, values, output);
     }
