@@ -29,6 +29,24 @@ internal static class InferenceCommands
         }));
         return c;
     }
+
+    /// <summary>`vpt info` of an ensemble file: its members, shared classes and backbone.</summary>
+    public static int EnsembleInfo(string path)
+    {
+        var ens = EnsembleArtifact.Load(path);
+        var table = new Table().AddColumns("field", "value");
+        table.AddRow("ensemble file", $"{Markup.Escape(path)} ({new FileInfo(path).Length:N0} bytes)");
+        for (int j = 0; j < ens.Members.Count; j++)
+        {
+            var md = ens.Members[j].Metadata;
+            long count = ens.Members[j].Tensors.Values.Sum(t => t.numel());
+            table.AddRow($"member {j + 1}", Markup.Escape($"{ens.Sources[j]}: {md.Method} {md.MethodConfig.ToJsonString()}, {count:N0} parameters"));
+        }
+        table.AddRow("classes", Markup.Escape($"{ens.Classes.Length}: {string.Join(", ", ens.Classes.Take(10))}{(ens.Classes.Length > 10 ? ", …" : "")}"));
+        table.AddRow("backbone", Markup.Escape($"{ens.Backbone.Source} sha256 {ens.Backbone.Sha256}"));
+        AnsiConsole.Write(table);
+        return 0;
+    }
 }
 
 /// <summary>What `vpt eval` / `vpt predict` run: a task file's model, or an ensemble file's members on one engine.</summary>

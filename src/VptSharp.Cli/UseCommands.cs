@@ -85,6 +85,7 @@ internal static class UseCommands
             string t = r.GetValue(target)!;
             if (File.Exists(t) && SafetensorsFile.ReadMetadataOrEmpty(t).ContainsKey(TaskArtifact.MetadataKey))
                 return TaskInfo(t);
+            if (EnsembleArtifact.IsEnsembleFile(t)) return InferenceCommands.EnsembleInfo(t);
             using var bb = Common.LoadBackbone(t, Common.ArchFrom(r));
             var table = new Table().AddColumns("field", "value");
             table.AddRow("source", Markup.Escape(bb.Source));

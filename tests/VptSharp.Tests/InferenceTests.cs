@@ -294,6 +294,10 @@ public class InferenceTests(ITestOutputHelper output)
         var built = RunCli("ensemble", "--out", ens, a, b);
         Assert.True(built.ExitCode == 0, built.Stderr);
         Assert.Contains("2 members", built.Stdout);
+        var info = RunCli("info", ens);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("member 2", info.Stdout);
+        Assert.Contains("b.vpt: vpt-deep", info.Stdout);
         var bad = RunCli("ensemble", "--out", Path.Combine(dir, "bad.vpt"), a, twoClasses);
         Assert.Equal(1, bad.ExitCode);
         Assert.StartsWith("error: c.vpt has classes", bad.Stderr);
