@@ -14,6 +14,7 @@ root.Subcommands.Add(ProtocolCommands.ReportCommand());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(LoadTest.Create());
 root.Subcommands.Add(AnalysisCommands.Tsne());
+root.Subcommands.Add(InferenceCommands.Ensemble());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DataCommands.Create());
 

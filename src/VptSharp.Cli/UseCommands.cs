@@ -13,16 +13,9 @@ namespace VptSharp.Cli;
 
 internal static class UseCommands
 {
-    static readonly Option<string> Task = new("--task", "-t") { Description = "task file (task.vpt)", Required = true };
+    static readonly Option<string> Task = new("--task", "-t") { Description = "task file (task.vpt) or prompt-ensemble file (vpt ensemble)", Required = true };
     static readonly Option<string?> BackboneOverride = new("--backbone", "-b") { Description = "local copy of the task's backbone (its sha256 must match)" };
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-
-    static PromptedModel LoadTask(ParseResult r, out TaskArtifact artifact)
-    {
-        string path = r.GetValue(Task)!;
-        artifact = TaskArtifact.Load(path);
-        return artifact.LoadModel(r.GetValue(BackboneOverride), path);
-    }
 
     public static Command Eval()
     {
@@ -34,22 +27,21 @@ internal static class UseCommands
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
-            var model = LoadTask(r, out var art);
+            var device = r.GetValue(Common.Device)!;
+            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device);
             string spec = r.GetValue(data)!;
             if (r.GetValue(split) is string s)
                 spec = Directory.Exists(spec) && File.Exists(Path.Combine(spec, s + ".txt")) ? Path.Combine(spec, s + ".txt")
                      : Directory.Exists(Path.Combine(spec, s)) ? Path.Combine(spec, s)
                      : spec.StartsWith("fashion-mnist:") ? $"fashion-mnist:{s}" : throw new FileNotFoundException($"{spec}: no {s}.txt or {s}/ for --split {s}");
-            var ds = DatasetSpec.Open(spec, art.Metadata.Classes, r.GetValue(Common.SkipBad));
-            var device = r.GetValue(Common.Device)!;
-            model.MoveTo(Predictor.ParseDevice(device));
-            var res = Predictor.Evaluate(model, ds, art.Metadata.Preprocessing, r.GetValue(Common.BatchSize), device);
+            var ds = DatasetSpec.Open(spec, classifier.Classes, r.GetValue(Common.SkipBad));
+            var res = classifier.Evaluate(ds, r.GetValue(Common.BatchSize), device);
             AnsiConsole.MarkupLine($"top-1 [bold]{Common.Percent(res.Top1)}[/] ({res.Correct}/{res.Count}) on {Markup.Escape(spec)}");
             if (r.GetValue(json) is string j)
                 AtomicFile.WriteAllText(j, JsonSerializer.Serialize(new
                 {
                     top1 = res.Top1, count = res.Count, correct = res.Correct, loss = res.Loss, data = spec,
-                    task = r.GetValue(Task), method = art.Metadata.Method, backbone_sha256 = art.Metadata.Backbone.Sha256,
+                    task = r.GetValue(Task), method = classifier.Method, backbone_sha256 = classifier.BackboneSha256,
                 }, Indented));
             return 0;
         }));
@@ -67,14 +59,14 @@ internal static class UseCommands
         {
             Common.ApplyThreads(r);
             var files = r.GetValue(images)!;
-            var model = LoadTask(r, out var art);
+            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), "cpu");
             var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
-            var pre = art.Metadata.Preprocessing;
+            var pre = classifier.Preprocessing;
             var tf = new ImageTransform(pre, train: false);
             var buf = new float[files.Length * tf.OutputLength];
             for (int i = 0; i < files.Length; i++) tf.Apply(decoded[i], new Random(0), buf.AsSpan(i * tf.OutputLength, tf.OutputLength));
             using var x = tensor(buf, [files.Length, 3, pre.ImageSize, pre.ImageSize]);
-            var top = Predictor.TopK(model, x, art.Metadata.Classes, r.GetValue(topk));
+            var top = classifier.TopK(x, r.GetValue(topk));
             var output = files.Select((f, i) => new { file = f, top = top[i].Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) });
             Console.WriteLine(JsonSerializer.Serialize(output, Indented));
             return 0;
@@ -93,6 +85,7 @@ internal static class UseCommands
             string t = r.GetValue(target)!;
             if (File.Exists(t) && SafetensorsFile.ReadMetadataOrEmpty(t).ContainsKey(TaskArtifact.MetadataKey))
                 return TaskInfo(t);
+            if (EnsembleArtifact.IsEnsembleFile(t)) return InferenceCommands.EnsembleInfo(t);
             using var bb = Common.LoadBackbone(t, Common.ArchFrom(r));
             var table = new Table().AddColumns("field", "value");
             table.AddRow("source", Markup.Escape(bb.Source));

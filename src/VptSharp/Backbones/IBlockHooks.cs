@@ -15,6 +15,22 @@ public interface IBlockHooks
 
     /// <summary>The MLP (FFN) output of a block, before it is added to the residual stream.</summary>
     Tensor AfterMlp(int block, Tensor mlpOutput) => mlpOutput;
+
+    /// <summary>
+    /// Extra keys/values that block <paramref name="block"/>'s attention attends to besides the sequence's own tokens
+    /// (null = none, the default). They are not tokens: no query, no residual, no MLP. The hook owns the tensors.
+    /// </summary>
+    KeyValuePrefix? PrefixKeyValues(int block) => null;
+}
+
+/// <summary>
+/// Per-block attention prefix: <paramref name="Keys"/> and <paramref name="Values"/> are [B or 1, heads, p, head_dim] in
+/// the attention's dtype; <paramref name="Mask"/> (optional) is an additive mask over the p prefix positions,
+/// broadcastable to [B, 1, 1, p] (0 = attend, −inf = padding), for batches whose samples have prefixes of different length.
+/// </summary>
+public readonly record struct KeyValuePrefix(Tensor Keys, Tensor Values, Tensor? Mask = null)
+{
+    public long Length => Keys.shape[2];
 }
 
 /// <summary>Hooks that change nothing: the plain backbone.</summary>

@@ -27,6 +27,29 @@ public sealed class Attention : Module<Tensor, Tensor>
         var o = functional.scaled_dot_product_attention(qkvOut[0], qkvOut[1], qkvOut[2]);
         return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Attention whose keys/values are the prefix's followed by the sequence's own (prefix-tuning / VPT-prefix);
+    /// queries and output cover the sequence only. No prefix = <see cref="forward"/>, unchanged.
+    /// </summary>
+    public Tensor Forward(Tensor x, KeyValuePrefix? prefix)
+    {
+        if (prefix is not KeyValuePrefix pre || pre.Length == 0) return forward(x);
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], d = x.shape[2];
+        var qkvOut = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+        var k = cat([pre.Keys.expand(b, -1, -1, -1), qkvOut[1]], 2);
+        var v = cat([pre.Values.expand(b, -1, -1, -1), qkvOut[2]], 2);
+        Tensor? mask = null;
+        if (pre.Mask is Tensor m)
+        {
+            // The sequence's own keys are never masked; the mask takes the attention's dtype (bf16 engines).
+            var prefixMask = m.to(x.dtype).reshape(m.shape[0], 1, 1, pre.Length).expand(b, 1, 1, pre.Length);
+            mask = cat([prefixMask, zeros(b, 1, 1, n, dtype: x.dtype, device: x.device)], 3);
+        }
+        var o = functional.scaled_dot_product_attention(qkvOut[0], k, v, attn_mask: mask);
+        return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
+    }
 }
 
 public sealed class Mlp : Module<Tensor, Tensor>
@@ -66,7 +89,10 @@ public sealed class Block : Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, int index, IBlockHooks hooks)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn.forward(norm1.forward(x));
+        // Only hooks that supply a prefix change attention; the default path is the plain forward.
+        var h = x + (hooks.PrefixKeyValues(index) is KeyValuePrefix prefix
+            ? attn.Forward(norm1.forward(x), prefix)
+            : attn.forward(norm1.forward(x)));
         return (h + hooks.AfterMlp(index, mlp.forward(norm2.forward(h)))).MoveToOuterDisposeScope();
     }
 

@@ -25,9 +25,15 @@ public static class Predictor
 
     public static EvalResult Evaluate(PromptedModel model, ImageDataset data, Preprocessing pre, int batchSize = 64, string device = "cpu", int workers = 2)
     {
+        model.eval();
+        return Evaluate(x => nn.functional.log_softmax(model.forward(x), 1), data, pre, batchSize, device, workers);
+    }
+
+    /// <summary>Evaluation of any classifier given as images → log-probabilities [B, classes] (a model, an ensemble).</summary>
+    public static EvalResult Evaluate(Func<Tensor, Tensor> logProbabilities, ImageDataset data, Preprocessing pre, int batchSize = 64, string device = "cpu", int workers = 2)
+    {
         var dev = ParseDevice(device);
         var loader = new BatchLoader(data, new ImageTransform(pre, train: false), batchSize, shuffle: false, seed: 0, workers);
-        model.eval();
         var preds = new int[data.Count];
         int correct = 0, seen = 0;
         double lossSum = 0;
@@ -37,9 +43,9 @@ public static class Predictor
             using var scope = NewDisposeScope();
             var x = ToTensor(b, pre.ImageSize, dev);
             var y = tensor(b.Labels, device: dev);
-            var logits = model.forward(x);
-            lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
-            var p = logits.argmax(1).cpu().data<long>().ToArray();
+            var logp = logProbabilities(x);
+            lossSum += nn.functional.nll_loss(logp, y, reduction: nn.Reduction.Sum).item<float>();
+            var p = logp.argmax(1).cpu().data<long>().ToArray();
             for (int i = 0; i < b.Count; i++)
             {
                 preds[seen + i] = (int)p[i];
@@ -74,10 +80,17 @@ public static class Predictor
         model.eval();
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var probs = nn.functional.softmax(model.forward(images), 1).cpu();
+        return TopK(nn.functional.softmax(model.forward(images), 1), classes, k);
+    }
+
+    /// <summary>Top-k classes of each row of a probability matrix [B, classes].</summary>
+    public static List<ClassScore[]> TopK(Tensor probabilities, IReadOnlyList<string> classes, int k)
+    {
+        using var scope = NewDisposeScope();
+        var probs = probabilities.cpu();
         var (vals, idx) = probs.topk(Math.Min(k, classes.Count), 1);
         var o = new List<ClassScore[]>();
-        for (int i = 0; i < images.shape[0]; i++)
+        for (int i = 0; i < probs.shape[0]; i++)
             o.Add(Enumerable.Range(0, (int)vals.shape[1])
                 .Select(j => new ClassScore(classes[(int)idx[i, j].item<long>()], (int)idx[i, j].item<long>(), vals[i, j].item<float>())).ToArray());
         return o;

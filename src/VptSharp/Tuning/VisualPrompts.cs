@@ -174,6 +174,8 @@ public sealed class VisualPrompts : TuningMethod
     }
 
     public override MethodConfig Config => config;
+    /// <summary>The blocks that get prompts, 0-based inclusive (VPT-shallow: block 0 only).</summary>
+    public (int First, int Last) PromptedBlocks => (first, last);
     public override int ExtraTokens => config.Location == PromptLocation.Add ? 0 : config.Tokens;
 
     public override IEnumerable<(string Name, Parameter Param)> OwnTrainableParameters() =>

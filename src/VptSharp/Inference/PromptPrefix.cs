@@ -1,0 +1,120 @@
+using TorchSharp;
+using VptSharp.Backbones;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+
+namespace VptSharp.Inference;
+
+/// <summary>
+/// VPT-prefix (paper appendix, Fig. 19). In VPT-deep the prompt outputs of block i are dropped before block i+1, so at
+/// inference block i's prompts P_i only ever serve as keys and values: K_i = LN1_i(P_i)·W_k + b_k, V_i likewise, can be
+/// computed once per task and the backbone then runs on CLS + patch tokens alone (no prompt queries, no prompt MLP).
+/// </summary>
+public static class PrefixRules
+{
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> unless the method's forward equals the frozen backbone with a per-block
+    /// key/value prefix and a CLS or image-pool head. Exact: VPT-deep (also prompt-fixed), location prepend, output cls or
+    /// image-pool, prompted blocks i→L (ending at the last block); linear and mlp-k (a zero-length prefix).
+    /// </summary>
+    public static void Check(MethodConfig config, int depth)
+    {
+        switch (config)
+        {
+            case LinearProbeConfig or MlpHeadConfig:
+                return;
+            case PromptConfig { TrainBiases: true }:
+                throw new ArgumentException("prompt+bias trains the backbone's biases, so its backbone differs from the shared frozen one: not a prefix");
+            case PromptConfig c when c.Location != PromptLocation.Prepend:
+                throw new ArgumentException($"prompt location {Kebab(c.Location)} changes the tokens themselves, not only the keys/values: only prepend prompts are a prefix");
+            case PromptConfig { Deep: false }:
+                throw new ArgumentException("VPT-shallow is not a prefix: only block 1's prompts are fixed; later blocks see the prompt outputs, which depend on the image");
+            case PromptConfig c when c.Output is PromptOutput.PromptPool or PromptOutput.GlobalPool:
+                throw new ArgumentException($"--prompt-output {Kebab(c.Output)} pools the prompt outputs, which a prefix never computes: only cls and image-pool are exact");
+            case PromptConfig c:
+                int last = Math.Max(c.FirstBlock ?? 1, c.LastBlock ?? depth);
+                if (last != depth)
+                    throw new ArgumentException($"prompt depth ending at block {last} of {depth} is not a prefix: the last prompted block's prompt outputs stay in the sequence for blocks {last + 1}→{depth}");
+                return;
+            default:
+                throw new ArgumentException($"method {config.Method} changes the backbone's computation, not just per-block keys/values: it cannot share the frozen backbone as a prefix");
+        }
+    }
+
+    static string Kebab<T>(T value) where T : Enum =>
+        System.Text.RegularExpressions.Regex.Replace(value.ToString(), "(?<=[a-z])([A-Z])", "-$1").ToLowerInvariant();
+}
+
+/// <summary>
+/// One task as per-block key/value prefixes on its frozen backbone, and the pooling its head expects. As an
+/// <see cref="IBlockHooks"/> it runs the task on the plain backbone: <c>backbone.ForwardFeatures(images, prefix)</c>.
+/// </summary>
+public sealed class TaskPrefix : IBlockHooks, IDisposable
+{
+    /// <summary>Per block: [1, heads, p, head_dim], or null where the block has no prompts.</summary>
+    readonly Tensor?[] keys, values;
+
+    /// <summary>What the head sees: <see cref="PromptOutput.Cls"/> or <see cref="PromptOutput.ImagePool"/>.</summary>
+    public PromptOutput Output { get; }
+    public int Depth => keys.Length;
+
+    TaskPrefix(Tensor?[] keys, Tensor?[] values, PromptOutput output) => (this.keys, this.values, Output) = (keys, values, output);
+
+    /// <summary>Prefix length of a block (0 = no prompts there).</summary>
+    public int LengthAt(int block) => keys[block] is Tensor k ? (int)k.shape[2] : 0;
+    public Tensor? KeysAt(int block) => keys[block];
+    public Tensor? ValuesAt(int block) => values[block];
+
+    /// <summary>Precomputes K_i, V_i from the model's prompts (after any projection, without dropout) and the frozen
+    /// norm1 / qkv of each prompted block; refuses methods for which this is not exact (<see cref="PrefixRules.Check"/>).</summary>
+    public static TaskPrefix FromModel(PromptedModel model)
+    {
+        var backbone = model.backbone;
+        var vit = backbone.Config;
+        PrefixRules.Check(model.method.Config, vit.Depth);
+        var keys = new Tensor?[vit.Depth];
+        var values = new Tensor?[vit.Depth];
+        var output = model.method.Config is PromptConfig pc ? pc.Output : PromptOutput.Cls;
+        if (model.method is not VisualPrompts prompts) return new TaskPrefix(keys, values, output);
+        using var _ = no_grad();
+        var (first, last) = prompts.PromptedBlocks;
+        for (int i = first; i <= last; i++)
+        {
+            using var scope = NewDisposeScope();
+            var block = backbone.blocks[i];
+            var p = prompts.PromptsFor(i); // [p, d]
+            long n = p.shape[0];
+            var kv = block.attn.qkv.forward(block.norm1.forward(p))
+                .reshape(n, 3, vit.Heads, vit.Width / vit.Heads).permute(1, 2, 0, 3); // [3, heads, p, head_dim]
+            // Owned by this prefix (disposed in Dispose), whatever scope the caller is in.
+            keys[i] = kv[1].unsqueeze(0).contiguous().DetachFromDisposeScope();
+            values[i] = kv[2].unsqueeze(0).contiguous().DetachFromDisposeScope();
+        }
+        return new TaskPrefix(keys, values, output);
+    }
+
+    public Tensor BeforeBlock(int block, Tensor tokens) => tokens;
+
+    public KeyValuePrefix? PrefixKeyValues(int block) =>
+        keys[block] is Tensor k ? new KeyValuePrefix(k, values[block]!) : null;
+
+    /// <summary>The pooled feature from a final-norm sequence of CLS + patch tokens (no prompt tokens in it): [B, d].</summary>
+    public Tensor Pool(Tensor tokens) => Pool(tokens, Output);
+
+    /// <summary>CLS or mean of the image-patch tokens of a prompt-free final-norm sequence.</summary>
+    public static Tensor Pool(Tensor tokens, PromptOutput output) => output == PromptOutput.ImagePool
+        ? tokens[.., 1..].mean([1])
+        : tokens.select(1, 0).clone();
+
+    /// <summary>Pooled feature of images on the plain backbone with this prefix (equals the prompted model's features).</summary>
+    public Tensor Features(VisionTransformer backbone, Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return Pool(backbone.ForwardFeatures(images, this)).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in keys.Concat(values)) t?.Dispose();
+    }
+}
