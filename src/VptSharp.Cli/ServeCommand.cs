@@ -36,13 +36,14 @@ internal static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "waiting requests beyond which new ones get 429", DefaultValueFactory = _ => 256 };
         var maxBody = new Option<int>("--max-body-kb") { Description = "largest accepted image body (413 above)", DefaultValueFactory = _ => 8192 };
         var rescan = new Option<double>("--rescan-seconds") { Description = "how often the task folder is re-read", DefaultValueFactory = _ => 2 };
+        var bf16 = new Option<bool>("--bf16") { Description = "run the shared backbone in bfloat16 for prefix tasks (heads stay float32)" };
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, bf16, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
-            using var store = new TaskStore(bb, r.GetValue(tasksDir)!);
+            using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? ScalarType.BFloat16 : ScalarType.Float32);
             store.Log += m => Console.WriteLine(m);
             store.Rescan();
             var metrics = new ServeMetrics();
@@ -61,26 +62,55 @@ internal static class ServeCommand
         return c;
     }
 
-    /// <summary>One backbone pass per task present in the batch (tasks re-resolved by name, so a hot swap cannot pull a model away).</summary>
+    /// <summary>
+    /// One backbone pass for every request whose task is in the multi-task engine (each sample with its own task's
+    /// prefixes and head), and one pass per remaining task. Tasks are re-resolved by name under the store's lock, so a
+    /// hot swap cannot pull a model away mid-batch.
+    /// </summary>
     static IReadOnlyList<ClassScore[]> RunBatch(TaskStore store, IReadOnlyList<Request> batch)
     {
         var results = new ClassScore[batch.Count][];
-        store.Use(tasks =>
+        store.Use(view =>
         {
-            foreach (var group in batch.Select((req, i) => (req, i)).GroupBy(x => x.req.Task))
+            var missing = batch.Select(b => b.Task).Distinct().Where(t => !view.Tasks.ContainsKey(t)).ToList();
+            if (missing.Count > 0) throw new KeyNotFoundException($"task(s) {string.Join(", ", missing)} were unloaded");
+            var viaEngine = batch.Select((req, i) => (req, i)).Where(x => view.Engine is not null && view.EngineIndex.ContainsKey(x.req.Task)).ToList();
+            if (viaEngine.Count > 0)
             {
-                if (!tasks.TryGetValue(group.Key, out var task)) throw new KeyNotFoundException($"task {group.Key} was unloaded");
+                using var x = Stack(viaEngine.Select(v => v.req).ToList());
+                var probs = view.Engine!.Predict(x, viaEngine.Select(v => view.EngineIndex[v.req.Task]).ToArray());
+                for (int j = 0; j < viaEngine.Count; j++)
+                {
+                    using var p = probs[j];
+                    results[viaEngine[j].i] = TopK(p, view.Tasks[viaEngine[j].req.Task].Classes, viaEngine[j].req.TopK);
+                }
+            }
+            foreach (var group in batch.Select((req, i) => (req, i)).Where(x => results[x.i] is null).GroupBy(x => x.req.Task))
+            {
                 var items = group.ToList();
-                int size = items[0].req.ImageSize, len = 3 * size * size;
-                var buf = new float[items.Count * len];
-                for (int j = 0; j < items.Count; j++) items[j].req.Pixels.CopyTo(buf, j * len);
-                using var x = tensor(buf, [items.Count, 3, size, size]);
+                var task = view.Tasks[group.Key];
+                using var x = Stack(items.Select(it => it.req).ToList());
                 var top = Predictor.TopK(task.Model, x, task.Classes, items.Max(it => it.req.TopK));
                 for (int j = 0; j < items.Count; j++) results[items[j].i] = top[j].Take(items[j].req.TopK).ToArray();
             }
             return 0;
         });
         return results;
+    }
+
+    static Tensor Stack(IReadOnlyList<Request> reqs)
+    {
+        int size = reqs[0].ImageSize, len = 3 * size * size;
+        if (reqs.Any(r => r.ImageSize != size)) throw new ArgumentException("tasks of one backbone must share an image size");
+        var buf = new float[reqs.Count * len];
+        for (int j = 0; j < reqs.Count; j++) reqs[j].Pixels.CopyTo(buf, j * len);
+        return tensor(buf, [reqs.Count, 3, size, size]);
+    }
+
+    static ClassScore[] TopK(Tensor probs, IReadOnlyList<string> classes, int k)
+    {
+        var p = probs.data<float>().ToArray();
+        return p.Select((v, i) => new ClassScore(classes[i], i, v)).OrderByDescending(s => s.Probability).ThenBy(s => s.Index).Take(k).ToArray();
     }
 
     public static WebApplication Build(TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
@@ -94,15 +124,20 @@ internal static class ServeCommand
         var app = builder.Build();
 
         app.MapGet("/healthz", () => Results.Json(new { status = "ok", tasks = store.Tasks.Count, queue = batcher.QueueLength }));
-        app.MapGet("/v1/tasks", () => Results.Json(new
+        app.MapGet("/v1/tasks", () =>
+        {
+            var engineTasks = store.EngineTasks;
+            return Results.Json(new
         {
             backbone = new { source = store.Backbone.Source, sha256 = store.Backbone.Sha256 },
             tasks = store.Tasks.Values.OrderBy(t => t.Name).Select(t => new
             {
                 name = t.Name, method = t.Artifact.Metadata.Method, classes = t.Classes, file = t.Path, image_size = t.Preprocessing.ImageSize,
+                one_pass = engineTasks.Contains(t.Name), // served by the multi-task engine (VPT-prefix)
             }),
             rejected = store.Rejected.Select(x => new { name = x.Name, file = x.Path, reason = x.Reason }),
-        }));
+        });
+        });
         app.MapGet("/metrics", () => Results.Text(metrics.Prometheus(store.Tasks.Count, batcher.QueueLength), "text/plain; version=0.0.4"));
         app.MapPost("/v1/tasks/{task}/predict", async (HttpContext ctx, string task) =>
         {

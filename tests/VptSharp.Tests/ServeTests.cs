@@ -80,6 +80,8 @@ public class ServeTests
         using (var list = JsonDocument.Parse(http.GetStringAsync("v1/tasks").Result))
         {
             Assert.Equal(["deep", "lin"], list.RootElement.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+            // Both are exact prefixes: served by the one-pass multi-task engine (the answers below are checked against the plain model).
+            Assert.All(list.RootElement.GetProperty("tasks").EnumerateArray(), t => Assert.True(t.GetProperty("one_pass").GetBoolean()));
             var rejected = list.RootElement.GetProperty("rejected").EnumerateArray().Single();
             Assert.Equal("foreign", rejected.GetProperty("name").GetString());
             Assert.Contains("sha256", rejected.GetProperty("reason").GetString());
@@ -117,6 +119,9 @@ public class ServeTests
         bool seen = false;
         for (int i = 0; i < 50 && !seen; i++) { Thread.Sleep(200); seen = http.GetStringAsync("v1/tasks").Result.Contains("\"shallow\""); }
         Assert.True(seen, "shallow.vpt was not hot-loaded");
+        using (var list = JsonDocument.Parse(http.GetStringAsync("v1/tasks").Result))
+            Assert.False(list.RootElement.GetProperty("tasks").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "shallow").GetProperty("one_pass").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, Post("v1/predict?tasks=deep,shallow,lin", png).StatusCode); // engine and per-task paths in one batch
 
         // Overload: 64 clients against a queue of 4 → some requests are shed; every accepted one is right.
         var load = LoadTest.Run(server.Url, "deep", files.Select((f, i) => (File.ReadAllBytes(f), expected[i].Label)).ToList(),

@@ -19,13 +19,20 @@ public sealed record RejectedTask(string Name, string Path, string Reason);
 /// <see cref="Rescan"/> loads new and changed files and drops deleted ones, so files can be hot-swapped while serving.
 /// Refused: files bound to another backbone (sha256), unreadable files, and methods that train backbone tensors
 /// (partial, bias, full, …): attaching those would overwrite the weights every other task shares.
+/// Tasks whose method is an exact VPT-prefix (VPT-deep, linear, mlp-k, …) also go into a <see cref="MultiTaskEngine"/>,
+/// rebuilt after every change, so a batch mixing them costs one backbone pass; the others run through their own model.
 /// All model use goes through <see cref="Use"/>, which excludes a concurrent swap.
 /// </summary>
-public sealed class TaskStore(LoadedBackbone backbone, string folder) : IDisposable
+public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp.torch.ScalarType engineDtype = TorchSharp.torch.ScalarType.Float32) : IDisposable
 {
     readonly object sync = new();
     Dictionary<string, ServedTask> tasks = new();
     Dictionary<string, RejectedTask> rejected = new();
+    MultiTaskEngine? engine;
+    Dictionary<string, int> engineIndex = new();
+
+    /// <summary>What a batch sees: the tasks, and the engine with each engine task's index.</summary>
+    public sealed record View(IReadOnlyDictionary<string, ServedTask> Tasks, MultiTaskEngine? Engine, IReadOnlyDictionary<string, int> EngineIndex);
 
     public event Action<string>? Log;
     public LoadedBackbone Backbone => backbone;
@@ -35,7 +42,10 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder) : IDisposa
     public IReadOnlyCollection<RejectedTask> Rejected { get { lock (sync) return rejected.Values.ToList(); } }
 
     /// <summary>Runs <paramref name="body"/> with the current tasks while no reload can dispose them.</summary>
-    public T Use<T>(Func<IReadOnlyDictionary<string, ServedTask>, T> body) { lock (sync) return body(tasks); }
+    public T Use<T>(Func<View, T> body) { lock (sync) return body(new View(tasks, engine, engineIndex)); }
+
+    /// <summary>Names of the tasks that run through the one-pass multi-task engine.</summary>
+    public IReadOnlyCollection<string> EngineTasks { get { lock (sync) return engineIndex.Keys.ToList(); } }
 
     /// <summary>Brings the store in line with the folder; returns how many tasks were added, replaced or removed.</summary>
     public int Rescan()
@@ -85,11 +95,26 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder) : IDisposa
             tasks = next;
             rejected = nextRejected;
             foreach (var m in retired) m.Dispose(); // disposing a task model never touches the shared backbone
+            if (changes > 0 || engine is null) RebuildEngine();
         }
         return changes;
     }
 
     readonly Dictionary<string, (DateTime, long)> rejectedStamp = new();
+
+    /// <summary>Under the lock: a fresh engine holding every task that is an exact prefix (the rest are served per task).</summary>
+    void RebuildEngine()
+    {
+        engine?.Dispose();
+        engine = new MultiTaskEngine(backbone, engineDtype);
+        engineIndex = new Dictionary<string, int>();
+        foreach (var (name, t) in tasks.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            try { PrefixRules.Check(MethodRegistry.FromJson(t.Artifact.Metadata.Method, t.Artifact.Metadata.MethodConfig.ToJsonString()), backbone.Config.Depth); }
+            catch (ArgumentException) { continue; } // not an exact prefix: served through its own model
+            engineIndex[name] = engine.AddTask(t.Artifact, name);
+        }
+    }
 
     bool ChangedSinceRejected(string name, FileInfo info) =>
         !rejectedStamp.TryGetValue(name, out var s) || s != (info.LastWriteTimeUtc, info.Length);
@@ -100,6 +125,8 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder) : IDisposa
         {
             foreach (var t in tasks.Values) t.Model.Dispose();
             tasks.Clear();
+            engine?.Dispose();
+            engine = null;
         }
     }
 }
