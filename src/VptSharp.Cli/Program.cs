@@ -13,6 +13,7 @@ root.Subcommands.Add(ProtocolCommands.SweepCommand());
 root.Subcommands.Add(ProtocolCommands.ReportCommand());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(LoadTest.Create());
+root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(AnalysisCommands.Tsne());
 root.Subcommands.Add(InferenceCommands.Ensemble());
 root.Subcommands.Add(DemoCommand.Create());

@@ -83,6 +83,23 @@ public class CliTests
         Assert.Contains("use --method vpt-shallow", bad.Stderr);
     }
 
+    /// <summary>The benchmark command runs each configuration in a child process and records it (no timing is asserted).</summary>
+    [Fact]
+    public void BenchWritesOneRowPerConfiguration()
+    {
+        string dir = TempDir(), json = Path.Combine(dir, "bench.json");
+        var r = RunCli("bench", "--backbone", "random:vit-ti8-32", "--only", "infer:vpt-prefix:2:fp32,train:vpt-deep:2:fp32,multitask-mixed:vpt-prefix:2:fp32",
+            "--batch", "2", "--iters", "1", "--tasks", "2", "--threads", "1", "--out", json);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToList();
+        Assert.Equal(["infer", "train", "multitask-mixed"], rows.Select(x => x.GetProperty("Kind").GetString()));
+        Assert.All(rows, x => Assert.True(x.GetProperty("MsPerImage").GetDouble() > 0 && x.GetProperty("PeakRssMib").GetDouble() > 50));
+        var bad = RunCli("bench", "--only", "infer:nope:1:fp32", "--backbone", "random:vit-ti8-32", "--out", json);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("unknown configuration", bad.Stderr);
+    }
+
     [Fact]
     public void ResumeInANewProcessRepeatsTheUninterruptedRun()
     {

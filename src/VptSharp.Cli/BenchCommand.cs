@@ -1,0 +1,215 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+using TorchSharp;
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Inference;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+
+namespace VptSharp.Cli;
+
+/// <summary>
+/// `vpt bench`: the paper's cost measurements (Table 12, Figs. 18–19) on this machine — training and inference ms per
+/// image and peak memory per method and prompt length, VPT-deep vs VPT-prefix, fp32 vs bf16, and multi-task batches —
+/// with the same configurations as tools/bench_pytorch.py so the two can be put side by side. Each configuration runs
+/// in its own child process, so its peak RSS is its own.
+/// </summary>
+internal static class BenchCommand
+{
+    public sealed record Row(string Kind, string Method, int Prompts, string Dtype, int Batch, int Iters, double MsPerImage, double PeakRssMib, int Threads);
+
+    static readonly int[] PromptLengths = [1, 10, 50, 100, 200];
+
+    public static IReadOnlyList<string> DefaultConfigs() =>
+    [
+        "infer:plain:0:fp32", "infer:plain:0:bf16",
+        .. PromptLengths.Select(p => $"infer:vpt-deep:{p}:fp32"),
+        .. PromptLengths.Select(p => $"infer:vpt-prefix:{p}:fp32"),
+        .. PromptLengths.Select(p => $"infer:vpt-prefix:{p}:bf16"),
+        "train:full:0:fp32", "train:linear:0:fp32", "train:bias:0:fp32", "train:adapter:0:fp32",
+        .. PromptLengths.Select(p => $"train:vpt-shallow:{p}:fp32"),
+        .. PromptLengths.Select(p => $"train:vpt-deep:{p}:fp32"),
+        "multitask-mixed:vpt-prefix:50:fp32", "multitask-sequential:vpt-prefix:50:fp32",
+    ];
+
+    public static Command Create()
+    {
+        var c = new Command("bench", "cost of training and inference per method, prompt length, precision and task mix (ms/image, peak RSS); table + JSON");
+        var backbone = new Option<string>("--backbone", "-b") { Description = "backbone to time (random weights are fine)", DefaultValueFactory = _ => "random:vit-b16" };
+        var batch = new Option<int>("--batch") { Description = "images per step", DefaultValueFactory = _ => 8 };
+        var iters = new Option<int>("--iters") { Description = "timed steps after one warm-up step", DefaultValueFactory = _ => 3 };
+        var only = new Option<string?>("--only") { Description = "comma-separated kind:method:p:dtype configurations (default: all)" };
+        var tasks = new Option<int>("--tasks") { Description = "tasks in the multi-task rows", DefaultValueFactory = _ => 8 };
+        var outOpt = new Option<string>("--out", "-o") { Description = "JSON results", DefaultValueFactory = _ => "bench.json" };
+        var compare = new Option<string?>("--compare") { Description = "tools/bench_pytorch.py JSON to put beside (ratio = ours / PyTorch)" };
+        var one = new Option<string?>("--one") { Hidden = true };
+        foreach (var o in new Option[] { backbone, batch, iters, only, tasks, outOpt, compare, one, Common.Threads }) c.Options.Add(o);
+        c.SetAction(r => Common.Run(() =>
+        {
+            int threads = r.GetValue(Common.Threads) is > 0 and var t ? t : Environment.ProcessorCount;
+            set_num_threads(threads);
+            if (r.GetValue(one) is string spec)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(RunOne(spec, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), r.GetValue(tasks), threads)));
+                return 0;
+            }
+            var configs = r.GetValue(only) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries) : DefaultConfigs();
+            var rows = new List<Row>();
+            foreach (var cfg in configs)
+            {
+                var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+                foreach (var a in Environment.GetCommandLineArgs().Take(Environment.ProcessPath!.EndsWith("dotnet") ? 1 : 0)) psi.ArgumentList.Add(a); // `dotnet vpt.dll`
+                foreach (var a in new[] { "bench", "--one", cfg, "--backbone", r.GetValue(backbone)!, "--batch", $"{r.GetValue(batch)}",
+                             "--iters", $"{r.GetValue(iters)}", "--tasks", $"{r.GetValue(tasks)}", "--threads", $"{threads}" })
+                    psi.ArgumentList.Add(a);
+                using var p = Process.Start(psi)!;
+                string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
+                p.WaitForExit();
+                if (p.ExitCode != 0) // the child already phrased the problem as one line
+                    throw new ArgumentException($"bench {cfg}: {(stderr.Trim() is var e && e.StartsWith("error: ") ? e["error: ".Length..] : e)}");
+                var row = JsonSerializer.Deserialize<Row>(stdout.Trim().Split('\n')[^1])!;
+                rows.Add(row);
+                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(cfg)}[/]: {row.MsPerImage:F1} ms/img, peak {row.PeakRssMib:F0} MiB");
+            }
+            var reference = r.GetValue(compare) is string cf ? LoadPytorch(cf) : [];
+            var table = new Table().AddColumns("kind", "method", "p", "dtype", "ms/img", "peak MiB", "PyTorch ms/img", "ratio", "PyTorch MiB");
+            foreach (var row in rows)
+            {
+                var peer = reference.GetValueOrDefault((row.Kind, PeerMethod(row.Method), row.Prompts, row.Dtype));
+                table.AddRow(row.Kind, row.Method, $"{row.Prompts}", row.Dtype, $"{row.MsPerImage:F1}", $"{row.PeakRssMib:F0}",
+                    peer is null ? "–" : $"{peer.Value.Ms:F1}", peer is null ? "–" : $"{row.MsPerImage / peer.Value.Ms:F2}", peer is null ? "–" : $"{peer.Value.Mib:F0}");
+            }
+            AnsiConsole.Write(table);
+            AtomicFile.WriteAllText(r.GetValue(outOpt)!, JsonSerializer.Serialize(new
+            {
+                machine = CpuModel(), date = DateTime.UtcNow.ToString("yyyy-MM-dd"), threads, backbone = r.GetValue(backbone), batch = r.GetValue(batch),
+                iters = r.GetValue(iters), rows,
+            }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }));
+        return c;
+    }
+
+    /// <summary>VPT-prefix has no PyTorch peer of its own: it is compared with PyTorch's VPT-deep of the same p.</summary>
+    static string PeerMethod(string method) => method == "vpt-prefix" ? "vpt-deep" : method;
+
+    static Dictionary<(string, string, int, string), (double Ms, double Mib)?> LoadPytorch(string path)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        return doc.RootElement.GetProperty("rows").EnumerateArray().ToDictionary(
+            e => (e.GetProperty("kind").GetString()!, e.GetProperty("method").GetString()!, e.GetProperty("prompts").GetInt32(), e.GetProperty("dtype").GetString()!),
+            e => ((double, double)?)(e.GetProperty("ms_per_image").GetDouble(), e.GetProperty("peak_rss_mib").GetDouble()));
+    }
+
+    static string CpuModel() => File.Exists("/proc/cpuinfo")
+        ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "?" : "?";
+
+    /// <summary>Peak resident memory of this process so far (Linux VmHWM), MiB.</summary>
+    static double PeakRssMib()
+    {
+        var line = File.Exists("/proc/self/status") ? File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:")) : null;
+        return line is null ? double.NaN : double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
+    }
+
+    static TaskArtifact RandomVptDeepTask(LoadedBackbone bb, int prompts, int seed)
+    {
+        manual_seed(seed);
+        using var model = PromptedModel.Create(bb.Model, new PromptConfig { Tokens = prompts }, 100);
+        return TaskArtifact.FromModel(model, new BackboneRef(bb.Source, bb.Sha256, bb.Config),
+            Enumerable.Range(0, 100).Select(i => $"c{i}").ToArray(), new Preprocessing { ImageSize = bb.Config.ImageSize });
+    }
+
+    /// <summary>Times one configuration "kind:method:p:dtype" in this process: one warm-up step, then <paramref name="iters"/> steps.</summary>
+    public static Row RunOne(string spec, string backboneSource, int batch, int iters, int taskCount, int threads)
+    {
+        var parts = spec.Split(':');
+        if (parts.Length != 4 || !int.TryParse(parts[2], out int p)) throw new ArgumentException($"--only {spec}: expected kind:method:p:dtype, e.g. train:vpt-deep:50:fp32");
+        var (kind, method, dtype) = (parts[0], parts[1], parts[3]);
+        if (dtype is not ("fp32" or "bf16")) throw new ArgumentException($"{spec}: dtype must be fp32 or bf16");
+        var half = dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        using var bb = BackboneLoader.Load(backboneSource);
+        manual_seed(0);
+        int size = bb.Config.ImageSize;
+        using var images = randn(batch, 3, size, size);
+        using var labels = randint(0, 100, batch, dtype: ScalarType.Int64);
+        Action step;
+        var disposables = new List<IDisposable>();
+        switch (kind)
+        {
+            case "infer" when method == "plain":
+                if (half == ScalarType.BFloat16) bb.Model.to(half);
+                var input = images.to(half);
+                step = () => { using var _ = no_grad(); using var s = NewDisposeScope(); bb.Model.ForwardFeatures(input); };
+                break;
+            case "infer" when method == "vpt-deep":
+                if (half != ScalarType.Float32) throw new ArgumentException("vpt-deep inference is timed in fp32; bf16 is measured through vpt-prefix");
+                var deep = PromptedModel.Create(bb.Model, new PromptConfig { Tokens = p }, 100);
+                deep.eval();
+                step = () => { using var _ = no_grad(); using var s = NewDisposeScope(); deep.forward(images); };
+                break;
+            case "infer" when method == "vpt-prefix":
+                var engine = new MultiTaskEngine(bb, half);
+                disposables.Add(engine);
+                engine.AddTask(RandomVptDeepTask(bb, Math.Max(p, 1), 1), "t");
+                var single = new int[batch];
+                step = () => { foreach (var t in engine.Predict(images, single)) t.Dispose(); };
+                break;
+            case "multitask-mixed" or "multitask-sequential":
+                var multi = new MultiTaskEngine(bb, half);
+                disposables.Add(multi);
+                for (int t = 0; t < taskCount; t++) multi.AddTask(RandomVptDeepTask(bb, p, t), $"t{t}");
+                if (kind == "multitask-mixed")
+                {
+                    var mix = Enumerable.Range(0, batch).Select(i => i % taskCount).ToArray(); // every task in one batch
+                    step = () => { foreach (var t in multi.Predict(images, mix)) t.Dispose(); };
+                }
+                else
+                {
+                    // The same images, one single-task batch per task: what serving without mixing would do.
+                    int per = Math.Max(1, batch / taskCount);
+                    step = () =>
+                    {
+                        for (int t = 0; t < taskCount; t++)
+                        {
+                            using var slice = images.narrow(0, (t * per) % batch, Math.Min(per, batch - (t * per) % batch));
+                            foreach (var o in multi.Predict(slice, Enumerable.Repeat(t, (int)slice.shape[0]).ToArray())) o.Dispose();
+                        }
+                    };
+                }
+                break;
+            case "train":
+                var cfg = MethodRegistry.FromOptions(method, new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8 });
+                var model = PromptedModel.Create(bb.Model, cfg, 100);
+                var opt = optim.SGD(model.TrainableParameters().Select(x => x.Param), 0.01, momentum: 0.9);
+                model.train();
+                step = () =>
+                {
+                    using var s = NewDisposeScope();
+                    var logits = model.method.FeaturesAreFrozen
+                        ? model.ForwardHead(Frozen(model, images)) // linear probing: no graph through the backbone
+                        : model.forward(images);
+                    var loss = nn.functional.cross_entropy(logits, labels);
+                    opt.zero_grad(); loss.backward(); opt.step();
+                };
+                break;
+            default:
+                throw new ArgumentException($"{spec}: unknown configuration; kinds infer (plain, vpt-deep, vpt-prefix), train (any method), multitask-mixed, multitask-sequential");
+        }
+        step(); // warm-up: allocations and one-time kernel choices
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < iters; i++) step();
+        double ms = clock.Elapsed.TotalMilliseconds / (iters * (double)batch);
+        foreach (var d in disposables) d.Dispose();
+        return new Row(kind, method, p, dtype, batch, iters, Math.Round(ms, 2), Math.Round(PeakRssMib(), 1), threads);
+    }
+
+    static Tensor Frozen(PromptedModel model, Tensor images)
+    {
+        using var _ = no_grad();
+        return model.Features(images);
+    }
+}
