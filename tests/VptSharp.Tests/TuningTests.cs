@@ -52,48 +52,6 @@ public class TuningTests
         Assert.Equal(vit.BackboneParameterCount, Count("full"));
     }
 
-    [Theory]
-    [InlineData("bias")]
-    [InlineData("partial-1")]
-    [InlineData("mlp-3")]
-    [InlineData("adapter")]
-    [InlineData("prompt+bias")]
-    [InlineData("prompt-fixed")]
-    [InlineData("cls-learned")]
-    public void BaselinesTrainExactlyTheirTensors(string method)
-    {
-        var vit = TinyVit(1);
-        var before = vit.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
-        var model = PromptedModel.Create(vit, MethodRegistry.FromOptions(method, new MethodOptions { Reduction = 4, Prompts = 2 }), 3);
-        var methodBefore = model.method.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
-        var trainable = model.TrainableParameters();
-        var backboneTrained = trainable.Where(p => p.Name.StartsWith("backbone.")).Select(p => p.Name["backbone.".Length..]).ToHashSet();
-        var expected = method switch
-        {
-            "bias" or "prompt+bias" => vit.state_dict().Keys.Where(k => k.EndsWith(".bias")).ToHashSet(),
-            "cls-learned" => new HashSet<string> { "cls_token" },
-            "partial-1" => vit.state_dict().Keys.Where(k => k.StartsWith("blocks.1.") || k.StartsWith("norm.")).ToHashSet(),
-            _ => new HashSet<string>(),
-        };
-        Assert.Equal(expected.Order(), backboneTrained.Order());
-        var initial = trainable.ToDictionary(p => p.Name, p => p.Param.detach().clone());
-        var opt = optim.SGD(trainable.Select(p => p.Param), 0.5, momentum: 0.9);
-        model.train();
-        for (int step = 0; step < 2; step++) // two steps: an adapter's down-projection gets gradient once its zero-init up-projection moved
-        {
-            var loss = nn.functional.cross_entropy(model.forward(randn(4, 3, 32, 32)), tensor(new long[] { 0, 1, 2, 0 }));
-            opt.zero_grad(); loss.backward(); opt.step();
-        }
-        foreach (var (name, t) in vit.state_dict())
-            Assert.Equal(!backboneTrained.Contains(name), Same(before[name], t));
-        foreach (var (name, p) in model.TrainableParameters())
-            Assert.False(Same(initial[name], p), $"{name} did not train");
-        var trainedMethod = trainable.Where(p => p.Name.StartsWith("method.")).Select(p => p.Name["method.".Length..]).ToHashSet();
-        foreach (var (name, p) in model.method.named_parameters())
-            Assert.Equal(!trainedMethod.Contains(name), Same(methodBefore[name], p)); // prompt-fixed: prompts unchanged
-        Assert.Equal(method == "prompt-fixed", model.method.named_parameters().Any() && trainedMethod.Count == 0);
-    }
-
     static void BackboneLoader_Freeze(VisionTransformer v) => VptSharp.Checkpoints.BackboneLoader.Freeze(v);
 
     [Theory]
