@@ -63,16 +63,20 @@ internal sealed class LoadedClassifier : IDisposable
     LoadedClassifier(PromptedModel? model, EnsemblePredictor? ensemble, string[] classes, Preprocessing pre, string method, string sha256) =>
         (this.model, this.ensemble, Classes, Preprocessing, Method, BackboneSha256) = (model, ensemble, classes, pre, method, sha256);
 
-    public static LoadedClassifier Load(string path, string? backboneOverride, string device)
+    /// <param name="bf16">Run the backbone in bfloat16 through the multi-task engine (VPT-prefix tasks and ensembles only).</param>
+    public static LoadedClassifier Load(string path, string? backboneOverride, string device, bool bf16 = false)
     {
-        if (EnsembleArtifact.IsEnsembleFile(path))
+        bool ensembleFile = EnsembleArtifact.IsEnsembleFile(path);
+        if (ensembleFile || bf16)
         {
             if (Predictor.ParseDevice(device).type != DeviceType.CPU)
-                throw new ArgumentException($"--device {device}: ensemble files run on the CPU multi-task engine");
-            var art = EnsembleArtifact.Load(path);
-            var predictor = art.LoadPredictor(backboneOverride);
-            return new LoadedClassifier(null, predictor, art.Classes, art.Preprocessing,
-                $"ensemble of {art.Members.Count}: {string.Join(", ", art.Members.Select(m => m.Metadata.Method))}", art.Backbone.Sha256);
+                throw new ArgumentException($"--device {device}: ensemble files and --bf16 run on the CPU multi-task engine");
+            // A single task under --bf16 is a one-member ensemble: the same engine path, one prefix.
+            var art = ensembleFile ? EnsembleArtifact.Load(path) : EnsembleArtifact.Single(path, TaskArtifact.Load(path));
+            var predictor = art.LoadPredictor(backboneOverride, bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+            string method = art.Members.Count == 1 && !ensembleFile ? art.Members[0].Metadata.Method
+                : $"ensemble of {art.Members.Count}: {string.Join(", ", art.Members.Select(m => m.Metadata.Method))}";
+            return new LoadedClassifier(null, predictor, art.Classes, art.Preprocessing, method + (bf16 ? " (bf16 backbone)" : ""), art.Backbone.Sha256);
         }
         var task = TaskArtifact.Load(path);
         var m = task.LoadModel(backboneOverride, path);

@@ -23,12 +23,13 @@ internal static class UseCommands
         var data = new Option<string>("--data", "-d") { Description = "dataset (folder, list file, JSON map, fashion-mnist:test, ...)", Required = true };
         var split = new Option<string?>("--split") { Description = "for list-file suites: read DATA/SPLIT.txt (e.g. test)" };
         var json = new Option<string?>("--json") { Description = "also write {\"top1\", \"count\", ...} here" };
-        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device }) c.Options.Add(o);
+        var bf16 = new Option<bool>("--bf16") { Description = "backbone in bfloat16 (VPT-prefix tasks: vpt-deep, linear, mlp-k; heads stay float32)" };
+        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, bf16, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             var device = r.GetValue(Common.Device)!;
-            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device);
+            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, r.GetValue(bf16));
             string spec = r.GetValue(data)!;
             if (r.GetValue(split) is string s)
                 spec = Directory.Exists(spec) && File.Exists(Path.Combine(spec, s + ".txt")) ? Path.Combine(spec, s + ".txt")

@@ -41,6 +41,16 @@ public class CliTests
         Assert.StartsWith("class", top[0].GetProperty("label").GetString());
         Assert.True(top[0].GetProperty("probability").GetDouble() >= top[1].GetProperty("probability").GetDouble());
 
+        // bf16 backbone through the multi-task engine: same task, same data, a real accuracy (close to fp32's).
+        string jsonBf16 = Path.Combine(dir, "eval-bf16.json");
+        var evalBf16 = RunCli("eval", "--task", task, "--data", data, "--json", jsonBf16, "--bf16");
+        Assert.True(evalBf16.ExitCode == 0, evalBf16.Stderr);
+        using (var bf = JsonDocument.Parse(File.ReadAllText(jsonBf16)))
+        {
+            Assert.Contains("bf16", bf.RootElement.GetProperty("method").GetString());
+            Assert.InRange(bf.RootElement.GetProperty("top1").GetDouble(), top1 - 0.1, top1 + 0.1); // 36 images: within 3 answers
+        }
+
         var info = RunCli("info", task);
         Assert.True(info.ExitCode == 0, info.Stderr);
         Assert.Contains("vpt-deep", info.Stdout);

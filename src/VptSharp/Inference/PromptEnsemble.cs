@@ -36,9 +36,14 @@ public sealed class EnsembleArtifact
 
     /// <summary>Checks that the members can form one ensemble: at least two, one backbone (sha256), identical classes
     /// (names and order) and preprocessing, and methods that run as a prefix (<see cref="PrefixRules.Check"/>).</summary>
-    public static EnsembleArtifact FromTasks(IReadOnlyList<(string Source, TaskArtifact Task)> members)
+    public static EnsembleArtifact FromTasks(IReadOnlyList<(string Source, TaskArtifact Task)> members) =>
+        members.Count < 2 ? throw new ArgumentException($"an ensemble needs at least two task files, got {members.Count}") : Build(members);
+
+    /// <summary>One task on the engine path (e.g. to run it with a bf16 backbone): the same checks, one member.</summary>
+    public static EnsembleArtifact Single(string source, TaskArtifact task) => Build([(source, task)]);
+
+    static EnsembleArtifact Build(IReadOnlyList<(string Source, TaskArtifact Task)> members)
     {
-        if (members.Count < 2) throw new ArgumentException($"an ensemble needs at least two task files, got {members.Count}");
         var (firstSource, first) = members[0];
         string firstPre = JsonSerializer.Serialize(first.Metadata.Preprocessing, Json.Options);
         foreach (var (source, task) in members)
