@@ -50,6 +50,16 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
     /// <summary>Brings the store in line with the folder; returns how many tasks were added, replaced or removed.</summary>
     public int Rescan()
     {
+        // A timer may fire again while a slow rescan is still loading: the later one simply skips.
+        if (!Monitor.TryEnter(rescanGate)) return 0;
+        try { return RescanOnce(); }
+        finally { Monitor.Exit(rescanGate); }
+    }
+
+    readonly object rescanGate = new();
+
+    int RescanOnce()
+    {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such task folder; pass --tasks DIR with .vpt files");
         var files = Directory.EnumerateFiles(folder, "*.vpt").ToDictionary(f => System.IO.Path.GetFileNameWithoutExtension(f), f => f);
         int changes = 0;
