@@ -61,11 +61,8 @@ internal static class BenchCommand
             var rows = new List<Row>();
             foreach (var cfg in configs)
             {
-                var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-                foreach (var a in Environment.GetCommandLineArgs().Take(Environment.ProcessPath!.EndsWith("dotnet") ? 1 : 0)) psi.ArgumentList.Add(a); // `dotnet vpt.dll`
-                foreach (var a in new[] { "bench", "--one", cfg, "--backbone", r.GetValue(backbone)!, "--batch", $"{r.GetValue(batch)}",
-                             "--iters", $"{r.GetValue(iters)}", "--tasks", $"{r.GetValue(tasks)}", "--threads", $"{threads}" })
-                    psi.ArgumentList.Add(a);
+                var psi = Common.SelfProcess(["bench", "--one", cfg, "--backbone", r.GetValue(backbone)!, "--batch", $"{r.GetValue(batch)}",
+                    "--iters", $"{r.GetValue(iters)}", "--tasks", $"{r.GetValue(tasks)}", "--threads", $"{threads}"]);
                 using var p = Process.Start(psi)!;
                 string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
                 p.WaitForExit();
@@ -100,9 +97,11 @@ internal static class BenchCommand
     static Dictionary<(string, string, int, string), (double Ms, double Mib)?> LoadPytorch(string path)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        return doc.RootElement.GetProperty("rows").EnumerateArray().ToDictionary(
-            e => (e.GetProperty("kind").GetString()!, e.GetProperty("method").GetString()!, e.GetProperty("prompts").GetInt32(), e.GetProperty("dtype").GetString()!),
-            e => ((double, double)?)(e.GetProperty("ms_per_image").GetDouble(), e.GetProperty("peak_rss_mib").GetDouble()));
+        return doc.RootElement.GetProperty("rows").EnumerateArray()
+            .Where(e => e.GetProperty("ms_per_image").ValueKind == JsonValueKind.Number) // timed-out rows have no number
+            .ToDictionary(
+                e => (e.GetProperty("kind").GetString()!, e.GetProperty("method").GetString()!, e.GetProperty("prompts").GetInt32(), e.GetProperty("dtype").GetString()!),
+                e => ((double, double)?)(e.GetProperty("ms_per_image").GetDouble(), e.GetProperty("peak_rss_mib").GetDouble()));
     }
 
     static string CpuModel() => File.Exists("/proc/cpuinfo")

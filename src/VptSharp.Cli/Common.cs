@@ -77,4 +77,16 @@ internal static class Common
     }
 
     public static string Percent(double v) => $"{100 * v:F2}%";
+
+    /// <summary>This program again as a child process (apphost `vpt`, or `dotnet vpt.dll`), output redirected.</summary>
+    public static System.Diagnostics.ProcessStartInfo SelfProcess(IEnumerable<string> args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(typeof(Common).Assembly.Location);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
 }

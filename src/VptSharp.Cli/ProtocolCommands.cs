@@ -30,6 +30,8 @@ internal static class ProtocolCommands
     static readonly Option<string?> Shard = new("--shard") { Description = "i/n: run only this machine's share of the (task, method) pairs" };
     static readonly Option<string> Out = new("--out", "-o") { Description = "sweep folder (runs/…json results, resumable)", Required = true };
     static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
+    static readonly Option<bool> InProcess = new("--in-process") { Description = "train every run in this process (default: one child process per run, so a crash costs one run)" };
+    static readonly Option<string?> RunOne = new("--run-one") { Hidden = true }; // child mode: one RunSpec as JSON
 
     static List<double> Doubles(string text, string option) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new ArgumentException($"{option}: '{s}' is not a number"))
@@ -46,7 +48,7 @@ internal static class ProtocolCommands
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, Common.BatchSize,
-                     Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, Common.Threads, Common.Device })
+                     Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -68,13 +70,19 @@ internal static class ProtocolCommands
             string outDir = r.GetValue(Out)!;
             Directory.CreateDirectory(outDir);
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            if (r.GetValue(RunOne) is string specJson) // child: one run, its result as the last stdout line
+            {
+                var spec = JsonSerializer.Deserialize<RunSpec>(specJson, Sweep.Json)!;
+                Console.WriteLine(JsonSerializer.Serialize(new Sweep(suite, bb, options, outDir).ExecuteOne(spec), Sweep.Json).ReplaceLineEndings(" "));
+                return 0;
+            }
             // What was asked, for the record (the report reads the runs themselves).
             AtomicFile.WriteAllText(Path.Combine(outDir, "sweep.json"), JsonSerializer.Serialize(new
             {
                 suite = suite.Name, root = suite.Root, backbone = bb.Source, backbone_sha256 = bb.Sha256, options,
                 command = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             }, Sweep.Json));
-            var sweep = new Sweep(suite, bb, options, outDir);
+            var sweep = new Sweep(suite, bb, options, outDir) { Runner = r.GetValue(InProcess) ? null : spec => RunInChild(spec, suite, bb) };
             sweep.Log += m => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(m)}[/]");
             double secondsThisSession = 0;
             sweep.Progress += p =>
@@ -95,6 +103,30 @@ internal static class ProtocolCommands
             return 0;
         }));
         return c;
+    }
+
+    /// <summary>Runs one spec in a child `vpt sweep --run-one`; a crash is retried once, then recorded as failed.</summary>
+    static RunResult RunInChild(RunSpec spec, Suite suite, Checkpoints.LoadedBackbone bb)
+    {
+        string last = "";
+        for (int attempt = 1; attempt <= 2; attempt++)
+        {
+            var psi = Common.SelfProcess([.. Environment.GetCommandLineArgs().Skip(1), "--run-one", JsonSerializer.Serialize(spec, Sweep.Json).ReplaceLineEndings(" ")]);
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var stderr = p.StandardError.ReadToEndAsync();
+            string stdout = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (p.ExitCode == 0 && lines.Length > 0)
+                return JsonSerializer.Deserialize<RunResult>(lines[^1], Sweep.Json)!;
+            last = stderr.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault(l => l.Contains("rror") || l.Contains("xception"))?.Trim() ?? $"exit code {p.ExitCode}";
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape($"{spec.Task} / {spec.Method} / {spec.Id}: attempt {attempt} failed: {last}")}[/]");
+        }
+        return new RunResult
+        {
+            Spec = spec, Error = last, BackboneParams = bb.Model.BackboneParameterCount, Backbone = bb.Source, BackboneSha256 = bb.Sha256,
+            FinishedUtc = DateTime.UtcNow, FinalTrainLoss = double.NaN,
+        };
     }
 
     public static Command ReportCommand()

@@ -138,4 +138,30 @@ public class SweepTests
         var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30]);
         Assert.Contains($"| linear | 4 | +18.25 | {w.Statistic:G4} | {w.PValue.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} |", md);
     }
+
+    /// <summary>`vpt sweep` as a user runs it: one child process per run, then `vpt report` on the results.</summary>
+    [Fact]
+    public void SweepAndReportCommandsEndToEnd()
+    {
+        string dir = TempDir();
+        var suite = TinySuite(Path.Combine(dir, "data"));
+        string suitePath = Path.Combine(dir, "data", "tiny.json");
+        string bb = SaveTinyBackbone(dir, seed: 2);
+        string outDir = Path.Combine(dir, "sweep");
+        var r = RunCli("sweep", "--suite", suitePath, "--backbone", bb, "--methods", "linear,vpt-deep", "--lrs", "1", "--prompts", "2",
+            "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "8", "--seeds", "2", "--workers", "1", "--threads", "1", "--out", outDir);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        var results = Sweep.LoadResults(outDir);
+        Assert.Equal(2 * 2 * (1 + 2), results.Count); // 2 tasks × 2 methods × (1 tune + 2 seeds)
+        Assert.All(results, x => Assert.Null(x.Error));
+        var report = RunCli("report", outDir, "--methods", "linear,vpt-deep");
+        Assert.True(report.ExitCode == 0, report.Stderr);
+        string md = File.ReadAllText(Path.Combine(outDir, "report.md"));
+        Assert.Contains("| vpt-deep |", md);
+        Assert.Contains("| linear | 2 |", md); // the significance row: 2 tasks paired
+        Assert.True(File.Exists(Path.Combine(outDir, "report.csv")));
+        var bad = RunCli("sweep", "--suite", suitePath, "--backbone", bb, "--methods", "nope", "--out", outDir);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("unknown method", bad.Stderr);
+    }
 }

@@ -80,6 +80,10 @@ public sealed class SweepReport
         md.AppendLine($"Backbone `{r0.Backbone}` (sha256 {r0.BackboneSha256[..12]}…, {BackboneParams:N0} parameters). " +
                       $"{results.Count} runs, {results.Sum(r => r.Seconds) / 3600:F2} h of training + evaluation on {r0.Threads} torch thread(s). " +
                       "Test top-1 (%) of the final runs (train+val → test), mean over seeds; configs chosen on val (tune runs).").AppendLine();
+        var failed = results.Where(r => r.Error is not null).ToList();
+        if (failed.Count > 0)
+            md.AppendLine($"{failed.Count} run(s) failed twice (no score): " +
+                          string.Join(", ", failed.Select(r => $"{r.Spec.Task}/{r.Spec.Method}/{r.Spec.Id} ({r.Error})")) + ".").AppendLine();
         var diverged = results.Where(r => r.Diverged).ToList();
         if (diverged.Count > 0)
             md.AppendLine($"{diverged.Count} run(s) diverged (non-finite loss; no score): " +

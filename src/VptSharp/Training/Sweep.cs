@@ -100,6 +100,8 @@ public sealed record RunResult
     public double Seconds { get; init; }
     /// <summary>The loss became non-finite: the run has no score (a tuning run is then never selected).</summary>
     public bool Diverged { get; init; }
+    /// <summary>The run failed twice (e.g. its process crashed): no score; delete this file to try it again.</summary>
+    public string? Error { get; init; }
     public string Backbone { get; init; } = "";
     public string BackboneSha256 { get; init; } = "";
     public int Threads { get; init; }
@@ -118,6 +120,12 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
     };
 
     public event Action<SweepProgress>? Progress;
+
+    /// <summary>
+    /// Runs one spec somewhere else (e.g. a child process, so a native crash costs one run, not the sweep) and returns its
+    /// result; null = in this process. The runner need not write the result file: the sweep does.
+    /// </summary>
+    public Func<RunSpec, RunResult>? Runner { get; init; }
     public event Action<string>? Log;
     public event Action<EpochMetrics>? EpochEnd;
 
@@ -227,12 +235,19 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
         string path = ResultPath(outDir, spec);
         if (File.Exists(path)) return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), Json)!;
         Progress?.Invoke(new SweepProgress(done, total, spec, null, clock.Elapsed, session));
-        var result = Execute(spec, data, snapshot, ct);
+        var result = Runner is null ? Execute(spec, data, snapshot, ct) : Runner(spec);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(result, Json));
         done++; session++;
         Progress?.Invoke(new SweepProgress(done, total, null, result, clock.Elapsed, session));
         return result;
+    }
+
+    /// <summary>One run in this process, on its own (what a child process of a sweep does); returns the result without writing it.</summary>
+    public RunResult ExecuteOne(RunSpec spec, CancellationToken ct = default)
+    {
+        using var snapshot = new BackboneSnapshot(backbone.Model);
+        return Execute(spec, new TaskData(suite, suite.Task(spec.Task)), snapshot, ct);
     }
 
     /// <summary>Trains one run (resuming its checkpoints if a previous process was killed mid-run) and scores it.</summary>
