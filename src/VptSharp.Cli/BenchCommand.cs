@@ -180,6 +180,12 @@ internal static class BenchCommand
                     };
                 }
                 break;
+            case "matmul": // a kernel check, not a model: one N×N by N×N product per "image" (N = p), e.g. matmul:x:1024:bf16
+                var a = randn(p, p).to(half);
+                var bmat = randn(p, p).to(half);
+                disposables.Add(a); disposables.Add(bmat);
+                step = () => { for (int i = 0; i < batch; i++) a.mm(bmat).Dispose(); };
+                break;
             case "train":
                 var cfg = MethodRegistry.FromOptions(method, new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8 });
                 var model = PromptedModel.Create(bb.Model, cfg, 100);
@@ -196,7 +202,7 @@ internal static class BenchCommand
                 };
                 break;
             default:
-                throw new ArgumentException($"{spec}: unknown configuration; kinds infer (plain, vpt-deep, vpt-prefix), train (any method), multitask-mixed, multitask-sequential");
+                throw new ArgumentException($"{spec}: unknown configuration; kinds infer (plain, vpt-deep, vpt-prefix), train (any method), multitask-mixed, multitask-sequential, matmul (N×N, e.g. matmul:mm:1024:bf16)");
         }
         step(); // warm-up: allocations and one-time kernel choices
         var clock = Stopwatch.StartNew();
