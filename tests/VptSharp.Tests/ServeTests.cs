@@ -48,7 +48,7 @@ public class ServeTests
     }
 
     [Fact]
-    public void ServesPredictsRefusesReloadsAndShedsOverload()
+    public async Task ServesPredictsRefusesReloadsAndShedsOverload()
     {
         string dir = TempDir();
         string bbPath = SaveTinyBackbone(dir, seed: 3);
@@ -77,7 +77,7 @@ public class ServeTests
             "--max-delay-ms", "2", "--max-body-kb", "64", "--rescan-seconds", "0.3", "--threads", "1");
         using var http = new HttpClient { BaseAddress = server.Url };
 
-        using (var list = JsonDocument.Parse(http.GetStringAsync("v1/tasks").Result))
+        using (var list = JsonDocument.Parse((await http.GetStringAsync("v1/tasks"))))
         {
             Assert.Equal(["deep", "lin"], list.RootElement.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
             // Both are exact prefixes: served by the one-pass multi-task engine (the answers below are checked against the plain model).
@@ -87,52 +87,52 @@ public class ServeTests
             Assert.Contains("sha256", rejected.GetProperty("reason").GetString());
         }
 
-        HttpResponseMessage Post(string path, byte[] body, string type = "image/png")
+        async Task<HttpResponseMessage> Post(string path, byte[] body, string type = "image/png")
         {
             var content = new ByteArrayContent(body);
             content.Headers.ContentType = new MediaTypeHeaderValue(type);
-            return http.PostAsync(path, content).Result;
+            return await http.PostAsync(path, content);
         }
         var png = File.ReadAllBytes(files[0]);
-        var one = Post("v1/tasks/deep/predict?top_k=2", png);
+        var one = await Post("v1/tasks/deep/predict?top_k=2", png);
         Assert.Equal(HttpStatusCode.OK, one.StatusCode);
-        using (var doc = JsonDocument.Parse(one.Content.ReadAsStringAsync().Result))
+        using (var doc = JsonDocument.Parse(await one.Content.ReadAsStringAsync()))
         {
             var top = doc.RootElement.GetProperty("top");
             Assert.Equal(2, top.GetArrayLength());
             Assert.Equal(expected[0].Label, top[0].GetProperty("label").GetString());
             Assert.Equal(expected[0].Probability, top[0].GetProperty("probability").GetDouble(), 5);
         }
-        using (var both = JsonDocument.Parse(Post("v1/predict?tasks=deep,lin", png).Content.ReadAsStringAsync().Result))
+        using (var both = JsonDocument.Parse(await (await Post("v1/predict?tasks=deep,lin", png)).Content.ReadAsStringAsync()))
             Assert.Equal(["deep", "lin"], both.RootElement.EnumerateObject().Select(p => p.Name).Order());
 
         // Bad requests get a status and a JSON error, never a crash.
-        Assert.Equal(HttpStatusCode.UnsupportedMediaType, Post("v1/tasks/deep/predict", "hello"u8.ToArray(), "text/plain").StatusCode);
-        var garbage = Post("v1/tasks/deep/predict", new byte[] { 1, 2, 3, 4, 5 });
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, (await Post("v1/tasks/deep/predict", "hello"u8.ToArray(), "text/plain")).StatusCode);
+        var garbage = await Post("v1/tasks/deep/predict", new byte[] { 1, 2, 3, 4, 5 });
         Assert.Equal(HttpStatusCode.BadRequest, garbage.StatusCode);
-        Assert.Contains("error", garbage.Content.ReadAsStringAsync().Result);
-        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, Post("v1/tasks/deep/predict", new byte[100_000]).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, Post("v1/tasks/nope/predict", png).StatusCode);
+        Assert.Contains("error", await garbage.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await Post("v1/tasks/deep/predict", new byte[100_000])).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Post("v1/tasks/nope/predict", png)).StatusCode);
 
         // Hot reload: a new file appears in the task list without a restart.
         SaveTask(bb, new PromptConfig { Tokens = 2, Deep = false }, Path.Combine(tasks, "shallow.vpt"), 5);
         bool seen = false;
-        for (int i = 0; i < 50 && !seen; i++) { Thread.Sleep(200); seen = http.GetStringAsync("v1/tasks").Result.Contains("\"shallow\""); }
+        for (int i = 0; i < 50 && !seen; i++) { await Task.Delay(200); seen = (await http.GetStringAsync("v1/tasks")).Contains("\"shallow\""); }
         Assert.True(seen, "shallow.vpt was not hot-loaded");
-        using (var list = JsonDocument.Parse(http.GetStringAsync("v1/tasks").Result))
+        using (var list = JsonDocument.Parse((await http.GetStringAsync("v1/tasks"))))
             Assert.False(list.RootElement.GetProperty("tasks").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "shallow").GetProperty("one_pass").GetBoolean());
-        Assert.Equal(HttpStatusCode.OK, Post("v1/predict?tasks=deep,shallow,lin", png).StatusCode); // engine and per-task paths in one batch
+        Assert.Equal(HttpStatusCode.OK, (await Post("v1/predict?tasks=deep,shallow,lin", png)).StatusCode); // engine and per-task paths in one batch
 
         // Overload: 64 clients against a queue of 4 → some requests are shed; every accepted one is right.
-        var load = LoadTest.Run(server.Url, "deep", files.Select((f, i) => (File.ReadAllBytes(f), expected[i].Label)).ToList(),
-            requests: 400, concurrency: 64, limit: TimeSpan.FromSeconds(60)).Result;
+        var load = await LoadTest.Run(server.Url, "deep", files.Select((f, i) => (File.ReadAllBytes(f), expected[i].Label)).ToList(),
+            requests: 400, concurrency: 64, limit: TimeSpan.FromSeconds(60));
         Assert.Equal(0, load.Errors);
         Assert.Equal(0, load.WrongAnswers);
         Assert.True(load.Shed > 0, $"nothing was shed: {JsonSerializer.Serialize(load)}");
         Assert.True(load.Ok > 0);
         Assert.Equal(load.Sent, load.Ok + load.Shed);
 
-        string metrics = http.GetStringAsync("metrics").Result;
+        string metrics = (await http.GetStringAsync("metrics"));
         Assert.Contains("vpt_requests_total{task=\"deep\",code=\"200\"}", metrics);
         Assert.Contains("vpt_requests_total{task=\"deep\",code=\"429\"}", metrics);
         Assert.Contains("vpt_batch_size_bucket{le=\"4\"}", metrics);
