@@ -130,6 +130,7 @@ internal static class BenchCommand
         var (kind, method, dtype) = (parts[0], parts[1], parts[3]);
         if (dtype is not ("fp32" or "bf16")) throw new ArgumentException($"{spec}: dtype must be fp32 or bf16");
         var half = dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        if (kind == "matmul") return TimeMatmul(spec, p, half, batch, iters, threads); // a kernel check: no backbone needed
         using var bb = BackboneLoader.Load(backboneSource);
         manual_seed(0);
         int size = bb.Config.ImageSize;
@@ -180,12 +181,6 @@ internal static class BenchCommand
                     };
                 }
                 break;
-            case "matmul": // a kernel check, not a model: one N×N by N×N product per "image" (N = p), e.g. matmul:x:1024:bf16
-                var a = randn(p, p).to(half);
-                var bmat = randn(p, p).to(half);
-                disposables.Add(a); disposables.Add(bmat);
-                step = () => { for (int i = 0; i < batch; i++) a.mm(bmat).Dispose(); };
-                break;
             case "train":
                 var cfg = MethodRegistry.FromOptions(method, new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8 });
                 var model = PromptedModel.Create(bb.Model, cfg, 100);
@@ -210,6 +205,21 @@ internal static class BenchCommand
         double ms = clock.Elapsed.TotalMilliseconds / (iters * (double)batch);
         foreach (var d in disposables) d.Dispose();
         return new Row(kind, method, p, dtype, batch, iters, Math.Round(ms, 2), Math.Round(PeakRssMib(), 1), threads);
+    }
+
+    /// <summary>One N×N by N×N product per "image" (N = p), e.g. matmul:mm:1024:bf16.</summary>
+    static Row TimeMatmul(string spec, int n, ScalarType dtype, int batch, int iters, int threads)
+    {
+        if (n < 1) throw new ArgumentException($"{spec}: the matrix size (third field) must be positive");
+        manual_seed(0);
+        using var a = randn(n, n).to(dtype);
+        using var b = randn(n, n).to(dtype);
+        void Step() { for (int i = 0; i < batch; i++) a.mm(b).Dispose(); }
+        Step();
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < iters; i++) Step();
+        return new Row("matmul", spec.Split(':')[1], n, spec.Split(':')[3], batch, iters,
+            Math.Round(clock.Elapsed.TotalMilliseconds / (iters * (double)batch), 2), Math.Round(PeakRssMib(), 1), threads);
     }
 
     static Tensor Frozen(PromptedModel model, Tensor images)

@@ -205,37 +205,42 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
         var all = new List<RunResult>();
         var clock = Stopwatch.StartNew();
         int session = 0;
-        using var snapshot = new BackboneSnapshot(backbone.Model);
-        foreach (var (task, method) in pairs)
+        // Only in-process runs need the backbone copy and the opened splits; child processes make their own.
+        var snapshot = new Lazy<BackboneSnapshot>(() => new BackboneSnapshot(backbone.Model));
+        try
         {
-            var data = new TaskData(suite, task);
-            var tune = new List<RunResult>();
-            foreach (var spec in TuneRuns(task, method))
+            foreach (var (task, method) in pairs)
             {
-                ct.ThrowIfCancellationRequested();
-                tune.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
-            }
-            all.AddRange(tune);
-            var best = SelectBest(tune);
-            Log?.Invoke($"{task.Name} / {method}: selected {best.Id} (val top-1 {tune.First(r => r.Spec == best).ValTop1:P2})");
-            foreach (var spec in FinalRuns(best))
-            {
-                ct.ThrowIfCancellationRequested();
-                if (File.Exists(ResultPath(outDir, spec))) done++;
-                all.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                var data = new Lazy<TaskData>(() => new TaskData(suite, task));
+                var tune = new List<RunResult>();
+                foreach (var spec in TuneRuns(task, method))
+                {
+                    ct.ThrowIfCancellationRequested();
+                    tune.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                }
+                all.AddRange(tune);
+                var best = SelectBest(tune);
+                Log?.Invoke($"{task.Name} / {method}: selected {best.Id} (val top-1 {tune.First(r => r.Spec == best).ValTop1:P2})");
+                foreach (var spec in FinalRuns(best))
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (File.Exists(ResultPath(outDir, spec))) done++;
+                    all.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                }
             }
         }
+        finally { if (snapshot.IsValueCreated) snapshot.Value.Dispose(); }
         return all;
     }
 
     /// <summary>The run's stored result, or trains it now. (Existing results were counted in <paramref name="done"/> already.)</summary>
-    RunResult GetOrRun(RunSpec spec, TaskData data, BackboneSnapshot snapshot, ref int done, ref int session, int total, Stopwatch clock,
+    RunResult GetOrRun(RunSpec spec, Lazy<TaskData> data, Lazy<BackboneSnapshot> snapshot, ref int done, ref int session, int total, Stopwatch clock,
         CancellationToken ct)
     {
         string path = ResultPath(outDir, spec);
         if (File.Exists(path)) return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), Json)!;
         Progress?.Invoke(new SweepProgress(done, total, spec, null, clock.Elapsed, session));
-        var result = Runner is null ? Execute(spec, data, snapshot, ct) : Runner(spec);
+        var result = Runner is null ? Execute(spec, data.Value, snapshot.Value, ct) : Runner(spec);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(result, Json));
         done++; session++;
