@@ -33,6 +33,7 @@ internal static class BenchCommand
         "train:full:0:fp32", "train:linear:0:fp32", "train:bias:0:fp32", "train:adapter:0:fp32",
         .. PromptLengths.Select(p => $"train:vpt-shallow:{p}:fp32"),
         .. PromptLengths.Select(p => $"train:vpt-deep:{p}:fp32"),
+        .. PromptLengths.Select(p => $"train:vpt-prefix:{p}:fp32"),
         "multitask-mixed:vpt-prefix:50:fp32", "multitask-sequential:vpt-prefix:50:fp32",
     ];
 
@@ -182,7 +183,9 @@ internal static class BenchCommand
                 }
                 break;
             case "train":
-                var cfg = MethodRegistry.FromOptions(method, new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8 });
+                // vpt-prefix: VPT-deep trained in its exact key/value prefix form.
+                var cfg = MethodRegistry.FromOptions(method == "vpt-prefix" ? "vpt-deep" : method,
+                    new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8, PrefixForm = method == "vpt-prefix" });
                 var model = PromptedModel.Create(bb.Model, cfg, 100);
                 var opt = optim.SGD(model.TrainableParameters().Select(x => x.Param), 0.01, momentum: 0.9);
                 model.train();

@@ -38,6 +38,7 @@ internal static class TrainCommands
     static readonly Option<string> PromptLocationOpt = new("--prompt-location") { Description = "prepend (default), add (to patch tokens; p = 1 or #patches), prepend-pixel or concat-channel (input level, vpt-shallow)", DefaultValueFactory = _ => "prepend" };
     static readonly Option<string> PromptInitOpt = new("--prompt-init") { Description = "random (xavier) or cls-prototype (p = #classes, per-class mean CLS embedding)", DefaultValueFactory = _ => "random" };
     static readonly Option<int?> SideWidth = new("--side-width") { Description = "sidetune: channels of the side network's first conv stage (default 16)" };
+    static readonly Option<bool> PrefixForm = new("--prefix-form") { Description = "vpt-deep: compute prompts as per-block keys/values only (exact for cls/image-pool output, prompts ending at the last block; faster)" };
     static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
 
     public static Command Train()
@@ -45,7 +46,7 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, Reduction, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Reduction, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Seed, Out, Resume, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
@@ -63,6 +64,7 @@ internal static class TrainCommands
                 PromptSharing = ParseEnum<PromptSharing>(r.GetValue(PromptSharingOpt)!, "--prompt-sharing"),
                 PromptLocation = ParseEnum<PromptLocation>(r.GetValue(PromptLocationOpt)!, "--prompt-location"), PromptInit = init,
                 PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction), SideWidth = r.GetValue(SideWidth),
+                PrefixForm = r.GetValue(PrefixForm),
             });
             var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone);
             string outDir = opts.OutDir!;

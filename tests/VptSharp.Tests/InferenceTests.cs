@@ -57,6 +57,81 @@ public class InferenceTests(ITestOutputHelper output)
         Assert.Equal(3, prefix.LengthAt(depth - 1));
     }
 
+    /// <summary>VPT-deep trained in prefix form (prompts as keys/values only) computes the same logits and the same
+    /// prompt and head gradients as the token form, with dropout off; with dropout on it still trains.</summary>
+    [Theory]
+    [InlineData(PromptOutput.Cls, null, 3)]
+    [InlineData(PromptOutput.ImagePool, 2, 3)] // prompts in blocks 2→3 only
+    public void PrefixFormTrainsExactlyLikeTokenForm(PromptOutput pooled, int? firstBlock, int depth)
+    {
+        using var backbone = TinyVit(1, Tiny with { Depth = depth });
+        var tokenForm = new PromptConfig { Tokens = 3, Dropout = 0, Output = pooled, FirstBlock = firstBlock };
+        using var a = TrainedLike(backbone, tokenForm, 4, seed: 5);
+        using var b = TrainedLike(backbone, tokenForm with { PrefixForm = true }, 4, seed: 5);
+        Assert.Equal(0, b.method.ExtraTokens);
+        manual_seed(6);
+        var x = randn(4, 3, 32, 32);
+        var y = tensor(new long[] { 0, 1, 2, 3 });
+        var grads = new List<Tensor[]>();
+        foreach (var m in new[] { a, b })
+        {
+            m.train();
+            m.zero_grad();
+            nn.functional.cross_entropy(m.forward(x), y).backward();
+            grads.Add(m.TrainableParameters().Select(p => p.Param.grad!.clone()).ToArray());
+        }
+        double gradDiff = grads[0].Zip(grads[1]).Max(g => MaxAbsDiff(g.First, g.Second));
+        double gradScale = grads[0].Max(g => g.abs().max().item<float>());
+        a.eval(); b.eval();
+        using var _ = no_grad();
+        double logitDiff = MaxAbsDiff(a.forward(x), b.forward(x));
+        output.WriteLine($"{pooled} from block {firstBlock ?? 1}: logits max|diff| {logitDiff:E2}, gradients max|diff| {gradDiff:E2} (largest gradient {gradScale:E2})");
+        Assert.True(logitDiff < 1e-5, $"logits {logitDiff}");
+        Assert.True(gradScale > 1e-3 && gradDiff < 1e-5, $"gradients {gradDiff} of {gradScale}");
+        // A prefix-form task is a prefix for inference as it stands.
+        using var prefix = TaskPrefix.FromModel(b);
+        Assert.True(MaxAbsDiff(b.ForwardHead(prefix.Features(backbone, x)), b.forward(x)) < 1e-5);
+    }
+
+    [Fact]
+    public void PrefixFormWithDropoutTrainsAndIsRefusedWhereInexact()
+    {
+        using var backbone = TinyVit(1);
+        using var model = TrainedLike(backbone, new PromptConfig { Tokens = 3, Dropout = 0.5, PrefixForm = true }, 2, seed: 8);
+        var opt = optim.SGD(model.TrainableParameters().Select(p => p.Param), 0.5, momentum: 0.9);
+        manual_seed(9);
+        var x = randn(8, 3, 32, 32);
+        var y = tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 });
+        model.train();
+        var losses = new List<double>();
+        for (int i = 0; i < 15; i++)
+        {
+            using var scope = NewDisposeScope();
+            var loss = nn.functional.cross_entropy(model.forward(x), y);
+            opt.zero_grad(); loss.backward(); opt.step();
+            losses.Add(loss.item<float>());
+        }
+        output.WriteLine($"losses {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+        Assert.True(losses.TakeLast(3).Average() < 0.5 * losses[0], $"loss {losses[0]} → {losses[^1]}");
+        // Dropout draws a mask per sample in training: two identical images get different logits.
+        using (no_grad())
+        {
+            var twin = model.forward(cat([x[..1], x[..1]], 0));
+            Assert.True(MaxAbsDiff(twin[0], twin[1]) > 1e-4);
+        }
+        foreach (var (config, message) in new (PromptConfig, string)[]
+                 {
+                     (new PromptConfig { Tokens = 2, Deep = false, PrefixForm = true }, "VPT-shallow is not a prefix"),
+                     (new PromptConfig { Tokens = 2, Output = PromptOutput.PromptPool, PrefixForm = true }, "prompt-pool"),
+                     (new PromptConfig { Tokens = 2, LastBlock = 1, PrefixForm = true }, "ending at block 1 of 2"),
+                 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => PromptedModel.Create(backbone, config, 2));
+            Assert.StartsWith("--prefix-form: ", e.Message);
+            Assert.Contains(message, e.Message);
+        }
+    }
+
     [Fact]
     public void DefaultAttentionPathIsUnchangedAndMaskedPrefixIsNoPrefix()
     {

@@ -21,6 +21,13 @@ public interface IBlockHooks
     /// (null = none, the default). They are not tokens: no query, no residual, no MLP. The hook owns the tensors.
     /// </summary>
     KeyValuePrefix? PrefixKeyValues(int block) => null;
+
+    /// <summary>
+    /// Tokens [1 or <paramref name="batch"/>, p, d] that block <paramref name="block"/> attends to as keys/values only, projected
+    /// by the block's own norm1 and qkv (so gradients reach them): a trainable prefix. Used when
+    /// <see cref="PrefixKeyValues"/> gives none; null = none (the default).
+    /// </summary>
+    Tensor? KeyValueTokens(int block, long batch) => null;
 }
 
 /// <summary>

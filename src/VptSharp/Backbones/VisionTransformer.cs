@@ -32,6 +32,16 @@ public sealed class Attention : Module<Tensor, Tensor>
     /// Attention whose keys/values are the prefix's followed by the sequence's own (prefix-tuning / VPT-prefix);
     /// queries and output cover the sequence only. No prefix = <see cref="forward"/>, unchanged.
     /// </summary>
+    /// <summary>Keys and values of already-normalised prefix tokens [b, p, d] (only the k and v rows of qkv are computed).</summary>
+    public KeyValuePrefix KeyValuesOf(Tensor normed)
+    {
+        using var scope = NewDisposeScope();
+        long b = normed.shape[0], p = normed.shape[1], d = normed.shape[2];
+        var kv = functional.linear(normed, qkv.weight!.narrow(0, d, 2 * d), qkv.bias!.narrow(0, d, 2 * d))
+            .reshape(b, p, 2, heads, d / heads).permute(2, 0, 3, 1, 4); // [2, b, heads, p, head_dim]
+        return new KeyValuePrefix(kv[0].MoveToOuterDisposeScope(), kv[1].MoveToOuterDisposeScope());
+    }
+
     public Tensor Forward(Tensor x, KeyValuePrefix? prefix)
     {
         if (prefix is not KeyValuePrefix pre || pre.Length == 0) return forward(x);
@@ -90,8 +100,11 @@ public sealed class Block : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         // Only hooks that supply a prefix change attention; the default path is the plain forward.
-        var h = x + (hooks.PrefixKeyValues(index) is KeyValuePrefix prefix
-            ? attn.Forward(norm1.forward(x), prefix)
+        var prefix = hooks.PrefixKeyValues(index);
+        if (prefix is null && hooks.KeyValueTokens(index, x.shape[0]) is Tensor kvTokens)
+            prefix = attn.KeyValuesOf(norm1.forward(kvTokens));
+        var h = x + (prefix is KeyValuePrefix pre
+            ? attn.Forward(norm1.forward(x), pre)
             : attn.forward(norm1.forward(x)));
         return (h + hooks.AfterMlp(index, mlp.forward(norm2.forward(h)))).MoveToOuterDisposeScope();
     }

@@ -25,24 +25,14 @@ public static class PrefixRules
                 return;
             case PromptConfig { TrainBiases: true }:
                 throw new ArgumentException("prompt+bias trains the backbone's biases, so its backbone differs from the shared frozen one: not a prefix");
-            case PromptConfig c when c.Location != PromptLocation.Prepend:
-                throw new ArgumentException($"prompt location {Kebab(c.Location)} changes the tokens themselves, not only the keys/values: only prepend prompts are a prefix");
-            case PromptConfig { Deep: false }:
-                throw new ArgumentException("VPT-shallow is not a prefix: only block 1's prompts are fixed; later blocks see the prompt outputs, which depend on the image");
-            case PromptConfig c when c.Output is PromptOutput.PromptPool or PromptOutput.GlobalPool:
-                throw new ArgumentException($"--prompt-output {Kebab(c.Output)} pools the prompt outputs, which a prefix never computes: only cls and image-pool are exact");
-            case PromptConfig c:
-                int last = Math.Max(c.FirstBlock ?? 1, c.LastBlock ?? depth);
-                if (last != depth)
-                    throw new ArgumentException($"prompt depth ending at block {last} of {depth} is not a prefix: the last prompted block's prompt outputs stay in the sequence for blocks {last + 1}→{depth}");
+            case PromptConfig c when c.PrefixInexactReason(depth) is string why:
+                throw new ArgumentException(why);
+            case PromptConfig:
                 return;
             default:
                 throw new ArgumentException($"method {config.Method} changes the backbone's computation, not just per-block keys/values: it cannot share the frozen backbone as a prefix");
         }
     }
-
-    static string Kebab<T>(T value) where T : Enum =>
-        System.Text.RegularExpressions.Regex.Replace(value.ToString(), "(?<=[a-z])([A-Z])", "-$1").ToLowerInvariant();
 }
 
 /// <summary>

@@ -37,6 +37,8 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
 
     public virtual Tensor AfterMlp(int block, Tensor mlpOutput) => mlpOutput;
 
+    public virtual Tensor? KeyValueTokens(int block, long batch) => null;
+
     /// <summary>The feature the head sees, from the final-norm token sequence: the CLS token unless the method says otherwise.</summary>
     public virtual Tensor Pool(Tensor tokens) => tokens.select(1, 0);
 
@@ -135,6 +137,8 @@ public sealed record MethodOptions
     public int? SideWidth { get; init; }
     /// <summary>VPT-deep prompted blocks, 1-based inclusive (either order).</summary>
     public (int First, int Last)? PromptDepth { get; init; }
+    /// <summary>VPT-deep trained and run in its exact key/value prefix form (<see cref="PromptConfig.PrefixForm"/>).</summary>
+    public bool PrefixForm { get; init; }
 }
 
 internal static class Json

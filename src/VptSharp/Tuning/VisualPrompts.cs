@@ -33,6 +33,12 @@ public sealed record PromptConfig : MethodConfig
     public bool TrainBiases { get; init; }
     /// <summary>Keep prompts at their initial values; only the head trains ("prompt-fixed").</summary>
     public bool Fixed { get; init; }
+    /// <summary>
+    /// Compute VPT-deep in its prefix form, in training too: each block's prompts enter its attention as extra keys and
+    /// values only (no prompt queries, no prompt rows in the MLP), which gives the same outputs and prompt gradients
+    /// because VPT-deep discards every block's prompt outputs. Only where that holds (<see cref="PrefixInexactReason"/>).
+    /// </summary>
+    public bool PrefixForm { get; init; }
 
     public override string Method => TrainBiases ? "prompt+bias" : Fixed ? "prompt-fixed" : Deep ? "vpt-deep" : "vpt-shallow";
     public override TuningMethod Create(VitConfig vit) => Location switch
@@ -44,7 +50,7 @@ public sealed record PromptConfig : MethodConfig
 
     public static PromptConfig FromOptions(MethodOptions o, bool deep) => new()
     {
-        Tokens = o.Prompts, Deep = deep, ProjectDim = o.ProjectDim,
+        Tokens = o.Prompts, Deep = deep, ProjectDim = o.ProjectDim, PrefixForm = o.PrefixForm,
         Dropout = o.PromptDropout ?? (deep ? 0.1 : 0.0),
         Output = o.PromptOutput, Sharing = o.PromptSharing, FirstBlock = o.PromptDepth?.First, LastBlock = o.PromptDepth?.Last,
         Location = o.PromptLocation, Init = o.PromptInit,
@@ -63,6 +69,27 @@ public sealed record PromptConfig : MethodConfig
         ("--prompt-init cls-prototype", "prompt k = mean final CLS embedding of class k (appendix B)", "p = C: L·C·d"),
         ("--project k", "prompts of width k through a shared linear map to d", "L·p·k + k·d + d"),
     ];
+
+    /// <summary>
+    /// Null when these prompts act on the image tokens only as per-block keys/values — the frozen backbone with a
+    /// prefix in blocks i→L computes the same head input — else why not. Exact: VPT-deep, prepend, output cls or
+    /// image-pool, prompted blocks ending at the last block. (Whether a backbone may be shared is a separate question.)
+    /// </summary>
+    public string? PrefixInexactReason(int depth)
+    {
+        if (Location != PromptLocation.Prepend)
+            return $"prompt location {Kebab(Location)} changes the tokens themselves, not only the keys/values: only prepend prompts are a prefix";
+        if (!Deep)
+            return "VPT-shallow is not a prefix: only block 1's prompts are fixed; later blocks see the prompt outputs, which depend on the image";
+        if (Output is PromptOutput.PromptPool or PromptOutput.GlobalPool)
+            return $"--prompt-output {Kebab(Output)} pools the prompt outputs, which a prefix never computes: only cls and image-pool are exact";
+        int last = Math.Max(FirstBlock ?? 1, LastBlock ?? depth);
+        return last == depth ? null
+            : $"prompt depth ending at block {last} of {depth} is not a prefix: the last prompted block's prompt outputs stay in the sequence for blocks {last + 1}→{depth}";
+    }
+
+    static string Kebab<T>(T value) where T : Enum =>
+        System.Text.RegularExpressions.Regex.Replace(value.ToString(), "(?<=[a-z])([A-Z])", "-$1").ToLowerInvariant();
 
     /// <summary>The pooled feature for <see cref="Output"/>, given how many prompt tokens follow CLS.</summary>
     public Tensor Pool(Tensor tokens, int promptTokens) => Output switch
@@ -147,6 +174,8 @@ public sealed class VisualPrompts : TuningMethod
         if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
             throw new ArgumentException($"location {config.Location} is built by PromptConfig.Create, not VisualPrompts");
         (first, last) = config.Deep ? PromptedRange(config, vit.Depth) : (0, 0);
+        if (config.PrefixForm && config.PrefixInexactReason(vit.Depth) is string why)
+            throw new ArgumentException($"--prefix-form: {why}");
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
         bool oneVectorPerBlock = config.Sharing is PromptSharing.Intra or PromptSharing.All;
@@ -176,7 +205,7 @@ public sealed class VisualPrompts : TuningMethod
     public override MethodConfig Config => config;
     /// <summary>The blocks that get prompts, 0-based inclusive (VPT-shallow: block 0 only).</summary>
     public (int First, int Last) PromptedBlocks => (first, last);
-    public override int ExtraTokens => config.Location == PromptLocation.Add ? 0 : config.Tokens;
+    public override int ExtraTokens => config.Location == PromptLocation.Add || config.PrefixForm ? 0 : config.Tokens;
 
     public override IEnumerable<(string Name, Parameter Param)> OwnTrainableParameters() =>
         config.Fixed ? [] : base.OwnTrainableParameters();
@@ -194,7 +223,7 @@ public sealed class VisualPrompts : TuningMethod
 
     public override Tensor BeforeBlock(int block, Tensor tokens)
     {
-        if (block < first || block > last) return tokens;
+        if (block < first || block > last || config.PrefixForm) return tokens;
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
         var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1));
@@ -204,6 +233,17 @@ public sealed class VisualPrompts : TuningMethod
         // The first prompted block inserts; later ones replace the p tokens after CLS.
         var rest = block == first ? tokens[.., 1..] : tokens[.., (1 + config.Tokens)..];
         return cat([cls, p, rest], 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Prefix form: the block's prompts (after dropout) as key/value-only tokens. Without active dropout one
+    /// [1, p, d] set serves the whole batch; with it each sample gets its own mask, as in the token form.</summary>
+    public override Tensor? KeyValueTokens(int block, long batch)
+    {
+        if (!config.PrefixForm || block < first || block > last) return null;
+        using var scope = NewDisposeScope();
+        var p = PromptsFor(block).unsqueeze(0);
+        if (training && config.Dropout > 0) p = dropout.forward(p.expand(batch, -1, -1));
+        return p.MoveToOuterDisposeScope();
     }
 
     public override Tensor Pool(Tensor tokens) => config.Pool(tokens, ExtraTokens);
