@@ -47,8 +47,9 @@ internal static class BenchCommand
         var tasks = new Option<int>("--tasks") { Description = "tasks in the multi-task rows", DefaultValueFactory = _ => 8 };
         var outOpt = new Option<string>("--out", "-o") { Description = "JSON results", DefaultValueFactory = _ => "bench.json" };
         var compare = new Option<string?>("--compare") { Description = "tools/bench_pytorch.py JSON to put beside (ratio = ours / PyTorch)" };
+        var profile = new Option<string?>("--profile") { Description = "instead of the table: where one training step's time goes, e.g. train:vpt-deep:50 (phases, each block op, GFLOP/s)" };
         var one = new Option<string?>("--one") { Hidden = true };
-        foreach (var o in new Option[] { backbone, batch, iters, only, tasks, outOpt, compare, one, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { backbone, batch, iters, only, tasks, outOpt, compare, profile, one, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             int threads = r.GetValue(Common.Threads) is > 0 and var t ? t : Environment.ProcessorCount;
@@ -56,6 +57,11 @@ internal static class BenchCommand
             if (r.GetValue(one) is string spec)
             {
                 Console.WriteLine(JsonSerializer.Serialize(RunOne(spec, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), r.GetValue(tasks), threads)));
+                return 0;
+            }
+            if (r.GetValue(profile) is string profiled)
+            {
+                BenchProfile.Run(profiled, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), threads, r.GetValue(outOpt)!);
                 return 0;
             }
             var configs = r.GetValue(only) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries) : DefaultConfigs();
