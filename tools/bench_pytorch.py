@@ -140,7 +140,7 @@ def main():
         print(f"{row['kind']:5} {row['method']:11} p={row['prompts']:<3} {row['dtype']}: {row['ms_per_image']:8.1f} ms/img, "
               f"peak {row['peak_rss_mib']:7.0f} MiB", flush=True)
     with open(a.out + ".tmp", "w") as f:
-        json.dump({"machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+        json.dump({"machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":", 1)[1].strip(),
                    "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
     import os
     os.replace(a.out + ".tmp", a.out)
