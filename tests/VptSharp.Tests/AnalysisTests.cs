@@ -230,6 +230,25 @@ public class AnalysisTests
     }
 
     [Fact]
+    public void GroupedBarsDrawOneBarPerValueAndSkipMissingOnes()
+    {
+        var dir = TempDir();
+        string all = Path.Combine(dir, "all.png"), missing = Path.Combine(dir, "missing.png");
+        string[] tasks = ["t1", "t2", "t3"];
+        Plots.GroupedBars(all, "per task", "top-1 (%)", tasks,
+            [new PlotSeries("full", [], [90, 20, 45], [1, 2, 1]), new PlotSeries("vpt-deep", [], [80, 15, 35], null)]);
+        Plots.GroupedBars(missing, "per task", "top-1 (%)", tasks,
+            [new PlotSeries("full", [], [90, 20, 45], [1, 2, 1]), new PlotSeries("vpt-deep", [], [80, 15, double.NaN], null)]);
+        var (w, h, _, colouredAll) = DecodePng(all);
+        var (_, _, _, colouredMissing) = DecodePng(missing);
+        Console.WriteLine($"bars: {w}×{h}, coloured pixels {colouredAll}, with one bar missing {colouredMissing}");
+        Assert.Equal((1000, 600), (w, h));
+        Assert.True(colouredAll > 20_000, $"{colouredAll} coloured pixels");
+        Assert.True(colouredMissing < colouredAll - 5_000, "a NaN value must draw no bar"); // the 35 % bar is ~15k pixels
+        Assert.Throws<ArgumentException>(() => Plots.GroupedBars(all, "t", "y", tasks, [new PlotSeries("a", [], [1, 2], null)]));
+    }
+
+    [Fact]
     public void ClassScatterWritesAColouredPng()
     {
         var dir = TempDir();

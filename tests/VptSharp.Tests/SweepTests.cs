@@ -127,12 +127,23 @@ public class SweepTests
                         Spec = new RunSpec { Task = tasks[t], Group = t < 2 ? "Natural" : "Structured", Method = m, Phase = "final", Seed = s },
                         TestTop1 = a[t] + 0.01 * (s - 1), TrainableParams = trainable[m], BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
                     });
+        // A data-fraction curve on task n1 only: its full-data point is n1's final mean (75.00), not the mean over all tasks.
+        runs.Add(new RunResult
+        {
+            Spec = new RunSpec { Task = "n1", Group = "Natural", Method = "vpt-deep", Phase = "fraction", Fraction = 0.5 },
+            TestTop1 = 0.6, TrainableParams = 20, BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
+        });
         var report = new SweepReport(runs, ["full", "linear", "vpt-deep"]);
+        Assert.Equal([(0.5, 60.0), (1.0, 75.0)], report.FractionCurve("vpt-deep").Select(p => (p.X, Math.Round(p.Y, 6))));
         Assert.Equal(4.0, report.TotalParamsMultiple("full"), 9);                // one backbone copy per task
         Assert.Equal(1 + 4 * 20 / 1000.0, report.TotalParamsMultiple("vpt-deep"), 9); // shared backbone + 4 small tasks
         Assert.Equal(2.0, report.TunedPercent("vpt-deep"), 9);
         Assert.Equal(new[] { 74.0, 75.0, 76.0 }, report.Scores("n1", "vpt-deep").Select(x => Math.Round(x, 6)));
-        string md = report.Write(TempDir());
+        string reportDir = TempDir();
+        string md = report.Write(reportDir);
+        Assert.Contains("![test top-1 per task](tasks.png)", md);
+        Assert.Contains("![accuracy vs data fraction](fraction.png)", md);
+        Assert.True(new FileInfo(Path.Combine(reportDir, "tasks.png")).Length > 10_000);
         Assert.Contains("| vpt-deep | 1.08× | 2.00% | 76.50 (1) | 50.00 (2) | 63.25 | 63.25 |", md);
         Assert.Contains("| full | 4.00× | 100.00% | 75.00 | 45.00 | 60.00 | 60.00 |", md);
         var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30]);

@@ -82,6 +82,39 @@ public static class Plots
         Save(plot, pngPath, width, height);
     }
 
+    /// <summary>Grouped bars: one group per category (e.g. task), one bar per series (e.g. method) with ±std error bars;
+    /// a missing value is NaN and draws no bar.</summary>
+    public static void GroupedBars(string pngPath, string title, string yLabel, IReadOnlyList<string> categories, IReadOnlyList<PlotSeries> series,
+        int width = 1000, int height = DefaultHeight)
+    {
+        if (series.Count == 0 || categories.Count == 0) throw new ArgumentException("GroupedBars needs at least one category and one series");
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        double slot = 0.8 / series.Count; // bars of one group fill 80 % of its unit width
+        for (int s = 0; s < series.Count; s++)
+        {
+            var ser = series[s];
+            if (ser.Mean.Length != categories.Count || (ser.Std is { } sd && sd.Length != categories.Count))
+                throw new ArgumentException($"series '{ser.Name}': one value per category needed");
+            var color = palette.GetColor(s);
+            var bars = Enumerable.Range(0, categories.Count).Where(c => !double.IsNaN(ser.Mean[c])).Select(c => new Bar
+            {
+                Position = c - 0.4 + slot * (s + 0.5), Value = ser.Mean[c], Error = ser.Std?[c] ?? 0, Size = slot * 0.9,
+                FillColor = color,
+            }).ToList();
+            var plotted = plot.Add.Bars(bars);
+            plotted.LegendText = ser.Name;
+        }
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, categories.Count).Select(c => (double)c).ToArray(), categories.ToArray());
+        plot.Axes.Margins(bottom: 0);
+        plot.Axes.SetLimitsX(-0.5, categories.Count - 0.5); // every group keeps its place, bars or not
+        plot.Title(title);
+        plot.YLabel(yLabel);
+        plot.ShowLegend(Alignment.UpperRight);
+        Save(plot, pngPath, width, height);
+    }
+
     static void Save(Plot plot, string pngPath, int width, int height)
     {
         byte[] png = plot.GetImageBytes(width, height, ImageFormat.Png);

@@ -169,7 +169,7 @@ public sealed class SweepReport
         var plots = WriteCurves(outDir);
         if (plots.Count > 0)
         {
-            md.AppendLine("## Curves (test top-1, mean over tasks; one seed per point except the full-data point)").AppendLine();
+            md.AppendLine("## Plots (curves: test top-1, mean over the tasks that have them; one seed per point except the full-data point)").AppendLine();
             foreach (var (file, title) in plots) md.AppendLine($"![{title}]({file})").AppendLine();
         }
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.csv"), csv.ToString());
@@ -178,19 +178,34 @@ public sealed class SweepReport
         return text;
     }
 
+    /// <summary>Fig. 3 for one method: mean test top-1 (%) at each data fraction over the tasks that have fraction runs,
+    /// ending with the full-data point (the final runs' mean) over those same tasks.</summary>
+    public IReadOnlyList<(double X, double Y)> FractionCurve(string method)
+    {
+        var runs = results.Where(r => r.Spec.Phase == "fraction" && r.Spec.Method == method && r.TestTop1 is not null).ToList();
+        var curveTasks = runs.Select(r => r.Spec.Task).Distinct();
+        return runs.GroupBy(r => r.Spec.Fraction)
+            .Select(g => (X: g.Key, Y: g.Average(r => 100 * r.TestTop1!.Value)))
+            .Append((X: 1.0, Y: curveTasks.Select(t => Mean(t, method)).Where(v => v is not null).Select(v => v!.Value).DefaultIfEmpty(double.NaN).Average()))
+            .OrderBy(p => p.X).ToList();
+    }
+
     List<(string File, string Title)> WriteCurves(string outDir)
     {
         var written = new List<(string, string)>();
+        // Table 1 as a picture: per task, each method's test top-1 mean ± std over seeds.
+        var perTask = methods.Select(m => new PlotSeries(m, [],
+            tasks.Select(t => Mean(t, m) ?? double.NaN).ToArray(),
+            tasks.Select(t => Scores(t, m) is { Length: > 1 } s ? Statistics.MeanStd(s).Std : 0).ToArray())).ToList();
+        Plots.GroupedBars(Path.Combine(outDir, "tasks.png"), "Test top-1 per task (mean ± std over seeds)", "test top-1 (%)", tasks, perTask);
+        written.Add(("tasks.png", "test top-1 per task"));
         // Fig. 3: accuracy vs fraction of train+val (the full-data point is the final runs' mean).
         var fractionRuns = results.Where(r => r.Spec.Phase == "fraction").ToList();
         if (fractionRuns.Count > 0)
         {
             var series = fractionRuns.Select(r => r.Spec.Method).Distinct().Order().Select(m =>
             {
-                var pts = fractionRuns.Where(r => r.Spec.Method == m).GroupBy(r => r.Spec.Fraction)
-                    .Select(g => (X: g.Key, Y: g.Average(r => 100 * r.TestTop1!.Value)))
-                    .Append((X: 1.0, Y: tasks.Where(t => Mean(t, m) is not null).Select(t => Mean(t, m)!.Value).DefaultIfEmpty(double.NaN).Average()))
-                    .OrderBy(p => p.X).ToArray();
+                var pts = FractionCurve(m);
                 return new PlotSeries(m, pts.Select(p => p.X).ToArray(), pts.Select(p => p.Y).ToArray(), null);
             }).ToList();
             Plots.LinePlot(Path.Combine(outDir, "fraction.png"), "Test top-1 vs training data fraction (Fig. 3)", "fraction of train+val", "test top-1 (%)", series, logX: true);
