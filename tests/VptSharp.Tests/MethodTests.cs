@@ -17,6 +17,7 @@ public class MethodTests
     {
         ["vpt-shallow"] = () => new PromptConfig { Tokens = 2, Deep = false },
         ["vpt-deep"] = () => new PromptConfig { Tokens = 2 },
+        ["vpt-deep-prefix-form"] = () => new PromptConfig { Tokens = 2, PrefixForm = true },
         ["prompt+bias"] = () => MethodRegistry.FromOptions("prompt+bias", new MethodOptions { Prompts = 2 }),
         ["prompt-fixed"] = () => MethodRegistry.FromOptions("prompt-fixed", new MethodOptions { Prompts = 2 }),
         ["cls-learned"] = () => new ClsLearnedConfig(),
@@ -92,6 +93,48 @@ public class MethodTests
         Assert.Equal(spec == "prompt-fixed", methodBefore.Count > 0 && trainedMethod.Count == 0);
     }
 
+    /// <summary>
+    /// A bfloat16 frozen backbone (`vpt train --bf16`): every method whose trainable tensors live outside the backbone
+    /// runs on it with those tensors and the head in float32 — features within bf16 rounding of float32's, gradients
+    /// pointing the same way, no backbone gradient; methods that train backbone parameters are refused.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(AllSpecs))]
+    public void Bf16BackboneKeepsMethodTensorsFloat32(string spec)
+    {
+        using var vit = TinyVit(3);
+        manual_seed(1);
+        using var model = PromptedModel.Create(vit, Specs[spec](), 3);
+        if (model.method.BackboneParametersToTrain(vit).Any())
+        {
+            var e = Assert.Throws<ArgumentException>(() => model.SetBackboneDtype(ScalarType.BFloat16));
+            Assert.Contains("train it without --bf16", e.Message);
+            return;
+        }
+        manual_seed(2);
+        var x = randn(4, 3, 32, 32);
+        var y = tensor(new long[] { 0, 1, 2, 0 });
+        model.eval(); // no dropout: both precisions see the same network
+        (Tensor Features, Tensor Gradient) Run()
+        {
+            model.zero_grad();
+            var f = model.Features(x);
+            nn.functional.cross_entropy(model.ForwardHead(f), y).backward();
+            return (f.detach(), cat(model.TrainableParameters().Select(p => p.Param.grad!.flatten()).ToArray()));
+        }
+        var (f32, g32) = Run();
+        model.SetBackboneDtype(ScalarType.BFloat16);
+        Assert.All(vit.parameters(), p => Assert.True(p.dtype == ScalarType.BFloat16 && !p.requires_grad));
+        Assert.All(model.TrainableParameters(), p => Assert.True(p.Param.dtype == ScalarType.Float32 && p.Param.requires_grad, p.Name));
+        var (f16, g16) = Run();
+        Assert.Equal(ScalarType.Float32, f16.dtype);
+        double featureError = (f16 - f32).norm().item<float>() / f32.norm().item<float>();
+        double cosine = (g16 * g32).sum().item<float>() / (g16.norm().item<float>() * g32.norm().item<float>());
+        Console.WriteLine($"{spec}: bf16 vs fp32 features rel. error {featureError:E2}, gradient cosine {cosine:F5}");
+        Assert.True(featureError < 0.05, $"features {featureError}");
+        Assert.True(cosine > 0.98, $"gradient cosine {cosine}");
+    }
+
     [Theory]
     [MemberData(nameof(AllSpecs))]
     public void TaskFileRoundTripsToIdenticalLogits(string spec)
@@ -132,6 +175,7 @@ public class MethodTests
         };
         var r = new Trainer(opts).Fit(model, data, null, new Preprocessing { ImageSize = 32 });
         double first = r.History[0].TrainLoss, last = r.History[^1].TrainLoss;
+        Console.WriteLine($"{spec}: loss {first:F3} → {last:F3} ({last / first:F2} of the first epoch's)");
         Assert.True(last < 0.8 * first, $"{spec}: loss {first:F3} → {last:F3}");
     }
 

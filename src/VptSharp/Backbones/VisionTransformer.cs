@@ -102,7 +102,7 @@ public sealed class Block : Module<Tensor, Tensor>
         // Only hooks that supply a prefix change attention; the default path is the plain forward.
         var prefix = hooks.PrefixKeyValues(index);
         if (prefix is null && hooks.KeyValueTokens(index, x.shape[0]) is Tensor kvTokens)
-            prefix = attn.KeyValuesOf(norm1.forward(kvTokens));
+            prefix = attn.KeyValuesOf(norm1.forward(kvTokens.to(x.dtype)));
         var h = x + (prefix is KeyValuePrefix pre
             ? attn.Forward(norm1.forward(x), pre)
             : attn.forward(norm1.forward(x)));

@@ -44,7 +44,8 @@ public sealed class Adapter : TuningMethod
     public override Tensor AfterMlp(int block, Tensor mlpOutput)
     {
         using var scope = NewDisposeScope();
-        var a = up[block].forward(functional.gelu(down[block].forward(mlpOutput)));
-        return (mlpOutput + a).MoveToOuterDisposeScope();
+        // The adapter keeps its own (float32) dtype whatever the frozen backbone runs in.
+        var a = up[block].forward(functional.gelu(down[block].forward(mlpOutput.to(down[block].weight!.dtype))));
+        return (mlpOutput + a.to(mlpOutput.dtype)).MoveToOuterDisposeScope();
     }
 }

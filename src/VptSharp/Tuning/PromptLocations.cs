@@ -47,7 +47,7 @@ public sealed class PixelPrompts : TuningMethod
     {
         using var scope = NewDisposeScope();
         var emb = backbone.Embed(images);
-        var tokens = backbone.patch_embed.proj.forward(pixels).flatten(1); // [p, d]: each block is exactly one patch
+        var tokens = backbone.patch_embed.proj.forward(pixels.to(emb.dtype)).flatten(1); // [p, d]: each block is exactly one patch
         var p = tokens.unsqueeze(0).expand(images.shape[0], -1, -1);
         return cat([emb[.., ..1], p, emb[.., 1..]], 1).MoveToOuterDisposeScope();
     }
@@ -89,7 +89,7 @@ public sealed class ChannelPrompt : TuningMethod
         if (images.shape[2] != channel.shape[2] || images.shape[3] != channel.shape[3])
             throw new ArgumentException($"concat-channel prompt is {channel.shape[2]}×{channel.shape[3]} px; images are {images.shape[2]}×{images.shape[3]}");
         var extra = functional.conv2d(channel, channel_proj, strides: [patch, patch]).flatten(2).transpose(1, 2); // [1, N, d]
-        return cat([emb[.., ..1], emb[.., 1..] + extra], 1).MoveToOuterDisposeScope();
+        return cat([emb[.., ..1], emb[.., 1..] + extra.to(emb.dtype)], 1).MoveToOuterDisposeScope();
     }
 
     public override Tensor Pool(Tensor tokens) => config.Pool(tokens, 0);

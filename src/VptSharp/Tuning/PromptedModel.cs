@@ -77,10 +77,30 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         backbone.train(on && method.BackboneParametersToTrain(backbone).Any());
     }
 
+    /// <summary>The dtype the frozen backbone computes in (float32 unless <see cref="SetBackboneDtype"/> changed it).</summary>
+    public ScalarType BackboneDtype => backbone.cls_token.dtype;
+
+    /// <summary>
+    /// Runs the frozen backbone in <paramref name="dtype"/> — bfloat16 halves its memory and is fast on GPUs and on CPUs
+    /// with avx512_bf16 — while the method's tensors and the head stay float32, cast at the seams; gradients reach the
+    /// float32 tensors through those casts. A frozen backbone needs no float32 master copy, so methods that train backbone
+    /// parameters are refused. The backbone is shared: every model on it sees the change.
+    /// </summary>
+    public void SetBackboneDtype(ScalarType dtype)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new ArgumentException($"backbone dtype {dtype}: use float32 or bfloat16");
+        if (dtype != ScalarType.Float32 && method.BackboneParametersToTrain(backbone).Any())
+            throw new ArgumentException($"--bf16 keeps the frozen backbone in bfloat16 with no float32 copy, but {method.Config.Method} trains backbone parameters, which need one: train it without --bf16");
+        backbone.to(dtype);
+        SelectTrainable(); // converted parameters are new tensors: freeze them again
+    }
+
     /// <summary>Final-LayerNorm token sequence with the method attached: [B, 1 + extra + N, d].</summary>
     public Tensor ForwardTokens(Tensor images)
     {
-        using var emb = method.Embed(backbone, images);
+        using var input = images.to(BackboneDtype);
+        using var emb = method.Embed(backbone, input);
         return backbone.ForwardTokens(emb, method);
     }
 
@@ -89,7 +109,8 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var tokens = ForwardTokens(images);
-        return method.CombineFeatures(method.Pool(tokens), images).clone().MoveToOuterDisposeScope();
+        // The head side (side networks, MLP heads, the linear head) is float32 whatever the backbone computes in.
+        return method.CombineFeatures(method.Pool(tokens).to(ScalarType.Float32), images).clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>

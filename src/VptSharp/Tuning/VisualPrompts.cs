@@ -226,7 +226,7 @@ public sealed class VisualPrompts : TuningMethod
         if (block < first || block > last || config.PrefixForm) return tokens;
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
-        var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1));
+        var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1)).to(tokens.dtype); // float32 prompts, any backbone dtype
         if (config.Location == PromptLocation.Add) // each prompted block adds its prompts to the patch tokens entering it
             return cat([tokens[.., ..1], tokens[.., 1..] + p], 1).MoveToOuterDisposeScope();
         var cls = tokens[.., ..1];
