@@ -154,7 +154,6 @@ public class AnalysisTests
         Console.WriteLine($"t-SNE 600×50: {watch.Elapsed.TotalSeconds:F2} s, neighbour purity {purity:P2}, separation ratio {ratio:F2}");
         Assert.True(purity >= 0.95, $"neighbour purity {purity:P2}");
         Assert.True(ratio > SeparationThreshold, $"separation ratio {ratio:F2}");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"600 points took {watch.Elapsed.TotalSeconds:F1} s");
 
         var again = Tsne.Embed(data, new TsneOptions { Seed = 1 });
         Assert.Equal(y.Cast<double>(), again.Cast<double>()); // bit-identical for a fixed seed

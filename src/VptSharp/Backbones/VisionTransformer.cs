@@ -28,10 +28,6 @@ public sealed class Attention : Module<Tensor, Tensor>
         return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// Attention whose keys/values are the prefix's followed by the sequence's own (prefix-tuning / VPT-prefix);
-    /// queries and output cover the sequence only. No prefix = <see cref="forward"/>, unchanged.
-    /// </summary>
     /// <summary>Keys and values of already-normalised prefix tokens [b, p, d] (only the k and v rows of qkv are computed).</summary>
     public KeyValuePrefix KeyValuesOf(Tensor normed)
     {
@@ -42,6 +38,10 @@ public sealed class Attention : Module<Tensor, Tensor>
         return new KeyValuePrefix(kv[0].MoveToOuterDisposeScope(), kv[1].MoveToOuterDisposeScope());
     }
 
+    /// <summary>
+    /// Attention whose keys/values are the prefix's followed by the sequence's own (prefix-tuning / VPT-prefix);
+    /// queries and output cover the sequence only. No prefix = <see cref="forward"/>, unchanged.
+    /// </summary>
     public Tensor Forward(Tensor x, KeyValuePrefix? prefix)
     {
         if (prefix is not KeyValuePrefix pre || pre.Length == 0) return forward(x);

@@ -72,13 +72,10 @@ public sealed class TaskPrefix : IBlockHooks, IDisposable
         {
             using var scope = NewDisposeScope();
             var block = backbone.blocks[i];
-            var p = prompts.PromptsFor(i); // [p, d]
-            long n = p.shape[0];
-            var kv = block.attn.qkv.forward(block.norm1.forward(p))
-                .reshape(n, 3, vit.Heads, vit.Width / vit.Heads).permute(1, 2, 0, 3); // [3, heads, p, head_dim]
+            var kv = block.attn.KeyValuesOf(block.norm1.forward(prompts.PromptsFor(i).unsqueeze(0))); // [1, heads, p, head_dim] each
             // Owned by this prefix (disposed in Dispose), whatever scope the caller is in.
-            keys[i] = kv[1].unsqueeze(0).contiguous().DetachFromDisposeScope();
-            values[i] = kv[2].unsqueeze(0).contiguous().DetachFromDisposeScope();
+            keys[i] = kv.Keys.contiguous().DetachFromDisposeScope();
+            values[i] = kv.Values.contiguous().DetachFromDisposeScope();
         }
         return new TaskPrefix(keys, values, output);
     }
