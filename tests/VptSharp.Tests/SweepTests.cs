@@ -133,8 +133,17 @@ public class SweepTests
             Spec = new RunSpec { Task = "n1", Group = "Natural", Method = "vpt-deep", Phase = "fraction", Fraction = 0.5 },
             TestTop1 = 0.6, TrainableParams = 20, BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
         });
+        // A prompt-length curve on n1 (the finals above ran without a recorded p, so give n1's finals p = 10 first):
+        // it passes through the selected length's final mean.
+        runs = runs.Select(r => r.Spec.Task == "n1" && r.Spec.Method == "vpt-deep" && r.Spec.Phase == "final" ? r with { Spec = r.Spec with { Prompts = 10 } } : r).ToList();
+        runs.Add(new RunResult
+        {
+            Spec = new RunSpec { Task = "n1", Group = "Natural", Method = "vpt-deep", Phase = "prompts", Prompts = 1 },
+            TestTop1 = 0.7, TrainableParams = 20, BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
+        });
         var report = new SweepReport(runs, ["full", "linear", "vpt-deep"]);
         Assert.Equal([(0.5, 60.0), (1.0, 75.0)], report.FractionCurve("vpt-deep").Select(p => (p.X, Math.Round(p.Y, 6))));
+        Assert.Equal([(1.0, 70.0), (10.0, 75.0)], report.PromptCurve("vpt-deep").Select(p => (p.X, Math.Round(p.Y, 6))));
         Assert.Equal(4.0, report.TotalParamsMultiple("full"), 9);                // one backbone copy per task
         Assert.Equal(1 + 4 * 20 / 1000.0, report.TotalParamsMultiple("vpt-deep"), 9); // shared backbone + 4 small tasks
         Assert.Equal(2.0, report.TunedPercent("vpt-deep"), 9);
@@ -143,6 +152,7 @@ public class SweepTests
         string md = report.Write(reportDir);
         Assert.Contains("![test top-1 per task](tasks.png)", md);
         Assert.Contains("![accuracy vs data fraction](fraction.png)", md);
+        Assert.Contains("![accuracy vs prompt length](prompt-length.png)", md);
         Assert.True(new FileInfo(Path.Combine(reportDir, "tasks.png")).Length > 10_000);
         Assert.Contains("| vpt-deep | 1.08× | 2.00% | 76.50 (1) | 50.00 (2) | 63.25 | 63.25 |", md);
         Assert.Contains("| full | 4.00× | 100.00% | 75.00 | 45.00 | 60.00 | 60.00 |", md);

@@ -190,6 +190,18 @@ public sealed class SweepReport
             .OrderBy(p => p.X).ToList();
     }
 
+    /// <summary>Fig. 6 for one method: mean test top-1 (%) per prompt length over the tasks that have prompt-length runs,
+    /// including each task's selected length (its final runs' mean), so the curve passes through the main table.</summary>
+    public IReadOnlyList<(double X, double Y)> PromptCurve(string method)
+    {
+        var runs = results.Where(r => r.Spec.Phase == "prompts" && r.Spec.Method == method && r.TestTop1 is not null).ToList();
+        var perTask = runs.Select(r => (r.Spec.Task, P: r.Spec.Prompts!.Value, Y: 100 * r.TestTop1!.Value))
+            .Concat(runs.Select(r => r.Spec.Task).Distinct()
+                .SelectMany(t => results.Where(r => r.Spec.Phase == "final" && r.Spec.Task == t && r.Spec.Method == method && r.TestTop1 is not null && r.Spec.Prompts is not null)
+                    .GroupBy(r => r.Spec.Prompts!.Value).Select(g => (Task: t, P: g.Key, Y: g.Average(r => 100 * r.TestTop1!.Value)))));
+        return perTask.GroupBy(x => x.P).Select(g => (X: (double)g.Key, Y: g.Average(x => x.Y))).OrderBy(x => x.X).ToList();
+    }
+
     List<(string File, string Title)> WriteCurves(string outDir)
     {
         var written = new List<(string, string)>();
@@ -217,8 +229,7 @@ public sealed class SweepReport
         {
             var series = promptRuns.Select(r => r.Spec.Method).Distinct().Order().Select(m =>
             {
-                var pts = promptRuns.Where(r => r.Spec.Method == m).GroupBy(r => r.Spec.Prompts!.Value)
-                    .Select(g => (X: (double)g.Key, Y: g.Average(r => 100 * r.TestTop1!.Value))).OrderBy(p => p.X).ToArray();
+                var pts = PromptCurve(m);
                 return new PlotSeries(m, pts.Select(p => p.X).ToArray(), pts.Select(p => p.Y).ToArray(), null);
             }).ToList();
             Plots.LinePlot(Path.Combine(outDir, "prompt-length.png"), "Test top-1 vs prompt length (Fig. 6)", "prompt length p", "test top-1 (%)", series, logX: true);
