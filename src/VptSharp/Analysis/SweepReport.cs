@@ -70,6 +70,13 @@ public sealed class SweepReport
     int Wins(string group, string method, string baseline = "full") =>
         tasks.Count(t => groupOf[t] == group && Mean(t, method) is double m && Mean(t, baseline) is double b && m > b);
 
+    /// <summary>"2", or "1–2" when runs (e.g. resumed with other settings) used different thread counts.</summary>
+    string ThreadCounts()
+    {
+        var t = results.Select(r => r.Threads).Distinct().Order().ToList();
+        return t.Count == 1 ? $"{t[0]}" : $"{t[0]}–{t[^1]}";
+    }
+
     /// <summary>Markdown with the main table, the per-task table and the tests; CSV and plots beside it.</summary>
     public string Write(string outDir)
     {
@@ -78,7 +85,7 @@ public sealed class SweepReport
         var r0 = results.First();
         md.AppendLine("# Sweep report").AppendLine();
         md.AppendLine($"Backbone `{r0.Backbone}` (sha256 {r0.BackboneSha256[..12]}…, {BackboneParams:N0} parameters). " +
-                      $"{results.Count} runs, {results.Sum(r => r.Seconds) / 3600:F2} h of training + evaluation on {r0.Threads} torch thread(s). " +
+                      $"{results.Count} runs, {results.Sum(r => r.Seconds) / 3600:F2} h of training + evaluation on {ThreadCounts()} torch thread(s) per run. " +
                       "Test top-1 (%) of the final runs (train+val → test), mean over seeds; configs chosen on val (tune runs).").AppendLine();
         var failed = results.Where(r => r.Error is not null).ToList();
         if (failed.Count > 0)
