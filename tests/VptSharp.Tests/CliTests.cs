@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TorchSharp;
 using VptSharp.Checkpoints;
 using static VptSharp.Tests.TestUtil;
 
@@ -91,6 +92,56 @@ public class CliTests
         var bad = RunCli([.. common, "--method", "vpt-deep", "--prompt-location", "concat-channel", "--out", Path.Combine(dir, "bad")]);
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("use --method vpt-shallow", bad.Stderr);
+    }
+
+    /// <summary>`--prefix-form` and `--bf16` reach the model: the task file records the prefix form and holds float32
+    /// tensors after a bf16 run; inexact or backbone-training combinations stop with one line naming the fix.</summary>
+    [Fact]
+    public void PrefixFormAndBf16FlagsTrainOrRefuseClearly()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 6);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string[] common = ["train", "--backbone", bb, "--data", data, "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "6", "--prompts", "2"];
+        string run = Path.Combine(dir, "prefix-bf16");
+        var r = RunCli([.. common, "--method", "vpt-deep", "--prefix-form", "--bf16", "--out", run]);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        var art = VptSharp.Tuning.TaskArtifact.Load(Path.Combine(run, "task.vpt"));
+        Assert.Contains("\"prefix_form\":true", art.Metadata.MethodConfig.ToJsonString());
+        Assert.All(art.Tensors.Values, t => Assert.Equal(torch.ScalarType.Float32, t.dtype));
+        var eval = RunCli("eval", "--task", Path.Combine(run, "task.vpt"), "--data", data);
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+
+        var shallow = RunCli([.. common, "--method", "vpt-shallow", "--prefix-form", "--out", Path.Combine(dir, "bad1")]);
+        Assert.Equal(1, shallow.ExitCode);
+        Assert.Contains("--prefix-form: VPT-shallow is not a prefix", shallow.Stderr);
+        var bias = RunCli([.. common, "--method", "bias", "--bf16", "--out", Path.Combine(dir, "bad2")]);
+        Assert.Equal(1, bias.ExitCode);
+        Assert.Contains("train it without --bf16", bias.Stderr);
+    }
+
+    /// <summary>`vpt bench --profile`: the step's phases and one row per block op, with FLOP counts that follow from the
+    /// shapes (vit-ti8-32: width 192, depth 12, 16 patches + CLS; prefix form with p = 4 keeps 17 query tokens).</summary>
+    [Fact]
+    public void BenchProfileCountsTheFlopsOfEachOp()
+    {
+        string dir = TempDir(), json = Path.Combine(dir, "profile.json");
+        var r = RunCli("bench", "--backbone", "random:vit-ti8-32", "--profile", "train:vpt-prefix:4", "--batch", "2", "--iters", "1",
+            "--threads", "1", "--out", json);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var phases = doc.RootElement.GetProperty("phases").EnumerateArray().ToList();
+        Assert.Equal(["forward", "backward", "optimizer"], phases.Select(x => x.GetProperty("Phase").GetString()));
+        Assert.All(phases.Take(2), x => Assert.True(x.GetProperty("MsPerImage").GetDouble() > 0));
+        var ops = doc.RootElement.GetProperty("ops").EnumerateArray().ToDictionary(x => x.GetProperty("Op").GetString()!, x => x.GetProperty("Gflop").GetDouble());
+        const double d = 192, t = 17, depth = 12, p = 4;
+        Assert.Equal(2 * t * d * 3 * d * depth / 1e9, ops["qkv linear"], 9);        // per image: batch cancels
+        Assert.Equal(2 * t * d * 4 * d * depth / 1e9, ops["mlp fc1"], 9);
+        Assert.Equal(4 * t * (t + p) * d * depth / 1e9, ops["attention (sdpa)"], 9); // queries over prefix + own keys
+        Assert.Equal(2 * p * d * 2 * d * depth / 1e9, ops["prompt k/v"], 9);
+        var bad = RunCli("bench", "--backbone", "random:vit-ti8-32", "--profile", "infer:plain:0", "--out", json);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("expected train:method:p", bad.Stderr);
     }
 
     /// <summary>The benchmark command runs each configuration in a child process and records it (no timing is asserted).</summary>
