@@ -97,12 +97,7 @@ internal static class UseCommands
             {
                 var cfg = m.FromOptions(new MethodOptions());
                 using var pm = PromptedModel.Create(bb.Model, cfg, 1);
-                string label = cfg switch
-                {
-                    PartialConfig pc => $"partial-{pc.Blocks}", MlpHeadConfig mc => $"mlp-{mc.Layers}",
-                    AdapterConfig ac => $"adapter r={ac.Reduction}", PromptConfig pr => $"{m.Name} p={pr.Tokens}", _ => m.Name,
-                };
-                table.AddRow($"trainable: {label} (excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F3}%)");
+                table.AddRow($"trainable: {cfg.Label} (excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F3}%)");
             }
             AnsiConsole.Write(table);
             return 0;
@@ -180,6 +175,20 @@ internal static class UseCommands
         return c;
     }
 
+    /// <summary>The VPT ablation flags of `vpt train` (paper §4.3, appendix B) with their prompt-parameter formulas.</summary>
+    static readonly IReadOnlyList<(string Flag, string Description, string ParameterFormula)> PromptAblations =
+    [
+        ("--prompt-location prepend", "p tokens after CLS (default)", "L·p·d deep, p·d shallow"),
+        ("--prompt-location add", "added to the image-patch tokens (CLS untouched), p = 1 or N patches", "L·p·d deep, p·d shallow"),
+        ("--prompt-location prepend-pixel", "p patch-sized pixel blocks through the frozen patch embedding (vpt-shallow)", "p·3·P²"),
+        ("--prompt-location concat-channel", "a learnable 4th input channel + its zero-init patch filter (vpt-shallow)", "H·W + d·P²"),
+        ("--prompt-output cls|image-pool|prompt-pool|global-pool", "what the head sees (Fig. 6)", "unchanged"),
+        ("--prompt-depth i-j", "prompts only in blocks i..j, either order (Fig. 7)", "(|j−i|+1)·p·d"),
+        ("--prompt-sharing intra|inter|all", "one vector per block | same p prompts in every block | one vector everywhere", "L·d | p·d | d"),
+        ("--prompt-init cls-prototype", "prompt k = mean final CLS embedding of class k (appendix B)", "p = C: L·C·d"),
+        ("--project k", "prompts of width k through a shared linear map to d", "L·p·k + k·d + d"),
+    ];
+
     public static Command Methods()
     {
         var c = new Command("methods", "list tuning methods with their trainable-parameter formula (L blocks, p prompts, d width, C classes)");
@@ -189,7 +198,7 @@ internal static class UseCommands
             foreach (var m in MethodRegistry.All) table.AddRow(m.Name, Markup.Escape(m.Description), Markup.Escape(m.ParameterFormula));
             AnsiConsole.Write(table);
             var ablations = new Table().Title("VPT ablations (flags of vpt train --method vpt-deep|vpt-shallow)").AddColumns("flag", "effect", "prompt parameters");
-            foreach (var (flag, what, formula) in PromptConfig.Ablations) ablations.AddRow(Markup.Escape(flag), Markup.Escape(what), Markup.Escape(formula));
+            foreach (var (flag, what, formula) in PromptAblations) ablations.AddRow(Markup.Escape(flag), Markup.Escape(what), Markup.Escape(formula));
             AnsiConsole.Write(ablations);
             return 0;
         });

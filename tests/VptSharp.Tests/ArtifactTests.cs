@@ -61,7 +61,7 @@ public class ArtifactTests
     {
         // Task = 12·50·768 prompts + 768·100 head in fp32; ViT-B/16 fp32 weights are 85.8M·4 bytes.
         var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
-        BackboneLoader.Freeze(vit);
+        vit.Freeze();
         var model = PromptedModel.Create(vit, new PromptConfig { Tokens = 50, Deep = true }, 100);
         var art = TaskArtifact.FromModel(model, new BackboneRef("random:vit-b16", new string('0', 64), vit.Config),
             Enumerable.Range(0, 100).Select(i => $"c{i}").ToArray(), new Preprocessing());

@@ -214,15 +214,15 @@ public class MethodTests
     public void AddLocationAddsToPatchTokensOnly()
     {
         var cfg = new PromptConfig { Tokens = 16, Deep = false, Dropout = 0, Location = PromptLocation.Add };
-        var p = (VisualPrompts)cfg.Create(Tiny);
+        var p = (VisualPrompts)cfg.Attach(TinyBackbone.Value);
         var tokens = randn(2, 17, 32);
         var y = p.BeforeBlock(0, tokens);
         Assert.Equal(tokens.shape, y.shape);
         Assert.True(Same(y[.., 0], tokens[.., 0])); // CLS receives nothing
         Assert.True(MaxAbsDiff(y[.., 1..], tokens[.., 1..] + p.prompts[0]) == 0); // prompt i on patch i
         Assert.Equal(0, p.ExtraTokens);
-        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 5, Location = PromptLocation.Add }.Create(Tiny));
-        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 1, Location = PromptLocation.Add, Output = PromptOutput.PromptPool }.Create(Tiny));
+        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 5, Location = PromptLocation.Add }.Attach(TinyBackbone.Value));
+        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 1, Location = PromptLocation.Add, Output = PromptOutput.PromptPool }.Attach(TinyBackbone.Value));
     }
 
     [Fact]
@@ -231,7 +231,7 @@ public class MethodTests
         var vit = TinyVit(4);
         var x = randn(2, 3, 32, 32);
         // Prepend-pixel: the prompt tokens are the patch embedding of the prompt pixels; image tokens follow unchanged.
-        var pixel = (PixelPrompts)new PromptConfig { Tokens = 2, Deep = false, Location = PromptLocation.PrependPixel }.Create(vit.Config);
+        var pixel = (PixelPrompts)new PromptConfig { Tokens = 2, Deep = false, Location = PromptLocation.PrependPixel }.Attach(vit);
         using (no_grad())
         {
             var emb = pixel.Embed(vit, x);
@@ -241,7 +241,7 @@ public class MethodTests
             Assert.True(Same(emb[.., 3..], vit.Embed(x)[.., 1..]));
         }
         // Concat-channel: equals a 4-channel patch projection over [RGB; prompt channel] with the extra filter appended.
-        var channel = (ChannelPrompt)new PromptConfig { Deep = false, Location = PromptLocation.ConcatChannel }.Create(vit.Config);
+        var channel = (ChannelPrompt)new PromptConfig { Deep = false, Location = PromptLocation.ConcatChannel }.Attach(vit);
         using (no_grad())
         {
             Assert.True(Same(channel.Embed(vit, x), vit.Embed(x))); // zero-init filter: starts as the frozen model
@@ -253,7 +253,7 @@ public class MethodTests
             double diff = MaxAbsDiff(channel.Embed(vit, x), expected);
             Assert.True(diff < 1e-4, $"max |diff| {diff:E2}"); // values of order 10: summation order differs
         }
-        var e = Assert.Throws<ArgumentException>(() => new PromptConfig { Deep = true, Location = PromptLocation.PrependPixel }.Create(vit.Config));
+        var e = Assert.Throws<ArgumentException>(() => new PromptConfig { Deep = true, Location = PromptLocation.PrependPixel }.Attach(vit));
         Assert.Contains("vpt-shallow", e.Message);
     }
 
@@ -276,7 +276,7 @@ public class MethodTests
     public void VitB16CountsOfNewMethodsMatchClosedForms()
     {
         var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
-        BackboneLoader.Freeze(vit);
+        vit.Freeze();
         long d = 768, L = 12, P = 16, c = 16;
         long Count(MethodConfig cfg)
         {

@@ -13,6 +13,11 @@ internal static class TestUtil
 
     public static readonly VitConfig Tiny = new() { ImageSize = 32, PatchSize = 8, Width = 32, Depth = 2, Heads = 2, MlpDim = 64 };
 
+    /// <summary>One shared tiny ViT for tests that only need its geometry (never trained or changed).</summary>
+    public static readonly Lazy<VisionTransformer> TinyBackbone = new(() => TinyVit(0));
+    /// <summary>One shared ViT-B/16 (random weights) for exact parameter counts at the paper's size.</summary>
+    public static readonly Lazy<VisionTransformer> VitB16 = new(() => new VisionTransformer(VitConfig.Preset("vit-b16")));
+
     public static VisionTransformer TinyVit(int seed = 0, VitConfig? cfg = null)
     {
         manual_seed(seed);
@@ -22,7 +27,7 @@ internal static class TestUtil
         using (no_grad())
             foreach (var (name, p) in m.named_parameters())
                 if (p.dim() == 2 && name.StartsWith("blocks")) nn.init.xavier_uniform_(p);
-        BackboneLoader.Freeze(m);
+        m.Freeze();
         return m;
     }
 

@@ -13,7 +13,7 @@ public class TuningTests
     {
         // Paper §3.2: ViT-B/16 (d = 768, 12 layers), 50 prompts: shallow 38,400 (0.04%), deep 460,800 (0.53%) of 86M.
         var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
-        BackboneLoader_Freeze(vit);
+        vit.Freeze();
         Assert.Equal(85_798_656, vit.BackboneParameterCount); // timm vit_base_patch16_224 without its head
         Assert.Equal(vit.BackboneParameterCount, vit.Config.ParameterCount);
         int classes = 100;
@@ -34,7 +34,7 @@ public class TuningTests
     public void VitB16BaselineCountsMatchClosedForms()
     {
         var vit = new VisionTransformer(VitConfig.Preset("vit-b16"));
-        BackboneLoader_Freeze(vit);
+        vit.Freeze();
         long d = 768, L = 12;
         long Count(string method, MethodOptions? o = null)
         {
@@ -52,7 +52,6 @@ public class TuningTests
         Assert.Equal(vit.BackboneParameterCount, Count("full"));
     }
 
-    static void BackboneLoader_Freeze(VisionTransformer v) => VptSharp.Checkpoints.BackboneLoader.Freeze(v);
 
     [Theory]
     [InlineData("vpt-deep")]
@@ -96,7 +95,7 @@ public class TuningTests
     public void DeepPromptsReplaceEachBlocksPromptOutputs()
     {
         var vit = TinyVit(2);
-        var prompts = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = true, Dropout = 0 }, vit.Config);
+        var prompts = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = true, Dropout = 0 }, vit);
         prompts.eval();
         var tokens = randn(2, 17, 32);
         var first = prompts.BeforeBlock(0, tokens);
@@ -107,14 +106,14 @@ public class TuningTests
         Assert.Equal(new long[] { 2, 20, 32 }, second.shape);
         Assert.True(Same(second[.., 1..4], prompts.prompts[1].expand(2, -1, -1)));
         Assert.True(Same(second[.., 4..], first[.., 4..] + 1));
-        var shallow = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = false, Dropout = 0 }, vit.Config);
+        var shallow = new VisualPrompts(new PromptConfig { Tokens = 3, Deep = false, Dropout = 0 }, vit);
         Assert.True(Same(shallow.BeforeBlock(1, first), first));
     }
 
     [Fact]
     public void PromptVariantCountsOnVitB16()
     {
-        var cfg = VitConfig.Preset("vit-b16");
+        var cfg = VitB16.Value;
         long d = 768, L = 12, p = 50;
         long Count(PromptConfig c) => new VisualPrompts(c, cfg).parameters().Sum(t => t.numel());
         Assert.Equal(L * p * d, Count(new PromptConfig { Tokens = 50 }));
@@ -132,7 +131,7 @@ public class TuningTests
     public void PoolingChoosesTheRightTokens()
     {
         var tokens = arange(2 * 6 * 1, dtype: float32).reshape(2, 6, 1); // CLS, 2 prompts, 3 patches
-        float Pool(PromptOutput o) => new VisualPrompts(new PromptConfig { Tokens = 2, Output = o }, Tiny).Pool(tokens)[0, 0].item<float>();
+        float Pool(PromptOutput o) => new VisualPrompts(new PromptConfig { Tokens = 2, Output = o }, TinyBackbone.Value).Pool(TinyBackbone.Value, tokens)[0, 0].item<float>();
         Assert.Equal(0f, Pool(PromptOutput.Cls));
         Assert.Equal(1.5f, Pool(PromptOutput.PromptPool));
         Assert.Equal(4f, Pool(PromptOutput.ImagePool));
@@ -142,12 +141,12 @@ public class TuningTests
     [Fact]
     public void SharedPromptsAreOneTensorReusedEverywhere()
     {
-        var shared = new VisualPrompts(new PromptConfig { Tokens = 3, Sharing = PromptSharing.All, Dropout = 0 }, Tiny);
+        var shared = new VisualPrompts(new PromptConfig { Tokens = 3, Sharing = PromptSharing.All, Dropout = 0 }, TinyBackbone.Value);
         var a = shared.PromptsFor(0);
         Assert.Equal(new long[] { 3, 32 }, a.shape);
         Assert.True(Same(a[0], a[2]));
         Assert.True(Same(a, shared.PromptsFor(1)));
-        var ranged = new VisualPrompts(new PromptConfig { Tokens = 3, FirstBlock = 2, LastBlock = 2, Dropout = 0 }, Tiny);
+        var ranged = new VisualPrompts(new PromptConfig { Tokens = 3, FirstBlock = 2, LastBlock = 2, Dropout = 0 }, TinyBackbone.Value);
         var x = randn(1, 17, 32);
         Assert.True(Same(ranged.BeforeBlock(0, x), x)); // block 1 (1-based) is outside 2→2
         Assert.Equal(20, ranged.BeforeBlock(1, x).shape[1]);  // block 2 inserts
@@ -184,8 +183,7 @@ public class TuningTests
     [Fact]
     public void PromptInitFollowsXavierBound()
     {
-        var cfg = VitConfig.Preset("vit-b16");
-        var p = new VisualPrompts(new PromptConfig { Tokens = 50, Deep = true }, cfg);
+        var p = new VisualPrompts(new PromptConfig { Tokens = 50, Deep = true }, VitB16.Value);
         double bound = Math.Sqrt(6.0 / (3 * 16 * 16 + 768));
         double max = p.prompts.abs().max().item<float>();
         Assert.True(max <= bound && max > 0.95 * bound, $"max {max} vs bound {bound}");
@@ -194,7 +192,7 @@ public class TuningTests
     [Fact]
     public void ProjectedPromptsHaveTheirOwnWidth()
     {
-        var p = new VisualPrompts(new PromptConfig { Tokens = 5, Deep = false, ProjectDim = 8 }, Tiny);
+        var p = new VisualPrompts(new PromptConfig { Tokens = 5, Deep = false, ProjectDim = 8 }, TinyBackbone.Value);
         Assert.Equal(new long[] { 1, 5, 8 }, p.prompts.shape);
         Assert.Equal(5 * 8 + 8 * 32 + 32, p.parameters().Sum(t => t.numel()));
         Assert.Equal(new long[] { 5, 32 }, p.PromptsFor(0).shape);

@@ -136,9 +136,9 @@ public sealed class PatchEmbed : Module<Tensor, Tensor>
 /// <summary>
 /// Vision Transformer (Dosovitskiy et al., 2021) with timm's parameter names, so a timm state dict loads
 /// unchanged; other layouts are mapped in <see cref="VitCheckpointKeys"/>. Tuning methods act through
-/// <see cref="IBlockHooks"/> only.
+/// <see cref="IBlockHooks"/> and the capability interfaces only.
 /// </summary>
-public sealed class VisionTransformer : Module<Tensor, Tensor>
+public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAttentionPrefixBackbone, IPatchProjectionBackbone
 {
     public VitConfig Config { get; }
     public readonly PatchEmbed patch_embed;
@@ -177,10 +177,24 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         }
     }
 
-    public int NumFeatures => Config.Width;
+    public override string Family => "vit";
+    public override BackboneCapability Capabilities =>
+        BackboneCapability.TokenSequence | BackboneCapability.ClassToken | BackboneCapability.MlpHook
+        | BackboneCapability.AttentionPrefix | BackboneCapability.PatchProjection;
+    public override int NumFeatures => Config.Width;
+    public override int Depth => Config.Depth;
+    public override int ImageSize => Config.ImageSize;
+    public override int InChannels => Config.InChannels;
+    public override Linear? Classifier => head;
+    public int Width => Config.Width;
+    public int PatchSize => Config.PatchSize;
+    public int NumPatches => Config.NumPatches;
+    public int Heads => Config.Heads;
+    public int HeadDim => Config.HeadDim;
+    public Parameter ClassToken => cls_token;
 
     /// <summary>Patch embedding + CLS + position embedding: [B, 1+N, d].</summary>
-    public Tensor Embed(Tensor images)
+    public override Tensor Embed(Tensor images)
     {
         using var scope = NewDisposeScope();
         var patches = patch_embed.forward(images);
@@ -188,8 +202,8 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         return (cat([cls, patches], 1) + pos_embed).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence.</summary>
-    public Tensor ForwardTokens(Tensor tokens, IBlockHooks hooks)
+    /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence [B, T, d].</summary>
+    public override Tensor ForwardBlocks(Tensor tokens, IBlockHooks hooks)
     {
         using var scope = NewDisposeScope();
         var x = tokens;
@@ -198,28 +212,14 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Final-norm token sequence [B, T, d]; token 0 is CLS.</summary>
-    public Tensor ForwardFeatures(Tensor images, IBlockHooks? hooks = null)
-    {
-        using var emb = Embed(images);
-        return ForwardTokens(emb, hooks ?? NoHooks.Instance);
-    }
+    /// <summary>The class token of a final-norm sequence (token 0).</summary>
+    public override Tensor Pool(Tensor features) => features.select(1, 0);
 
-    /// <summary>CLS pooling + classifier (identity when the model has no head).</summary>
-    public Tensor ForwardHead(Tensor features, bool preLogits = false)
-    {
-        var cls = features.select(1, 0);
-        return preLogits || head is null ? cls : head.forward(cls);
-    }
+    public KeyValuePrefix KeyValuesOf(int block, Tensor tokens) => blocks[block].attn.KeyValuesOf(blocks[block].norm1.forward(tokens));
 
-    public override Tensor forward(Tensor images)
-    {
-        using var f = ForwardFeatures(images);
-        return ForwardHead(f);
-    }
+    public Tensor ProjectPatches(Tensor pixelPatches) => patch_embed.proj.forward(pixelPatches).flatten(1);
 
-    /// <summary>Replaces the classifier (0 classes removes it), timm's reset_classifier.</summary>
-    public void ResetClassifier(int numClasses)
+    public override void ResetClassifier(int numClasses)
     {
         if (head is not null)
         {
@@ -238,24 +238,27 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>Every bias term of the backbone (patch projection, each block's, final norm), by module.</summary>
-    public IEnumerable<(string Name, Parameter Param)> BiasParameters() =>
-        new[] { ("patch_embed.proj.bias", patch_embed.proj.bias!) }
-            .Concat(blocks.SelectMany((b, i) => b.Biases().Select(p => ($"blocks.{i}.{p.Name}", p.Param))))
-            .Append(("norm.bias", norm.bias!));
-
-    /// <summary>The parameters of blocks [first, Depth) and of the final norm.</summary>
-    public IEnumerable<(string Name, Parameter Param)> TopBlockParameters(int count)
+    public override IEnumerable<(string Name, Parameter Param)> Parameters(ParameterGroup group, int count = 1) => group switch
     {
-        if (count < 1 || count > Config.Depth) throw new ArgumentException($"partial-k needs 1 ≤ k ≤ {Config.Depth}, got {count}");
+        ParameterGroup.All => named_parameters().Where(p => !p.name.StartsWith("head.")).Select(p => (p.name, p.parameter)),
+        // Patch projection, each block's (both norms, qkv, attention projection, both MLP layers), final norm.
+        ParameterGroup.Biases => new[] { ("patch_embed.proj.bias", patch_embed.proj.bias!) }
+            .Concat(blocks.SelectMany((b, i) => b.Biases().Select(p => ($"blocks.{i}.{p.Name}", p.Param))))
+            .Append(("norm.bias", norm.bias!)),
+        ParameterGroup.Norms => blocks.SelectMany((b, i) => new[]
+            {
+                ($"blocks.{i}.norm1.weight", b.norm1.weight!), ($"blocks.{i}.norm1.bias", b.norm1.bias!),
+                ($"blocks.{i}.norm2.weight", b.norm2.weight!), ($"blocks.{i}.norm2.bias", b.norm2.bias!),
+            }).Concat([("norm.weight", norm.weight!), ("norm.bias", norm.bias!)]),
+        ParameterGroup.LastBlocks => LastBlocks(count),
+        _ => throw new ArgumentOutOfRangeException(nameof(group), group, null),
+    };
+
+    IEnumerable<(string Name, Parameter Param)> LastBlocks(int count)
+    {
+        if (count < 1 || count > Config.Depth) throw new ArgumentOutOfRangeException(nameof(count), count, $"the backbone has {Config.Depth} blocks");
         return Enumerable.Range(Config.Depth - count, count)
             .SelectMany(i => blocks[i].named_parameters().Select(p => ($"blocks.{i}.{p.name}", p.parameter)))
             .Concat(norm.named_parameters().Select(p => ($"norm.{p.name}", p.parameter)));
     }
-
-    /// <summary>Backbone parameters without the classifier: what a frozen backbone is made of.</summary>
-    public IEnumerable<(string Name, Parameter Param)> BackboneParameters() =>
-        named_parameters().Where(p => !p.name.StartsWith("head."));
-
-    public long BackboneParameterCount => BackboneParameters().Sum(p => p.Param.numel());
 }

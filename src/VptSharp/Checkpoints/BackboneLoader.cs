@@ -119,7 +119,7 @@ public static class BackboneLoader
         long seed = parts.Length > 2 ? long.Parse(parts[2]) : 0;
         manual_seed(seed);
         var model = new VisionTransformer(cfg);
-        Freeze(model);
+        model.Freeze();
         return new LoadedBackbone(model, source, CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source)), null);
     }
 
@@ -174,14 +174,7 @@ public static class BackboneLoader
                 dst.copy_(src.to(dst.dtype));
             }
         }
-        Freeze(model);
+        model.Freeze();
         return model;
-    }
-
-    /// <summary>Frozen backbone: no gradients, eval mode (no dropout), as in the reference recipe.</summary>
-    public static void Freeze(VisionTransformer model)
-    {
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        model.eval();
     }
 }

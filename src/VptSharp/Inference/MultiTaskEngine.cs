@@ -86,7 +86,7 @@ public sealed class MultiTaskEngine : IDisposable
             foreach (var (name, p) in model.BackboneParameters()) target[name].copy_(p);
         }
         copy.to(dtype);
-        BackboneLoader.Freeze(copy);
+        copy.Freeze();
         return copy;
     }
 

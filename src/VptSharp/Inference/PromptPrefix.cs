@@ -14,24 +14,11 @@ public static class PrefixRules
 {
     /// <summary>
     /// Throws <see cref="ArgumentException"/> unless the method's forward equals the frozen backbone with a per-block
-    /// key/value prefix and a CLS or image-pool head. Exact: VPT-deep (also prompt-fixed), location prepend, output cls or
-    /// image-pool, prompted blocks i→L (ending at the last block); linear and mlp-k (a zero-length prefix).
+    /// key/value prefix and a CLS or image-pool head — each method says whether it is (<see cref="MethodConfig.PrefixInexactReason"/>).
     /// </summary>
     public static void Check(MethodConfig config, int depth)
     {
-        switch (config)
-        {
-            case LinearProbeConfig or MlpHeadConfig:
-                return;
-            case PromptConfig { TrainBiases: true }:
-                throw new ArgumentException("prompt+bias trains the backbone's biases, so its backbone differs from the shared frozen one: not a prefix");
-            case PromptConfig c when c.PrefixInexactReason(depth) is string why:
-                throw new ArgumentException(why);
-            case PromptConfig:
-                return;
-            default:
-                throw new ArgumentException($"method {config.Method} changes the backbone's computation, not just per-block keys/values: it cannot share the frozen backbone as a prefix");
-        }
+        if (config.PrefixInexactReason(depth) is string why) throw new ArgumentException(why);
     }
 }
 
@@ -60,19 +47,18 @@ public sealed class TaskPrefix : IBlockHooks, IDisposable
     public static TaskPrefix FromModel(PromptedModel model)
     {
         var backbone = model.backbone;
-        var vit = backbone.Config;
-        PrefixRules.Check(model.method.Config, vit.Depth);
-        var keys = new Tensor?[vit.Depth];
-        var values = new Tensor?[vit.Depth];
+        PrefixRules.Check(model.method.Config, backbone.Depth);
+        if (backbone is not IAttentionPrefixBackbone attention)
+            throw new UnsupportedMethodException("VPT-prefix", backbone.Family, BackboneCapability.AttentionPrefix);
+        var keys = new Tensor?[backbone.Depth];
+        var values = new Tensor?[backbone.Depth];
         var output = model.method.Config is PromptConfig pc ? pc.Output : PromptOutput.Cls;
-        if (model.method is not VisualPrompts prompts) return new TaskPrefix(keys, values, output);
         using var _ = no_grad();
-        var (first, last) = prompts.PromptedBlocks;
-        for (int i = first; i <= last; i++)
+        for (int i = 0; i < backbone.Depth; i++)
         {
             using var scope = NewDisposeScope();
-            var block = backbone.blocks[i];
-            var kv = block.attn.KeyValuesOf(block.norm1.forward(prompts.PromptsFor(i).unsqueeze(0))); // [1, heads, p, head_dim] each
+            if (model.method.PrefixTokens(i) is not Tensor tokens) continue;
+            var kv = attention.KeyValuesOf(i, tokens.unsqueeze(0)); // [1, heads, p, head_dim] each
             // Owned by this prefix (disposed in Dispose), whatever scope the caller is in.
             keys[i] = kv.Keys.contiguous().DetachFromDisposeScope();
             values[i] = kv.Values.contiguous().DetachFromDisposeScope();
@@ -94,7 +80,7 @@ public sealed class TaskPrefix : IBlockHooks, IDisposable
         : tokens.select(1, 0).clone();
 
     /// <summary>Pooled feature of images on the plain backbone with this prefix (equals the prompted model's features).</summary>
-    public Tensor Features(VisionTransformer backbone, Tensor images)
+    public Tensor Features(Backbone backbone, Tensor images)
     {
         using var scope = NewDisposeScope();
         return Pool(backbone.ForwardFeatures(images, this)).MoveToOuterDisposeScope();

@@ -13,7 +13,7 @@ namespace VptSharp.Training;
 public static class ClsPrototypes
 {
     /// <summary>Per-class mean of the frozen backbone's final-norm CLS output: [classes, d].</summary>
-    public static Tensor Compute(VisionTransformer backbone, ImageDataset train, Preprocessing pre, TrainOptions options)
+    public static Tensor Compute(Backbone backbone, ImageDataset train, Preprocessing pre, TrainOptions options)
     {
         int classes = train.Classes.Count;
         using var probe = PromptedModel.Create(backbone, new LinearProbeConfig(), classes);

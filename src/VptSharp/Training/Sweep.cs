@@ -129,7 +129,8 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
     public event Action<string>? Log;
     public event Action<EpochMetrics>? EpochEnd;
 
-    static readonly HashSet<string> PromptMethods = new(StringComparer.OrdinalIgnoreCase) { "vpt-deep", "vpt-shallow", "prompt+bias", "prompt-fixed" };
+    /// <summary>Whether a method has a grid axis besides lr and weight decay (each method's registry entry says).</summary>
+    static bool HasAxis(string method, SweepAxis axis) => MethodRegistry.Resolve(method).Entry.SweepAxes.Contains(axis);
 
     public static string ResultPath(string outDir, RunSpec s) => Path.Combine(outDir, "runs", s.Task, s.Method, s.Id + ".json");
 
@@ -150,8 +151,8 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
     public IEnumerable<RunSpec> TuneRuns(SuiteTask task, string method)
     {
         var lrs = WholeBackbone(method) ? options.WholeBackboneLrs : options.Lrs;
-        int?[] prompts = PromptMethods.Contains(method) ? options.Prompts.Select(p => (int?)p).ToArray() : [null];
-        int?[] reductions = method.Equals("adapter", StringComparison.OrdinalIgnoreCase) ? options.Reductions.Select(r => (int?)r).ToArray() : [null];
+        int?[] prompts = HasAxis(method, SweepAxis.PromptLength) ? options.Prompts.Select(p => (int?)p).ToArray() : [null];
+        int?[] reductions = HasAxis(method, SweepAxis.Reduction) ? options.Reductions.Select(r => (int?)r).ToArray() : [null];
         foreach (var lr in lrs)
             foreach (var wd in options.WeightDecays)
                 foreach (var p in prompts)
@@ -172,9 +173,9 @@ public sealed class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions opt
         var final = best with { Phase = "final" };
         for (int s = 0; s < options.Seeds; s++) yield return final with { Seed = s };
         foreach (var f in options.Fractions.Where(f => f < 1)) yield return final with { Phase = "fraction", Fraction = f };
-        if (PromptMethods.Contains(best.Method))
+        if (HasAxis(best.Method, SweepAxis.PromptLength))
             foreach (var p in options.CurvePrompts) yield return final with { Phase = "prompts", Prompts = p };
-        if (best.Method.Equals("vpt-deep", StringComparison.OrdinalIgnoreCase))
+        if (HasAxis(best.Method, SweepAxis.PromptDepth))
             foreach (var d in options.CurveDepths) yield return final with { Phase = "depth", Depth = d };
     }
 
@@ -350,7 +351,7 @@ public sealed class BackboneSnapshot : IDisposable
     {
         using var _ = no_grad();
         foreach (var (name, p) in model.BackboneParameters()) p.copy_(saved[name]);
-        Checkpoints.BackboneLoader.Freeze(model);
+        model.Freeze();
     }
 
     public void Dispose() { foreach (var t in saved.Values) t.Dispose(); }

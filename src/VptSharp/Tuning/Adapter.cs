@@ -16,11 +16,16 @@ public sealed record AdapterConfig : MethodConfig
     /// <summary>Reduction r (paper: 8, 64, 256).</summary>
     public int Reduction { get; init; } = 8;
     public override string Method => "adapter";
-    public override TuningMethod Create(VitConfig vit)
+    public override string Label => $"adapter r={Reduction}";
+    public override BackboneCapability Requires => BackboneCapability.MlpHook;
+    protected override TuningMethod Create(Backbone backbone)
     {
-        if (Reduction < 1 || vit.Width / Reduction < 1) throw new ArgumentException($"adapter reduction {Reduction} does not fit width {vit.Width}");
-        return new Adapter(this, vit);
+        if (Reduction < 1 || backbone.NumFeatures / Reduction < 1) throw new ArgumentException($"adapter reduction {Reduction} does not fit width {backbone.NumFeatures}");
+        return new Adapter(this, backbone);
     }
+
+    public static MethodRegistry.Entry Entry => new("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d, zero-init up) on every block's MLP output, added before the residual",
+        "L·(2d²/r + d/r + d)  (+ head)", typeof(AdapterConfig), o => new AdapterConfig { Reduction = o.Reduction ?? 8 }, [SweepAxis.Reduction]);
 }
 
 public sealed class Adapter : TuningMethod
@@ -28,12 +33,12 @@ public sealed class Adapter : TuningMethod
     readonly AdapterConfig config;
     public readonly ModuleList<Linear> down, up;
 
-    public Adapter(AdapterConfig config, VitConfig vit) : base("Adapter")
+    public Adapter(AdapterConfig config, Backbone backbone) : base("Adapter")
     {
         this.config = config;
-        int bottleneck = vit.Width / config.Reduction;
-        down = new ModuleList<Linear>(Enumerable.Range(0, vit.Depth).Select(_ => Linear(vit.Width, bottleneck)).ToArray());
-        up = new ModuleList<Linear>(Enumerable.Range(0, vit.Depth).Select(_ => Linear(bottleneck, vit.Width)).ToArray());
+        int width = backbone.NumFeatures, bottleneck = width / config.Reduction;
+        down = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(width, bottleneck)).ToArray());
+        up = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(bottleneck, width)).ToArray());
         using (no_grad())
             foreach (var u in up) { u.weight!.zero_(); u.bias!.zero_(); }
         RegisterComponents();

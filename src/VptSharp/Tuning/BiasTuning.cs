@@ -7,11 +7,14 @@ namespace VptSharp.Tuning;
 public sealed record BiasConfig : MethodConfig
 {
     public override string Method => "bias";
-    public override TuningMethod Create(VitConfig vit) => new BiasTuning(this);
+    protected override TuningMethod Create(Backbone backbone) => new BiasTuning(this);
+
+    public static MethodRegistry.Entry Entry => new("bias", "only the backbone's bias terms train (BitFit / TinyTL-bias)",
+        "d + 11·L·d + d  (+ head)", typeof(BiasConfig), _ => new BiasConfig());
 }
 
 public sealed class BiasTuning(BiasConfig config) : TuningMethod("BiasTuning")
 {
     public override MethodConfig Config => config;
-    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) => backbone.BiasParameters();
+    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(Backbone backbone) => backbone.Parameters(ParameterGroup.Biases);
 }

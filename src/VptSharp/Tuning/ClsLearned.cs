@@ -7,12 +7,16 @@ namespace VptSharp.Tuning;
 public sealed record ClsLearnedConfig : MethodConfig
 {
     public override string Method => "cls-learned";
-    public override TuningMethod Create(VitConfig vit) => new ClsLearned(this);
+    public override BackboneCapability Requires => BackboneCapability.ClassToken;
+    protected override TuningMethod Create(Backbone backbone) => new ClsLearned(this);
+
+    public static MethodRegistry.Entry Entry => new("cls-learned", "only the backbone's CLS token (+ head) trains (ablation)",
+        "d  (+ head)", typeof(ClsLearnedConfig), _ => new ClsLearnedConfig());
 }
 
 public sealed class ClsLearned(ClsLearnedConfig config) : TuningMethod("ClsLearned")
 {
     public override MethodConfig Config => config;
-    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) =>
-        [("cls_token", backbone.cls_token)];
+    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(Backbone backbone) =>
+        [("cls_token", ((ITokenSequenceBackbone)backbone).ClassToken)];
 }

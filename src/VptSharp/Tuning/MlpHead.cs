@@ -11,11 +11,16 @@ public sealed record MlpHeadConfig : MethodConfig
 {
     public int Layers { get; init; } = 3;
     public override string Method => "mlp-k";
-    public override TuningMethod Create(VitConfig vit)
+    public override string Label => $"mlp-{Layers}";
+    public override string? PrefixInexactReason(int depth) => null; // a zero-length prefix: only the head changes
+    protected override TuningMethod Create(Backbone backbone)
     {
         if (Layers < 2) throw new ArgumentException($"mlp-{Layers}: k must be at least 2 (mlp-1 is the linear method)");
-        return new MlpHead(this, vit.Width);
+        return new MlpHead(this, backbone.NumFeatures);
     }
+
+    public static MethodRegistry.Entry Entry => new("mlp-k", "frozen backbone, k-layer MLP head (k−1 hidden layers of width d, ReLU) on the pooled feature",
+        "(k−1)·(d² + d)  (+ head)", typeof(MlpHeadConfig), o => new MlpHeadConfig { Layers = o.K ?? 3 });
 }
 
 public sealed class MlpHead : TuningMethod

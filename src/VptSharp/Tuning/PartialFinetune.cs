@@ -8,16 +8,20 @@ public sealed record PartialConfig : MethodConfig
 {
     public int Blocks { get; init; } = 1;
     public override string Method => "partial-k";
-    public override TuningMethod Create(VitConfig vit)
+    public override string Label => $"partial-{Blocks}";
+    protected override TuningMethod Create(Backbone backbone)
     {
-        if (Blocks < 1 || Blocks > vit.Depth) throw new ArgumentException($"partial-{Blocks}: k must be between 1 and {vit.Depth}");
+        if (Blocks < 1 || Blocks > backbone.Depth) throw new ArgumentException($"partial-{Blocks}: k must be between 1 and {backbone.Depth}");
         return new PartialFinetune(this);
     }
+
+    public static MethodRegistry.Entry Entry => new("partial-k", "the last k blocks and the final norm train (partial-1, partial-2, partial-4, ...)",
+        "k·(12d² + 13d) + 2d  (+ head)", typeof(PartialConfig), o => new PartialConfig { Blocks = o.K ?? 1 });
 }
 
 public sealed class PartialFinetune(PartialConfig config) : TuningMethod("PartialFinetune")
 {
     public override MethodConfig Config => config;
-    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(VisionTransformer backbone) =>
-        backbone.TopBlockParameters(config.Blocks);
+    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(Backbone backbone) =>
+        backbone.Parameters(ParameterGroup.LastBlocks, config.Blocks);
 }

@@ -31,28 +31,29 @@ public sealed class PixelPrompts : TuningMethod
     readonly PromptConfig config;
     public readonly Parameter pixels;
 
-    public PixelPrompts(PromptConfig config, VitConfig vit) : base("PixelPrompts")
+    public PixelPrompts(PromptConfig config, Backbone backbone) : base("PixelPrompts")
     {
+        var vit = (IPatchProjectionBackbone)backbone;
         InputLevelPrompts.Validate(config);
         if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
         this.config = config;
-        pixels = Parameter(randn(config.Tokens, 3, vit.PatchSize, vit.PatchSize));
+        pixels = Parameter(randn(config.Tokens, backbone.InChannels, vit.PatchSize, vit.PatchSize));
         RegisterComponents();
     }
 
     public override MethodConfig Config => config;
     public override int ExtraTokens => config.Tokens;
 
-    public override Tensor Embed(VisionTransformer backbone, Tensor images)
+    public override Tensor Embed(Backbone backbone, Tensor images)
     {
         using var scope = NewDisposeScope();
         var emb = backbone.Embed(images);
-        var tokens = backbone.patch_embed.proj.forward(pixels.to(emb.dtype)).flatten(1); // [p, d]: each block is exactly one patch
+        var tokens = ((IPatchProjectionBackbone)backbone).ProjectPatches(pixels.to(emb.dtype)); // [p, d]: each block is exactly one patch
         var p = tokens.unsqueeze(0).expand(images.shape[0], -1, -1);
         return cat([emb[.., ..1], p, emb[.., 1..]], 1).MoveToOuterDisposeScope();
     }
 
-    public override Tensor Pool(Tensor tokens) => config.Pool(tokens, config.Tokens);
+    public override Tensor Pool(Backbone backbone, Tensor tokens) => config.Pool(tokens, config.Tokens);
 }
 
 /// <summary>
@@ -69,20 +70,21 @@ public sealed class ChannelPrompt : TuningMethod
     readonly int patch;
     public readonly Parameter channel, channel_proj;
 
-    public ChannelPrompt(PromptConfig config, VitConfig vit) : base("ChannelPrompt")
+    public ChannelPrompt(PromptConfig config, Backbone backbone) : base("ChannelPrompt")
     {
+        var vit = (ITokenSequenceBackbone)backbone;
         InputLevelPrompts.Validate(config);
         if (config.Output == PromptOutput.PromptPool) throw new ArgumentException("--prompt-output prompt-pool needs prompt tokens; concat-channel adds none");
         this.config = config;
         patch = vit.PatchSize;
-        channel = Parameter(randn(1, 1, vit.ImageSize, vit.ImageSize));
-        channel_proj = Parameter(zeros(vit.Width, 1, vit.PatchSize, vit.PatchSize));
+        channel = Parameter(randn(1, 1, backbone.ImageSize, backbone.ImageSize));
+        channel_proj = Parameter(zeros(backbone.NumFeatures, 1, vit.PatchSize, vit.PatchSize));
         RegisterComponents();
     }
 
     public override MethodConfig Config => config;
 
-    public override Tensor Embed(VisionTransformer backbone, Tensor images)
+    public override Tensor Embed(Backbone backbone, Tensor images)
     {
         using var scope = NewDisposeScope();
         var emb = backbone.Embed(images);
@@ -92,5 +94,5 @@ public sealed class ChannelPrompt : TuningMethod
         return cat([emb[.., ..1], emb[.., 1..] + extra.to(emb.dtype)], 1).MoveToOuterDisposeScope();
     }
 
-    public override Tensor Pool(Tensor tokens) => config.Pool(tokens, 0);
+    public override Tensor Pool(Backbone backbone, Tensor tokens) => config.Pool(tokens, 0);
 }

@@ -12,11 +12,11 @@ namespace VptSharp.Tuning;
 /// </summary>
 public sealed class PromptedModel : Module<Tensor, Tensor>
 {
-    public readonly VisionTransformer backbone;
+    public readonly Backbone backbone;
     public readonly TuningMethod method;
     public readonly Linear head;
 
-    public PromptedModel(VisionTransformer backbone, TuningMethod method, int numClasses) : base("PromptedModel")
+    public PromptedModel(Backbone backbone, TuningMethod method, int numClasses) : base("PromptedModel")
     {
         if (numClasses < 1) throw new ArgumentException("a task needs at least one class");
         this.backbone = backbone;
@@ -42,8 +42,9 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         return this;
     }
 
-    public static PromptedModel Create(VisionTransformer backbone, MethodConfig config, int numClasses) =>
-        new(backbone, config.Create(backbone.Config), numClasses);
+    /// <summary>Attaches the method to the backbone (refused when the backbone lacks a capability the method needs).</summary>
+    public static PromptedModel Create(Backbone backbone, MethodConfig config, int numClasses) =>
+        new(backbone, config.Attach(backbone), numClasses);
 
     public int NumClasses => (int)head.weight!.shape[0];
 
@@ -78,7 +79,7 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     }
 
     /// <summary>The dtype the frozen backbone computes in (float32 unless <see cref="SetBackboneDtype"/> changed it).</summary>
-    public ScalarType BackboneDtype => backbone.cls_token.dtype;
+    public ScalarType BackboneDtype => backbone.Dtype;
 
     /// <summary>
     /// Runs the frozen backbone in <paramref name="dtype"/> — bfloat16 halves its memory and is fast on GPUs and on CPUs
@@ -96,21 +97,21 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         SelectTrainable(); // converted parameters are new tensors: freeze them again
     }
 
-    /// <summary>Final-LayerNorm token sequence with the method attached: [B, 1 + extra + N, d].</summary>
-    public Tensor ForwardTokens(Tensor images)
+    /// <summary>The backbone's final features with the method attached (ViT: the final-norm sequence [B, 1 + extra + N, d]).</summary>
+    public Tensor ForwardFeatures(Tensor images)
     {
         using var input = images.to(BackboneDtype);
         using var emb = method.Embed(backbone, input);
-        return backbone.ForwardTokens(emb, method);
+        return backbone.ForwardBlocks(emb, method);
     }
 
-    /// <summary>The pooled feature the head sees (CLS output unless the method pools otherwise): [B, d].</summary>
+    /// <summary>The pooled feature the head sees (the backbone's pooling unless the method pools otherwise): [B, d].</summary>
     public Tensor Features(Tensor images)
     {
         using var scope = NewDisposeScope();
-        var tokens = ForwardTokens(images);
+        var features = ForwardFeatures(images);
         // The head side (side networks, MLP heads, the linear head) is float32 whatever the backbone computes in.
-        return method.CombineFeatures(method.Pool(tokens).to(ScalarType.Float32), images).clone().MoveToOuterDisposeScope();
+        return method.CombineFeatures(method.Pool(backbone, features).to(ScalarType.Float32), images).clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>Head on a pooled feature (through the method's feature transform, e.g. an MLP head's hidden layers).</summary>

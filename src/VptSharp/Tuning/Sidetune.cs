@@ -18,8 +18,11 @@ public sealed record SidetuneConfig : MethodConfig
     /// <summary>Channels c of the first conv stage.</summary>
     public int Width { get; init; } = 16;
     public override string Method => "sidetune";
-    public override TuningMethod Create(VitConfig vit) =>
-        Width >= 1 ? new Sidetune(this, vit) : throw new ArgumentException($"sidetune width {Width} must be at least 1 (--side-width)");
+    protected override TuningMethod Create(Backbone backbone) =>
+        Width >= 1 ? new Sidetune(this, backbone) : throw new ArgumentException($"sidetune width {Width} must be at least 1 (--side-width)");
+
+    public static MethodRegistry.Entry Entry => new("sidetune", "side-tuning: a small conv side network's feature blended with the frozen backbone's, α·backbone + (1−α)·side, α learned",
+        "9·(3c + 42c²) + 15c + 8c·d + d + 1, c = side width 16  (+ head)", typeof(SidetuneConfig), o => new SidetuneConfig { Width = o.SideWidth ?? 16 });
 }
 
 public sealed class Sidetune : TuningMethod
@@ -30,14 +33,14 @@ public sealed class Sidetune : TuningMethod
     /// <summary>Pre-sigmoid blend weight a; α = sigmoid(a) weighs the backbone feature.</summary>
     public readonly Parameter alpha_logit;
 
-    public Sidetune(SidetuneConfig config, VitConfig vit) : base("Sidetune")
+    public Sidetune(SidetuneConfig config, Backbone backbone) : base("Sidetune")
     {
         this.config = config;
         int c = config.Width;
-        int[] channels = [3, c, 2 * c, 4 * c, 8 * c];
+        int[] channels = [backbone.InChannels, c, 2 * c, 4 * c, 8 * c];
         convs = new ModuleList<Conv2d>(Enumerable.Range(0, 4)
             .Select(i => Conv2d(channels[i], channels[i + 1], 3, stride: 2, padding: 1)).ToArray());
-        side_proj = Linear(8 * c, vit.Width);
+        side_proj = Linear(8 * c, backbone.NumFeatures);
         alpha_logit = Parameter(zeros(1));
         using (no_grad())
             foreach (var conv in convs) { init.kaiming_normal_(conv.weight!, nonlinearity: init.NonlinearityType.ReLU); conv.bias!.zero_(); }
