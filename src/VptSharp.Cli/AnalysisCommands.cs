@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
+using VptSharp.IO;
 using VptSharp.Analysis;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
@@ -39,9 +40,9 @@ internal static class AnalysisCommands
             if (subset.Count < 2) throw new ArgumentException($"{spec}: t-SNE needs at least 2 images, found {subset.Count}");
 
             var device = r.GetValue(Common.Device)!;
-            model.MoveTo(Predictor.ParseDevice(device));
+            model.MoveTo(Devices.Parse(device));
             float[,] features;
-            using (var f = Predictor.Features(model, subset, art.Metadata.Preprocessing, r.GetValue(Common.BatchSize), device))
+            using (var f = Evaluation.Features(model, subset, art.Metadata.Preprocessing, r.GetValue(Common.BatchSize), device))
             {
                 var flat = f.data<float>().ToArray();
                 features = new float[f.shape[0], f.shape[1]];

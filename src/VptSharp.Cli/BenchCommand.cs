@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 using TorchSharp;
+using VptSharp.IO;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
 using VptSharp.Inference;

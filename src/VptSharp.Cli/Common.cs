@@ -66,12 +66,12 @@ internal static class Common
     public static int Run(Func<int> body)
     {
         try { return body(); }
-        catch (Exception e) when (e is CheckpointException or VptSharp.Data.BadImageException or ArgumentException or FileNotFoundException
+        catch (Exception e) when (e is VptException or ArgumentException or FileNotFoundException
                                       or DirectoryNotFoundException or FormatException or InvalidDataException
-                                      or VptSharp.Training.TrainingDivergedException or VptSharp.Tuning.BackboneMismatchException
+                                      or VptSharp.Tuning.BackboneMismatchException
                                       or HttpRequestException or IOException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {ErrorMessages.For(e)}");
             return e is VptSharp.Tuning.BackboneMismatchException ? 3 : 1;
         }
     }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Spectre.Console;
+using VptSharp.IO;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
 using VptSharp.Inference;
@@ -63,7 +64,7 @@ internal static class DemoCommand
                 var result = TrainCommands.RunWithProgress(new Trainer(opts with { OutDir = dir }), model, train, val, pre, task);
                 var best = TaskArtifact.Load(result.BestTaskPath!);
                 var bestModel = best.Attach(bb, result.BestTaskPath!);
-                var testResult = Predictor.Evaluate(bestModel, test, pre, 256);
+                var testResult = Evaluation.Evaluate(bestModel, test, pre, 256);
                 var metrics = new Dictionary<string, double>(best.Metadata.Metrics) { ["test_top1"] = testResult.Top1 };
                 var final = new TaskArtifact(best.Metadata with { Metrics = metrics }, best.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
                 final.Save(Path.Combine(dir, "task.vpt"));

@@ -69,7 +69,7 @@ internal sealed class LoadedClassifier : IDisposable
         bool ensembleFile = EnsembleArtifact.IsEnsembleFile(path);
         if (ensembleFile || bf16)
         {
-            if (Predictor.ParseDevice(device).type != DeviceType.CPU)
+            if (Devices.Parse(device).type != DeviceType.CPU)
                 throw new ArgumentException($"--device {device}: ensemble files and --bf16 run on the CPU multi-task engine");
             // A single task under --bf16 is a one-member ensemble: the same engine path, one prefix.
             var art = ensembleFile ? EnsembleArtifact.Load(path) : EnsembleArtifact.Single(path, TaskArtifact.Load(path));
@@ -80,12 +80,12 @@ internal sealed class LoadedClassifier : IDisposable
         }
         var task = TaskArtifact.Load(path);
         var m = task.LoadModel(backboneOverride, path);
-        m.MoveTo(Predictor.ParseDevice(device));
+        m.MoveTo(Devices.Parse(device));
         return new LoadedClassifier(m, null, task.Metadata.Classes, task.Metadata.Preprocessing, task.Metadata.Method, task.Metadata.Backbone.Sha256);
     }
 
     public EvalResult Evaluate(ImageDataset data, int batchSize, string device) =>
-        ensemble?.Evaluate(data, batchSize) ?? Predictor.Evaluate(model!, data, Preprocessing, batchSize, device);
+        ensemble?.Evaluate(data, batchSize) ?? Evaluation.Evaluate(model!, data, Preprocessing, batchSize, device);
 
     public List<ClassScore[]> TopK(Tensor images, int k) =>
         ensemble?.TopK(images, k) ?? Predictor.TopK(model!, images, Classes, k);

@@ -81,7 +81,7 @@ public static class LoadTest
                 var art = VptSharp.Tuning.TaskArtifact.Load(tf);
                 using var model = art.LoadModel(null, tf);
                 var pre = art.Metadata.Preprocessing;
-                var preds = VptSharp.Inference.Predictor.Evaluate(model, files, pre).Predictions;
+                var preds = VptSharp.Tuning.Evaluation.Evaluate(model, files, pre).Predictions;
                 images = images.Select((im, i) => (im.Item1, art.Metadata.Classes[preds[i]])).ToList();
             }
             var rep = Run(new Uri(r.GetValue(url)!), r.GetValue(task)!, images, r.GetValue(requests), r.GetValue(concurrency),

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
+using VptSharp.IO;
 using VptSharp.Analysis;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
@@ -72,8 +73,8 @@ internal static class ProtocolCommands
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             if (r.GetValue(RunOne) is string specJson) // child: one run, its result as the last stdout line
             {
-                var spec = JsonSerializer.Deserialize<RunSpec>(specJson, Sweep.Json)!;
-                Console.WriteLine(JsonSerializer.Serialize(new Sweep(suite, bb, options, outDir).ExecuteOne(spec), Sweep.Json).ReplaceLineEndings(" "));
+                var spec = JsonSerializer.Deserialize<RunSpec>(specJson, JsonFormat.Indented)!;
+                Console.WriteLine(JsonSerializer.Serialize(new Sweep(suite, bb, options, outDir).ExecuteOne(spec), JsonFormat.Indented).ReplaceLineEndings(" "));
                 return 0;
             }
             // What was asked, for the record (the report reads the runs themselves).
@@ -81,7 +82,7 @@ internal static class ProtocolCommands
             {
                 suite = suite.Name, root = suite.Root, backbone = bb.Source, backbone_sha256 = bb.Sha256, options,
                 command = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
-            }, Sweep.Json));
+            }, JsonFormat.Indented));
             var sweep = new Sweep(suite, bb, options, outDir) { Runner = r.GetValue(InProcess) ? null : spec => RunInChild(spec, suite, bb) };
             sweep.Log += m => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(m)}[/]");
             double secondsThisSession = 0;
@@ -111,14 +112,14 @@ internal static class ProtocolCommands
         string last = "";
         for (int attempt = 1; attempt <= 2; attempt++)
         {
-            var psi = Common.SelfProcess([.. Environment.GetCommandLineArgs().Skip(1), "--run-one", JsonSerializer.Serialize(spec, Sweep.Json).ReplaceLineEndings(" ")]);
+            var psi = Common.SelfProcess([.. Environment.GetCommandLineArgs().Skip(1), "--run-one", JsonSerializer.Serialize(spec, JsonFormat.Indented).ReplaceLineEndings(" ")]);
             using var p = System.Diagnostics.Process.Start(psi)!;
             var stderr = p.StandardError.ReadToEndAsync();
             string stdout = p.StandardOutput.ReadToEnd();
             p.WaitForExit();
             var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             if (p.ExitCode == 0 && lines.Length > 0)
-                return JsonSerializer.Deserialize<RunResult>(lines[^1], Sweep.Json)!;
+                return JsonSerializer.Deserialize<RunResult>(lines[^1], JsonFormat.Indented)!;
             last = stderr.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault(l => l.Contains("rror") || l.Contains("xception"))?.Trim() ?? $"exit code {p.ExitCode}";
             AnsiConsole.MarkupLine($"[yellow]{Markup.Escape($"{spec.Task} / {spec.Method} / {spec.Id}: attempt {attempt} failed: {last}")}[/]");
         }

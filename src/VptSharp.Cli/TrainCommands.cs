@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Spectre.Console;
 using TorchSharp;
+using VptSharp.IO;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
@@ -215,7 +216,7 @@ internal static class TrainCommands
                 ["pretrained_on"] = r.GetValue(Data)!,
                 ["command"] = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             });
-            var final = Predictor.Evaluate(model, val, pre, 256, opts.Device, opts.Workers);
+            var final = Evaluation.Evaluate(model, val, pre, 256, opts.Device, opts.Workers);
             var summary = new
             {
                 data = r.GetValue(Data), classes = train.Classes.Count, train_images = train.Count, val_images = val.Count, config = cfg,

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
 using TorchSharp;
+using VptSharp.IO;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
 using VptSharp.Data;

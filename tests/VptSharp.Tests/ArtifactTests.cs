@@ -1,4 +1,5 @@
 using TorchSharp;
+using VptSharp.IO;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
 using VptSharp.Data;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
+using VptSharp.IO;
 using VptSharp.Checkpoints;
 using static VptSharp.Tests.TestUtil;
 

@@ -27,7 +27,7 @@ public class DataTests
         File.WriteAllBytes(bad, [0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
         var e = Assert.Throws<BadImageException>(() => FileImageDataset.FromFolder(root).Validate(skipBad: false));
         Assert.Contains("zz-corrupt.png", e.Message);
-        Assert.Contains("--skip-bad", e.Message);
+        Assert.DoesNotContain("--", e.Message); // the library states the fact; the CLI adds --skip-bad (CliTests)
         var ds = FileImageDataset.FromFolder(root);
         Assert.Equal(1, ds.Validate(skipBad: true));
         Assert.Equal(6, ds.Count);

@@ -96,7 +96,7 @@ public class SuiteTests
 
         // the same folder keeps paths as they were; overwriting the input is refused
         File.Copy(trainJson, Path.Combine(src, "train.json"));
-        var e = Assert.Throws<ArgumentException>(() => FgvcSplit.Write(Path.Combine(src, "train.json"), 0.1, 42, src));
+        var e = Assert.Throws<InvalidSettingException>(() => FgvcSplit.Write(Path.Combine(src, "train.json"), 0.1, 42, src));
         Assert.Contains("overwrite the input", e.Message);
         var inPlace = FgvcSplit.Write(trainJson, 0.1, 42, src);
         Assert.Contains("\"images/", File.ReadAllText(inPlace.ValPath));
@@ -317,7 +317,7 @@ public class SuiteTests
         Assert.NotEmpty(fonts);
         Assert.Equal(fonts.Select(f => f.FamilyName), GlyphsTask.LoadFonts(GlyphsTask.DefaultFontDir).Select(f => f.FamilyName));
         var glyphs = MiniTasks.Create("glyphs", seed: 0, fontDir: TempDir());
-        var e = Assert.Throws<FileNotFoundException>(() => glyphs.Generate(MiniSplit.Train, 0));
+        var e = Assert.Throws<InputFileException>(() => glyphs.Generate(MiniSplit.Train, 0));
         Assert.Contains("fonts-dejavu-core fonts-liberation fonts-freefont-ttf", e.Message);
         var r = RunCli("data", "make", "glyphs", "--out", TempDir(), "--font-dir", TempDir());
         Assert.Equal(1, r.ExitCode);

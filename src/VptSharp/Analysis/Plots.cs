@@ -1,5 +1,5 @@
 using ScottPlot;
-using VptSharp.Checkpoints;
+using VptSharp.IO;
 
 namespace VptSharp.Analysis;
 

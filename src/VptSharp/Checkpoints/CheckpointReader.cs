@@ -4,6 +4,7 @@ using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
+using VptSharp.IO;
 namespace VptSharp.Checkpoints;
 
 /// <summary>Reads the raw tensors of a checkpoint file, whatever its container format.</summary>

@@ -6,6 +6,7 @@ using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
+using VptSharp.IO;
 namespace VptSharp.Checkpoints;
 
 /// <summary>

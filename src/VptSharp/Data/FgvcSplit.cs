@@ -1,5 +1,6 @@
 using System.Text.Json;
 
+using VptSharp.IO;
 namespace VptSharp.Data;
 
 /// <summary>
@@ -18,12 +19,12 @@ public static class FgvcSplit
     /// </summary>
     public static Result Write(string trainJson, double valFraction, int seed, string outDir)
     {
-        if (!(valFraction > 0 && valFraction < 1)) throw new ArgumentException($"--val-fraction {valFraction}: must be in (0, 1), e.g. 0.1");
+        if (!(valFraction > 0 && valFraction < 1)) throw new InvalidSettingException("val-fraction", valFraction, "must be in (0, 1), e.g. 0.1");
         if (!File.Exists(trainJson)) throw new FileNotFoundException($"{trainJson}: JSON map not found; pass the dataset's train.json (path → label)", trainJson);
         string srcDir = Path.GetDirectoryName(Path.GetFullPath(trainJson))!, dstDir = Path.GetFullPath(outDir);
         string trainOut = Path.Combine(dstDir, "train.json"), valOut = Path.Combine(dstDir, "val.json");
         if (Path.GetFullPath(trainJson) == trainOut || Path.GetFullPath(trainJson) == valOut)
-            throw new ArgumentException($"{trainJson}: --out {outDir} would overwrite the input; choose another --out, or rename the input first (e.g. train_full.json)");
+            throw new InvalidSettingException("out-dir", outDir, $"would overwrite the input {trainJson}; choose another output folder, or rename the input first (e.g. train_full.json)");
 
         var entries = ReadMap(trainJson);
         if (entries.Count == 0) throw new FormatException($"{trainJson}: the JSON map is empty; expected {{\"relative/path.jpg\": label, ...}}");
@@ -40,7 +41,7 @@ public static class FgvcSplit
 
         string Rebase(string key) => srcDir == dstDir ? key
             : Path.GetRelativePath(dstDir, Path.GetFullPath(Path.Combine(srcDir, key))).Replace(Path.DirectorySeparatorChar, '/');
-        void Save(string path, bool val) => Checkpoints.AtomicFile.Write(path, s =>
+        void Save(string path, bool val) => AtomicFile.Write(path, s =>
         {
             using var w = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true });
             w.WriteStartObject();

@@ -11,13 +11,6 @@ public sealed record RgbImage(int Width, int Height, byte[] Pixels)
     }
 }
 
-/// <summary>A corrupt, missing or undecodable image, named by file.</summary>
-public sealed class BadImageException(string file, string reason)
-    : Exception($"{file}: {reason}; fix or remove the file, or pass --skip-bad to skip such images")
-{
-    public string File { get; } = file;
-}
-
 /// <summary>A labelled image collection. Samples load lazily; labels are known up front.</summary>
 public abstract class ImageDataset
 {
@@ -36,7 +29,7 @@ public abstract class ImageDataset
     /// <summary>Class-stratified split into (train, val) by a fraction, shuffled with a seed.</summary>
     public (ImageDataset Train, ImageDataset Val) SplitTrainVal(double valFraction, int seed)
     {
-        if (valFraction <= 0 || valFraction >= 1) throw new ArgumentException("--val-fraction must be in (0, 1)");
+        if (valFraction <= 0 || valFraction >= 1) throw new InvalidSettingException("val-fraction", valFraction, "must be in (0, 1)");
         var rng = new Random(seed);
         var train = new List<int>();
         var val = new List<int>();

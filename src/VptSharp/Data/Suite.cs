@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
+using VptSharp.IO;
 namespace VptSharp.Data;
 
 /// <summary>
@@ -22,7 +23,7 @@ public sealed record SuiteTask
     /// <summary>"plain" (VTAB: resize) or "crop-flip" (FGVC).</summary>
     public string Augment { get; init; } = "plain";
     /// <summary>Number of classes, when known (a check against the data; 0 = not checked).</summary>
-    public int Classes { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int Classes { get; init; }
 }
 
 /// <summary>A list of tasks with their groups, as a JSON file (suites/vtab-1k.json, suites/fgvc.json, suites/mini.json).</summary>
@@ -33,18 +34,12 @@ public sealed record Suite
     public string Root { get; init; } = ".";
     public required IReadOnlyList<SuiteTask> Tasks { get; init; }
 
-    static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault, ReadCommentHandling = JsonCommentHandling.Skip,
-    };
-
     /// <summary>Reads a suite file; <paramref name="root"/> overrides the file's root (e.g. `--data-root ~/vtab-1k`).</summary>
     public static Suite Load(string path, string? root = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such suite file; see suites/ for the shipped ones");
         Suite s;
-        try { s = JsonSerializer.Deserialize<Suite>(File.ReadAllText(path), Json) ?? throw new JsonException("empty"); }
+        try { s = JsonSerializer.Deserialize<Suite>(File.ReadAllText(path), JsonFormat.Indented) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new ArgumentException($"{path}: not a suite file ({e.Message}); expected {{\"name\", \"root\", \"tasks\": [...]}}"); }
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         string resolvedRoot = root ?? Path.GetFullPath(Path.Combine(baseDir, s.Root));
@@ -53,7 +48,7 @@ public sealed record Suite
         return s with { Root = resolvedRoot };
     }
 
-    public void Save(string path) => Checkpoints.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
+    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, JsonFormat.Indented));
 
     /// <summary>A split spec with relative file paths made absolute against <see cref="Root"/>; built-in parts
     /// (fashion-mnist:test, fractal:...) stay as they are, also inside "A+B" and "A|B".</summary>

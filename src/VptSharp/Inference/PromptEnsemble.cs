@@ -83,7 +83,7 @@ public sealed class EnsembleArtifact
 
     public static EnsembleArtifact Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: ensemble file not found; build one with 'vpt ensemble --out FILE a.vpt b.vpt ...'", path);
+        if (!File.Exists(path)) throw new InputFileException(path, "ensemble file not found", setting: "ensemble-file");
         if (!SafetensorsFile.ReadMetadata(path).TryGetValue(MetadataKey, out var json))
             throw new CheckpointException($"{path}: not a VptSharp ensemble file (no '{MetadataKey}' metadata)");
         var meta = JsonSerializer.Deserialize<EnsembleMetadata>(json, Json.Options)
@@ -138,7 +138,7 @@ public sealed class EnsemblePredictor : IDisposable
     public Tensor Probabilities(Tensor images) => engine.PredictEnsemble(images, members);
 
     public EvalResult Evaluate(ImageDataset data, int batchSize = 64, int workers = 2) =>
-        Predictor.Evaluate(images => { using var p = Probabilities(images); return p.log(); }, data, Preprocessing, batchSize, "cpu", workers);
+        Evaluation.Evaluate(images => { using var p = Probabilities(images); return p.log(); }, data, Preprocessing, batchSize, "cpu", workers);
 
     public List<ClassScore[]> TopK(Tensor images, int k)
     {

@@ -60,7 +60,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
 
     int RescanOnce()
     {
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder}: no such task folder; pass --tasks DIR with .vpt files");
+        if (!Directory.Exists(folder)) throw new InputFileException(folder, "no such task folder", setting: "tasks-folder");
         var files = Directory.EnumerateFiles(folder, "*.vpt").ToDictionary(f => System.IO.Path.GetFileNameWithoutExtension(f), f => f);
         int changes = 0;
         // Load outside the lock (it reads files); swap under it.

@@ -1,6 +1,5 @@
 using VptSharp.Backbones;
 using VptSharp.Data;
-using VptSharp.Inference;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -17,7 +16,7 @@ public static class ClsPrototypes
     {
         int classes = train.Classes.Count;
         using var probe = PromptedModel.Create(backbone, new LinearProbeConfig(), classes);
-        using var feats = Predictor.Features(probe, train, pre, options.BatchSize, options.Device, options.Workers);
+        using var feats = Evaluation.Features(probe, train, pre, options.BatchSize, options.Device, options.Workers);
         using var labels = tensor(train.Labels().Select(l => (long)l).ToArray(), device: feats.device);
         using var sums = zeros(classes, feats.shape[1], device: feats.device).index_add_(0, labels, feats, 1);
         using var counts = bincount(labels, minlength: classes).to(feats.dtype);

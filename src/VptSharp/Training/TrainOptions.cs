@@ -31,11 +31,12 @@ public sealed record TrainOptions
 
     public void Validate()
     {
-        if (Epochs < 1) throw new ArgumentException("--epochs must be at least 1");
-        if (BatchSize < 1) throw new ArgumentException("--batch-size must be at least 1");
-        if (!(BaseLr > 0)) throw new ArgumentException("--lr must be positive");
-        if (WeightDecay < 0) throw new ArgumentException("--weight-decay must be non-negative");
-        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs && Epochs > 1) throw new ArgumentException("--warmup-epochs must be below --epochs");
+        if (Epochs < 1) throw new InvalidSettingException("epochs", Epochs, "must be at least 1");
+        if (BatchSize < 1) throw new InvalidSettingException("batch-size", BatchSize, "must be at least 1");
+        if (!(BaseLr > 0)) throw new InvalidSettingException("base-lr", BaseLr, "must be positive");
+        if (WeightDecay < 0) throw new InvalidSettingException("weight-decay", WeightDecay, "must be non-negative");
+        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs && Epochs > 1)
+            throw new InvalidSettingException("warmup-epochs", WarmupEpochs, $"must be below the number of epochs ({Epochs})");
     }
 }
 

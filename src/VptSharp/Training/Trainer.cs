@@ -2,9 +2,9 @@ using System.Diagnostics;
 using System.Text.Json;
 using TorchSharp;
 using TorchSharp.Modules;
+using VptSharp.IO;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
-using VptSharp.Inference;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -40,7 +40,7 @@ public sealed class Trainer(TrainOptions options)
     {
         Options.Validate();
         if (train.Count == 0) throw new ArgumentException("the training set is empty");
-        var device = Predictor.ParseDevice(Options.Device);
+        var device = Devices.Parse(Options.Device);
         manual_seed(Options.Seed);
         model.MoveTo(device);
         model.SelectTrainable();
@@ -58,7 +58,7 @@ public sealed class Trainer(TrainOptions options)
         if (outDir is not null) Directory.CreateDirectory(outDir);
         if (Options.Resume && outDir is not null && File.Exists(Path.Combine(outDir, StateFile)))
         {
-            var st = JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(outDir, StateFile)))!;
+            var st = JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(outDir, StateFile)), JsonFormat.PascalIndented)!;
             LoadTrainable(model, Path.Combine(outDir, st.Checkpoint + ".safetensors"));
             optimizer.load_state_dict(Path.Combine(outDir, st.Checkpoint + ".optim"));
             (startEpoch, globalStep, best, bestEpoch) = (st.EpochsDone, st.GlobalStep, st.BestVal, st.BestEpoch);
@@ -72,11 +72,11 @@ public sealed class Trainer(TrainOptions options)
         if (cached)
         {
             Log?.Invoke("caching frozen features (method trains only the head)");
-            trainFeat = OnDevice(Predictor.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers), device);
+            trainFeat = OnDevice(Evaluation.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers), device);
             trainLab = tensor(train.Labels().Select(l => (long)l).ToArray(), device: device);
             if (val is not null)
             {
-                valFeat = OnDevice(Predictor.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers), device);
+                valFeat = OnDevice(Evaluation.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers), device);
                 valLab = tensor(val.Labels().Select(l => (long)l).ToArray(), device: device);
             }
         }
@@ -101,8 +101,7 @@ public sealed class Trainer(TrainOptions options)
                 var loss = nn.functional.cross_entropy(logits, y, label_smoothing: Options.LabelSmoothing);
                 float lv = loss.item<float>();
                 if (!float.IsFinite(lv))
-                    throw new TrainingDivergedException($"loss became {lv} at epoch {epoch + 1}, step {step + 1} (lr {lr:G3}); " +
-                        (outDir is null ? "" : $"the last good checkpoint is kept in {outDir}; ") + "lower --lr or --weight-decay");
+                    throw new TrainingDivergedException($"loss became {lv} at epoch {epoch + 1}, step {step + 1} (lr {lr:G3})", outDir);
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
@@ -116,12 +115,11 @@ public sealed class Trainer(TrainOptions options)
             double? valTop1 = null, valLoss = null;
             if (val is not null && val.Count > 0)
             {
-                var r = cached ? EvalCached(model, valFeat!, valLab!) : Predictor.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
+                var r = cached ? EvalCached(model, valFeat!, valLab!) : Evaluation.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
                 valTop1 = r.Top1; valLoss = r.Loss;
             }
             if (valLoss is double vl && !double.IsFinite(vl))
-                throw new TrainingDivergedException($"validation loss became {vl} after epoch {epoch + 1} (lr {lr:G3}); " +
-                    (outDir is null ? "" : $"the last good checkpoint is kept in {outDir}; ") + "lower --lr or --weight-decay");
+                throw new TrainingDivergedException($"validation loss became {vl} after epoch {epoch + 1} (lr {lr:G3})", outDir);
             var m = new EpochMetrics(epoch + 1, lossSum / seen, (double)correct / seen, valTop1, valLoss, lr, clock.Elapsed.TotalSeconds, seen / trainSecs);
             history.Add(m);
             bool improved = valTop1 is double v && (best is null || v > best);
@@ -153,7 +151,7 @@ public sealed class Trainer(TrainOptions options)
             yield break;
         }
         foreach (var b in loader.Epoch(epoch, ct))
-            yield return (Predictor.ToTensor(b, pre.ImageSize, device), tensor(b.Labels, device: device), b.Count);
+            yield return (Evaluation.ToTensor(b, pre.ImageSize, device), tensor(b.Labels, device: device), b.Count);
     }
 
     /// <summary>The tensor on a device, keeping exactly one live wrapper of it (an orphaned wrapper's finalizer would free it).</summary>
@@ -196,16 +194,14 @@ public sealed class Trainer(TrainOptions options)
         // Order matters for crash safety: tensors and optimizer first, then the state that points at them, then cleanup.
         string ckpt = $"ckpt-e{epochsDone:D4}";
         SafetensorsFile.Save(Path.Combine(outDir, ckpt + ".safetensors"), model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param));
-        string optTmp = Path.Combine(outDir, ckpt + ".optim.tmp");
-        optimizer.save_state_dict(optTmp);
-        File.Move(optTmp, Path.Combine(outDir, ckpt + ".optim"), overwrite: true);
+        AtomicFile.WriteVia(Path.Combine(outDir, ckpt + ".optim"), tmp => optimizer.save_state_dict(tmp));
         AtomicFile.WriteAllText(Path.Combine(outDir, StateFile),
-            JsonSerializer.Serialize(new State(epochsDone, globalStep, best, bestEpoch, ckpt, history), new JsonSerializerOptions { WriteIndented = true }));
+            JsonSerializer.Serialize(new State(epochsDone, globalStep, best, bestEpoch, ckpt, history), JsonFormat.PascalIndented));
         foreach (var f in Directory.GetFiles(outDir, "ckpt-e*"))
             if (!Path.GetFileName(f).StartsWith(ckpt)) File.Delete(f);
 
         AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"),
-            string.Concat(history.Select(h => JsonSerializer.Serialize(h, Json.Options) + "\n")));
+            string.Concat(history.Select(h => JsonSerializer.Serialize(h, JsonFormat.Options) + "\n")));
         if (tb is not null)
         {
             tb.add_scalar("train/loss", (float)m.TrainLoss, m.Epoch);
@@ -227,7 +223,7 @@ public sealed class Trainer(TrainOptions options)
         using var _ = no_grad();
         foreach (var (name, p) in model.TaskTensors())
         {
-            if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"{path}: checkpoint lacks '{name}'; it belongs to another run, start a fresh --out folder");
+            if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"{path}: checkpoint lacks '{name}'; it belongs to another run", setting: "out-dir");
             p.copy_(t);
         }
     }

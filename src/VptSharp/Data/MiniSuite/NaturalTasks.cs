@@ -80,7 +80,7 @@ public sealed class GlyphsTask(int seed, string? fontDir = null) : MiniTask(seed
             else face.Dispose();
         }
         if (faces.Count == 0)
-            throw new FileNotFoundException($"{dir}: no usable fonts (*.ttf, *.otf) for the glyphs task; install some with 'apt-get install fonts-dejavu-core fonts-liberation fonts-freefont-ttf' or pass --font-dir");
+            throw new InputFileException(dir, "no usable fonts (*.ttf, *.otf) for the glyphs task; install some with 'apt-get install fonts-dejavu-core fonts-liberation fonts-freefont-ttf'", setting: "font-dir");
         return faces.ToArray();
     }
 

@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace VptSharp.Checkpoints;
+namespace VptSharp.IO;
 
 /// <summary>NumPy .npy / .npz reading and .npy writing (float32, float64, float16, int64, int32, uint8).</summary>
 public static class Npy

@@ -1,11 +1,9 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
-using VptSharp.Checkpoints;
-using VptSharp.Training;
-using VptSharp.Tuning;
+using VptSharp.IO;
+using VptSharp.Analysis;
 
-namespace VptSharp.Analysis;
+namespace VptSharp.Training;
 
 /// <summary>
 /// The paper's Table 1 from a sweep's raw results: per-task test top-1 (mean ± std over seeds), per-group means, wins
@@ -48,14 +46,12 @@ public sealed class SweepReport
 
     long BackboneParams => results.First().BackboneParams;
 
-    bool WholeBackbone(string method) => MethodRegistry.FromOptions(method, new MethodOptions()).TrainsWholeBackbone;
-
     /// <summary>Parameters stored to serve every task, in backbones: a shared backbone + each task's tensors, or one full copy per task.</summary>
     public double TotalParamsMultiple(string method)
     {
         var ts = tasks.Where(t => Mean(t, method) is not null).ToList();
         double perTask = ts.Sum(t => (double)Trainable(t, method));
-        return WholeBackbone(method) ? perTask / BackboneParams : 1 + perTask / BackboneParams;
+        return SweepAxes.TrainsWholeBackbone(method) ? perTask / BackboneParams : 1 + perTask / BackboneParams;
     }
 
     public double TunedPercent(string method) =>

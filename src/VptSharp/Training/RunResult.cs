@@ -1,0 +1,25 @@
+using System.Text.Json.Serialization;
+
+namespace VptSharp.Training;
+
+/// <summary>What a run measured; written atomically as JSON beside the others.</summary>
+public sealed record RunResult
+{
+    public required RunSpec Spec { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? ValTop1 { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? TestTop1 { get; init; }
+    public long TrainableParams { get; init; }
+    public long BackboneParams { get; init; }
+    public int TrainImages { get; init; }
+    public int EvalImages { get; init; }
+    public double FinalTrainLoss { get; init; }
+    public double Seconds { get; init; }
+    /// <summary>The loss became non-finite: the run has no score (a tuning run is then never selected).</summary>
+    public bool Diverged { get; init; }
+    /// <summary>The run failed twice (e.g. its process crashed): no score; delete this file to try it again.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Error { get; init; }
+    public string Backbone { get; init; } = "";
+    public string BackboneSha256 { get; init; } = "";
+    public int Threads { get; init; }
+    public DateTime FinishedUtc { get; init; }
+}

@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using VptSharp.Data;
+using VptSharp.Tuning;
+using static TorchSharp.torch;
+
+namespace VptSharp.Training;
+
+// Executing one run of a sweep: open the task's splits, build the model, train with the run's recipe (resuming a killed
+// run from its checkpoints), score on val or test, and undo any in-place training of the shared backbone.
+public sealed partial class Sweep
+{
+    /// <summary>One run in this process, on its own (what a child process of a sweep does); returns the result without writing it.</summary>
+    public RunResult ExecuteOne(RunSpec spec, CancellationToken ct = default)
+    {
+        using var snapshot = new BackboneSnapshot(backbone.Model);
+        return Execute(spec, new TaskData(suite, suite.Task(spec.Task)), snapshot, ct);
+    }
+
+    /// <summary>Trains one run (resuming its checkpoints if a previous process was killed mid-run) and scores it.</summary>
+    RunResult Execute(RunSpec spec, TaskData data, BackboneSnapshot snapshot, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var cfg = MethodRegistry.FromOptions(spec.Method, spec.MethodOptions());
+        bool tuning = spec.Phase == "tune";
+        var train = tuning ? data.Train : data.TrainVal;
+        if (spec.Fraction < 1) train = train.SubsampleBalanced(spec.Fraction, spec.Seed);
+        var eval = tuning ? data.Val : data.Test;
+        var pre = new Preprocessing { ImageSize = backbone.Config.ImageSize, Resize = data.Task.Augment == "crop-flip" ? ResizeMode.CropFlip : ResizeMode.Plain };
+        string work = Path.Combine(outDir, "work", spec.Task, spec.Method, spec.Id);
+        var opts = new TrainOptions
+        {
+            Epochs = options.Epochs, WarmupEpochs = Math.Min(options.WarmupEpochs, Math.Max(0, options.Epochs - 1)), BatchSize = options.BatchSize,
+            BaseLr = spec.Lr, WeightDecay = spec.WeightDecay, Optimizer = cfg.TrainsWholeBackbone ? OptimizerKind.AdamW : OptimizerKind.Sgd,
+            Seed = StableSeed.Of(spec.Seed, 7919), OutDir = work, Resume = true, Workers = options.Workers, Device = options.Device,
+        };
+        manual_seed(opts.Seed); // prompt and head init
+        using var model = PromptedModel.Create(backbone.Model, cfg, data.Classes);
+        bool touchesBackbone = model.method.BackboneParametersToTrain(backbone.Model).Any();
+        try
+        {
+            var trainer = new Trainer(opts);
+            trainer.EpochEnd += m => EpochEnd?.Invoke(m);
+            IReadOnlyList<EpochMetrics> history;
+            try { history = trainer.Fit(model, train, null, pre, null, ct).History; }
+            catch (TrainingDivergedException e)
+            {
+                Log?.Invoke($"{spec.Task} / {spec.Method} / {spec.Id} diverged: {e.Message}");
+                Directory.Delete(work, recursive: true);
+                return new RunResult
+                {
+                    Spec = spec, Diverged = true, TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
+                    TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = double.NaN, Seconds = clock.Elapsed.TotalSeconds,
+                    Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
+                };
+            }
+            var score = Evaluation.Evaluate(model, eval, pre, Math.Max(options.BatchSize, 128), options.Device, options.Workers);
+            var result = new RunResult
+            {
+                Spec = spec, ValTop1 = tuning ? score.Top1 : null, TestTop1 = tuning ? null : score.Top1,
+                TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
+                TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = history[^1].TrainLoss,
+                Seconds = clock.Elapsed.TotalSeconds, Backbone = backbone.Source, BackboneSha256 = backbone.Sha256,
+                Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
+            };
+            Directory.Delete(work, recursive: true); // checkpoints of a finished run are no longer needed
+            return result;
+        }
+        finally
+        {
+            // Methods that train backbone tensors edit the shared backbone in place: put the pretrained weights back.
+            if (touchesBackbone) snapshot.Restore();
+        }
+    }
+
+    /// <summary>A task's splits, opened once with one class list.</summary>
+    sealed class TaskData
+    {
+        public SuiteTask Task { get; }
+        public ImageDataset Train { get; }
+        public ImageDataset Val { get; }
+        public ImageDataset TrainVal { get; }
+        public ImageDataset Test { get; }
+        public int Classes => TrainVal.Classes.Count;
+
+        public TaskData(Suite suite, SuiteTask task)
+        {
+            Task = task;
+            TrainVal = DatasetSpec.Open(suite.Resolve(task.TrainVal));
+            Train = DatasetSpec.Open(suite.Resolve(task.Train), TrainVal.Classes);
+            Val = DatasetSpec.Open(suite.Resolve(task.Val), TrainVal.Classes);
+            Test = DatasetSpec.Open(suite.Resolve(task.Test), TrainVal.Classes);
+            if (task.Classes > 0 && TrainVal.Classes.Count != task.Classes)
+                throw new ArgumentException($"task {task.Name}: {suite.Resolve(task.TrainVal)} has {TrainVal.Classes.Count} classes, the suite says {task.Classes}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+using System.Text.Json.Serialization;
+
+namespace VptSharp.Training;
+
+/// <summary>
+/// The paper's protocol (§4.1, appendix A) over a suite: per task and method, a grid over lr × weight decay
+/// (× prompt length for VPT, × reduction for adapters) trained on the tuning split and scored on val; the best val
+/// top-1 (ties → smaller lr, then smaller weight decay, then fewer parameters) is then trained on train+val with
+/// several seeds and scored on test. Optional curves (data fraction, prompt length, prompt depth) reuse the
+/// selected config.
+/// </summary>
+public sealed record SweepOptions
+{
+    public required IReadOnlyList<string> Methods { get; init; }
+    /// <summary>Base lr grid (at batch 256) for SGD methods.</summary>
+    public IReadOnlyList<double> Lrs { get; init; } = [2.5, 0.5];
+    /// <summary>Base lr grid for methods that train the whole backbone (AdamW).</summary>
+    public IReadOnlyList<double> WholeBackboneLrs { get; init; } = [1e-3, 1e-4];
+    public IReadOnlyList<double> WeightDecays { get; init; } = [1e-4];
+    /// <summary>Prompt lengths searched for prompt methods (paper: 1, 5, 10, 50, 100, 200).</summary>
+    public IReadOnlyList<int> Prompts { get; init; } = [10];
+    /// <summary>Adapter reductions searched (paper: 8, 64, 256).</summary>
+    public IReadOnlyList<int> Reductions { get; init; } = [8];
+    public int Epochs { get; init; } = 100;
+    public int WarmupEpochs { get; init; } = 10;
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Seeds of the final runs (paper: 3 in the main text, 5 in the appendix).</summary>
+    public int Seeds { get; init; } = 3;
+    public int Workers { get; init; } = 2;
+    public string Device { get; init; } = "cpu";
+    /// <summary>Fig. 3: train+val fractions for extra final runs (1 seed each) with the selected config.</summary>
+    public IReadOnlyList<double> Fractions { get; init; } = [];
+    /// <summary>Fig. 6: prompt lengths for extra VPT final runs (1 seed each).</summary>
+    public IReadOnlyList<int> CurvePrompts { get; init; } = [];
+    /// <summary>Fig. 7: VPT-deep prompt depth ranges ("1-6", "12-7") for extra final runs (1 seed each).</summary>
+    public IReadOnlyList<string> CurveDepths { get; init; } = [];
+    /// <summary>"i/n": this machine runs the (task, method) pairs with stable hash % n == i, so sweeps spread over machines.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Shard { get; init; }
+    /// <summary>Only these tasks (null = all).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Tasks { get; init; }
+}

@@ -1,0 +1,26 @@
+using System.Text.Json;
+using VptSharp.IO;
+
+namespace VptSharp.Training;
+
+// Persistence of a sweep: one indented JSON file per run under OUT/runs/TASK/METHOD/ID.json, written atomically; a
+// file's existence means the run is done, which is what makes a sweep resumable.
+public sealed partial class Sweep
+{
+    public static string ResultPath(string outDir, RunSpec s) => Path.Combine(outDir, "runs", s.Task, s.Method, s.Id + ".json");
+
+    /// <summary>Every result file under a sweep folder.</summary>
+    public static List<RunResult> LoadResults(string outDir)
+    {
+        string runs = Path.Combine(outDir, "runs");
+        if (!Directory.Exists(runs)) return [];
+        return Directory.EnumerateFiles(runs, "*.json", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Select(f => JsonSerializer.Deserialize<RunResult>(File.ReadAllText(f), JsonFormat.Indented)
+                ?? throw new InputFileException(f, "empty result; delete it to rerun that run"))
+            .ToList();
+    }
+
+    static RunResult ReadResult(string path) => JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), JsonFormat.Indented)!;
+
+    static void WriteResult(string path, RunResult result) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(result, JsonFormat.Indented));
+}
