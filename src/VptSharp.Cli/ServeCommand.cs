@@ -1,8 +1,5 @@
-using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
-using System.Globalization;
-using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Hosting;
@@ -12,18 +9,17 @@ using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using VptSharp.Data;
 using VptSharp.Inference;
-using static TorchSharp.torch;
 
 namespace VptSharp.Cli;
 
 /// <summary>
 /// `vpt serve`: one frozen backbone, every task file of a folder (hot-reloaded), an HTTP API on loopback. Requests
-/// for any task are micro-batched together; a bounded queue sheds overload with 429.
+/// for any task are micro-batched together; a bounded queue sheds overload with 429. This file is the HTTP front end
+/// only: tasks live in <see cref="TaskStore"/>, batches are answered by <see cref="TaskBatch"/>, counters are
+/// <see cref="ServeMetrics"/>.
 /// </summary>
 internal static class ServeCommand
 {
-    public sealed record Request(string Task, float[] Pixels, int ImageSize, int TopK);
-
     public static Command Create()
     {
         var backbone = Common.Backbone();
@@ -43,15 +39,15 @@ internal static class ServeCommand
         {
             Common.ApplyThreads(r);
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
-            using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? ScalarType.BFloat16 : ScalarType.Float32);
+            using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32);
             store.Log += m => Console.WriteLine(m);
             store.Rescan();
             var metrics = new ServeMetrics();
-            var batcher = new MicroBatcher<Request, ClassScore[]>(batch => RunBatch(store, batch), r.GetValue(maxBatch),
+            var batcher = new MicroBatcher<PredictionRequest, ClassScore[]>(batch => TaskBatch.Predict(store, batch), r.GetValue(maxBatch),
                 TimeSpan.FromMilliseconds(r.GetValue(maxDelay)), r.GetValue(queue));
             batcher.BatchProcessed += (n, t) => metrics.Batch(n, t);
             var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L);
-            using var timer = new Timer(_ => { try { store.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {e.Message}"); } },
+            using var timer = new Timer(_ => { try { store.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {ErrorMessages.For(e)}"); } },
                 null, TimeSpan.FromSeconds(r.GetValue(rescan)), TimeSpan.FromSeconds(r.GetValue(rescan)));
             app.Start();
             Console.WriteLine($"serving {store.Tasks.Count} task(s) from {store.Folder} on {string.Join(", ", app.Urls)} (backbone {bb.Source}, sha256 {bb.Sha256[..12]}…)");
@@ -62,58 +58,7 @@ internal static class ServeCommand
         return c;
     }
 
-    /// <summary>
-    /// One backbone pass for every request whose task is in the multi-task engine (each sample with its own task's
-    /// prefixes and head), and one pass per remaining task. Tasks are re-resolved by name under the store's lock, so a
-    /// hot swap cannot pull a model away mid-batch.
-    /// </summary>
-    static IReadOnlyList<ClassScore[]> RunBatch(TaskStore store, IReadOnlyList<Request> batch)
-    {
-        var results = new ClassScore[batch.Count][];
-        store.Use(view =>
-        {
-            var missing = batch.Select(b => b.Task).Distinct().Where(t => !view.Tasks.ContainsKey(t)).ToList();
-            if (missing.Count > 0) throw new KeyNotFoundException($"task(s) {string.Join(", ", missing)} were unloaded");
-            var viaEngine = batch.Select((req, i) => (req, i)).Where(x => view.Engine is not null && view.EngineIndex.ContainsKey(x.req.Task)).ToList();
-            if (viaEngine.Count > 0)
-            {
-                using var x = Stack(viaEngine.Select(v => v.req).ToList());
-                var probs = view.Engine!.Predict(x, viaEngine.Select(v => view.EngineIndex[v.req.Task]).ToArray());
-                for (int j = 0; j < viaEngine.Count; j++)
-                {
-                    using var p = probs[j];
-                    results[viaEngine[j].i] = TopK(p, view.Tasks[viaEngine[j].req.Task].Classes, viaEngine[j].req.TopK);
-                }
-            }
-            foreach (var group in batch.Select((req, i) => (req, i)).Where(x => results[x.i] is null).GroupBy(x => x.req.Task))
-            {
-                var items = group.ToList();
-                var task = view.Tasks[group.Key];
-                using var x = Stack(items.Select(it => it.req).ToList());
-                var top = Predictor.TopK(task.Model, x, task.Classes, items.Max(it => it.req.TopK));
-                for (int j = 0; j < items.Count; j++) results[items[j].i] = top[j].Take(items[j].req.TopK).ToArray();
-            }
-            return 0;
-        });
-        return results;
-    }
-
-    static Tensor Stack(IReadOnlyList<Request> reqs)
-    {
-        int size = reqs[0].ImageSize, len = 3 * size * size;
-        if (reqs.Any(r => r.ImageSize != size)) throw new ArgumentException("tasks of one backbone must share an image size");
-        var buf = new float[reqs.Count * len];
-        for (int j = 0; j < reqs.Count; j++) reqs[j].Pixels.CopyTo(buf, j * len);
-        return tensor(buf, [reqs.Count, 3, size, size]);
-    }
-
-    static ClassScore[] TopK(Tensor probs, IReadOnlyList<string> classes, int k)
-    {
-        var p = probs.data<float>().ToArray();
-        return p.Select((v, i) => new ClassScore(classes[i], i, v)).OrderByDescending(s => s.Probability).ThenBy(s => s.Index).Take(k).ToArray();
-    }
-
-    public static WebApplication Build(TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
+    public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -160,7 +105,7 @@ internal static class ServeCommand
     static object Error(string message) => new { error = message };
 
     /// <summary>Reads, checks and decodes the image body once, then queues one request per task and awaits them all.</summary>
-    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<Request, ClassScore[]> batcher, string[] names, long limit)
+    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, string[] names, long limit)
     {
         try
         {
@@ -190,7 +135,7 @@ internal static class ServeCommand
                 var tf = new ImageTransform(pre, train: false);
                 var pixels = new float[tf.OutputLength];
                 tf.Apply(image, new Random(0), pixels);
-                if (!batcher.TryEnqueue(new Request(name, pixels, pre.ImageSize, topK), out var result))
+                if (!batcher.TryEnqueue(new PredictionRequest(name, pixels, pre.ImageSize, topK), out var result))
                 {
                     ctx.Response.Headers.RetryAfter = "1";
                     return (429, Error("server busy: request queue full; retry after a second"));
@@ -210,58 +155,5 @@ internal static class ServeCommand
         {
             return (500, Error($"internal error: {e.Message}")); // the process keeps serving
         }
-    }
-}
-
-/// <summary>Counters and histograms in Prometheus text format.</summary>
-public sealed class ServeMetrics
-{
-    static readonly double[] LatencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-    static readonly double[] BatchBuckets = [1, 2, 4, 8, 16, 32, 64, 128];
-    readonly ConcurrentDictionary<(string Task, int Status), long> requests = new();
-    readonly long[] latencyCounts = new long[LatencyBuckets.Length + 1];
-    readonly long[] batchCounts = new long[BatchBuckets.Length + 1];
-    double latencySum, batchTimeSum; long batchImages, batches;
-    readonly object sync = new();
-
-    public void Request(string task, int status, TimeSpan latency)
-    {
-        requests.AddOrUpdate((task, status), 1, (_, n) => n + 1);
-        lock (sync) { latencyCounts[Bucket(LatencyBuckets, latency.TotalSeconds)]++; latencySum += latency.TotalSeconds; }
-    }
-
-    public void Batch(int size, TimeSpan took)
-    {
-        lock (sync) { batchCounts[Bucket(BatchBuckets, size)]++; batchImages += size; batches++; batchTimeSum += took.TotalSeconds; }
-    }
-
-    static int Bucket(double[] bounds, double v) { int i = 0; while (i < bounds.Length && v > bounds[i]) i++; return i; }
-
-    public string Prometheus(int tasksLoaded, int queueLength)
-    {
-        var c = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine("# TYPE vpt_requests_total counter");
-        foreach (var ((task, status), n) in requests.OrderBy(kv => kv.Key.Task).ThenBy(kv => kv.Key.Status))
-            sb.AppendLine(c, $"vpt_requests_total{{task=\"{task}\",code=\"{status}\"}} {n}");
-        lock (sync)
-        {
-            Histogram(sb, "vpt_request_latency_seconds", LatencyBuckets, latencyCounts, latencySum);
-            Histogram(sb, "vpt_batch_size", BatchBuckets, batchCounts, batchImages);
-            sb.AppendLine("# TYPE vpt_batch_seconds_total counter").AppendLine(c, $"vpt_batch_seconds_total {batchTimeSum}");
-        }
-        sb.AppendLine("# TYPE vpt_tasks_loaded gauge").AppendLine(c, $"vpt_tasks_loaded {tasksLoaded}");
-        sb.AppendLine("# TYPE vpt_queue_length gauge").AppendLine(c, $"vpt_queue_length {queueLength}");
-        return sb.ToString();
-    }
-
-    static void Histogram(StringBuilder sb, string name, double[] bounds, long[] counts, double sum)
-    {
-        var c = CultureInfo.InvariantCulture;
-        sb.AppendLine($"# TYPE {name} histogram");
-        long cumulative = 0;
-        for (int i = 0; i < bounds.Length; i++) { cumulative += counts[i]; sb.AppendLine(c, $"{name}_bucket{{le=\"{bounds[i]}\"}} {cumulative}"); }
-        cumulative += counts[^1];
-        sb.AppendLine(c, $"{name}_bucket{{le=\"+Inf\"}} {cumulative}").AppendLine(c, $"{name}_sum {sum}").AppendLine(c, $"{name}_count {cumulative}");
     }
 }

@@ -30,4 +30,8 @@ public static class Predictor
                 .Select(j => new ClassScore(classes[(int)idx[i, j].item<long>()], (int)idx[i, j].item<long>(), vals[i, j].item<float>())).ToArray());
         return o;
     }
+
+    /// <summary>Top-k classes of one probability vector, most probable first; equal probabilities go to the lower class index.</summary>
+    public static ClassScore[] TopKOf(IReadOnlyList<float> probabilities, IReadOnlyList<string> classes, int k) =>
+        probabilities.Select((v, i) => new ClassScore(classes[i], i, v)).OrderByDescending(s => s.Probability).ThenBy(s => s.Index).Take(k).ToArray();
 }

@@ -81,7 +81,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
                 var model = art.Attach(backbone, path);
                 loaded[name] = new ServedTask(name, path, art, model, info.LastWriteTimeUtc, info.Length);
             }
-            catch (Exception e) when (e is BackboneMismatchException or CheckpointException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
+            catch (Exception e) when (e is BackboneMismatchException or VptException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
             {
                 newlyRejected[name] = new RejectedTask(name, path, e.Message);
                 rejectedStamp[name] = (info.LastWriteTimeUtc, info.Length);
