@@ -12,7 +12,6 @@ namespace VptSharp.Cli;
 
 internal static class AnalysisCommands
 {
-    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     public static Command Tsne()
     {
@@ -70,7 +69,7 @@ internal static class AnalysisCommands
                 {
                     x = points[i, 0], y = points[i, 1], label = labels[i], @class = classes[labels[i]], name = subset.NameOf(i),
                 }),
-            }, Indented));
+            }, JsonFormat.Indented));
             AnsiConsole.MarkupLine($"wrote {Markup.Escape(png)} and {Markup.Escape(json)} ({subset.Count} images, {classes.Count} classes, {features.GetLength(1)}-d features)");
             return 0;
         }));

@@ -93,7 +93,7 @@ internal static class BenchCommand
             {
                 machine = CpuModel(), date = DateTime.UtcNow.ToString("yyyy-MM-dd"), threads, backbone = r.GetValue(backbone), batch = r.GetValue(batch),
                 iters = r.GetValue(iters), rows,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, JsonFormat.PascalIndented));
             return 0;
         }));
         return c;

@@ -118,6 +118,6 @@ internal static class BenchProfile
         {
             spec, batch, iters, threads, date = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'"), matmul_gflop_per_second = Math.Round(peak, 1),
             phases, ops = opRows,
-        }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+        }, JsonFormat.PascalIndented));
     }
 }

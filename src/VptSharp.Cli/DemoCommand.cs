@@ -83,7 +83,7 @@ internal static class DemoCommand
                 train = TrainSpec, test = TestSpec, seed = s, backbone_sha256 = bb.Sha256, threads = TorchSharp.torch.get_num_threads(),
                 results = rows.Select(x => new { method = x.Method, trainable = x.Params, val_top1 = x.Val, test_top1 = x.Test, seconds = x.Seconds }),
                 wall_seconds = wall.Elapsed.TotalSeconds,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, JsonFormat.PascalIndented));
             return 0;
         }));
         return c;

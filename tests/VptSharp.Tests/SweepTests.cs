@@ -185,4 +185,51 @@ public class SweepTests
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("unknown method", bad.Stderr);
     }
+
+    /// <summary>
+    /// The shared JSON settings (IO/JsonFormat) write sweep results, sweep options and suites byte for byte as the
+    /// per-file options they replaced did, so earlier sweeps resume and compare unchanged (nulls and defaults left out,
+    /// a diverged run's NaN loss as a literal).
+    /// </summary>
+    [Fact]
+    public void SharedJsonSettingsKeepTheFileFormats()
+    {
+        var before = new System.Text.Json.JsonSerializerOptions
+        {
+            PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
+            DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+            NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        };
+        RunResult[] results =
+        [
+            Tune("vpt-deep", 2.5, 1e-4, 0.75, 10),
+            new() { Spec = new RunSpec { Task = "t", Group = "g", Method = "adapter", Phase = "final", Reduction = 8, Seed = 2, Fraction = 0.5 },
+                    TestTop1 = 0.5, Diverged = true, FinalTrainLoss = double.NaN, Error = "crashed", FinishedUtc = new DateTime(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc) },
+        ];
+        foreach (var r in results)
+        {
+            string json = System.Text.Json.JsonSerializer.Serialize(r, VptSharp.IO.JsonFormat.Indented);
+            Assert.Equal(System.Text.Json.JsonSerializer.Serialize(r, before), json);
+            Assert.Equal(r.Spec, System.Text.Json.JsonSerializer.Deserialize<RunResult>(json, VptSharp.IO.JsonFormat.Indented)!.Spec);
+        }
+        Assert.Contains("\"final_train_loss\": \"NaN\"", System.Text.Json.JsonSerializer.Serialize(results[1], VptSharp.IO.JsonFormat.Indented));
+        Assert.DoesNotContain("val_top1", System.Text.Json.JsonSerializer.Serialize(results[1], VptSharp.IO.JsonFormat.Indented));
+        var options = new SweepOptions { Methods = ["linear"] };
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(options, before), System.Text.Json.JsonSerializer.Serialize(options, VptSharp.IO.JsonFormat.Indented));
+
+        var suiteBefore = new System.Text.Json.JsonSerializerOptions
+        {
+            PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
+            DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault,
+        };
+        var suite = new Suite
+        {
+            Name = "s", Root = "/data",
+            Tasks = [new SuiteTask { Name = "a", Group = "Natural", Train = "a/train.txt", Val = "a/val.txt", TrainVal = "a/tv.txt", Test = "a/test.txt", Classes = 10 },
+                     new SuiteTask { Name = "b", Group = "FGVC", Train = "b/train.json", Val = "b/val.json", TrainVal = "b/train.json|b/val.json", Test = "b/test.json", Augment = "crop-flip" }],
+        };
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(suite, suiteBefore), System.Text.Json.JsonSerializer.Serialize(suite, VptSharp.IO.JsonFormat.Indented));
+        string suiteJson = System.Text.Json.JsonSerializer.Serialize(suite, VptSharp.IO.JsonFormat.Indented);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(suiteJson, "\"classes\""));  // 0 = not checked: left out
+    }
 }

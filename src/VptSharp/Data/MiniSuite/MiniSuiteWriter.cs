@@ -1,4 +1,5 @@
 using SkiaSharp;
+using VptSharp.IO;
 
 namespace VptSharp.Data.MiniSuite;
 
@@ -29,7 +30,7 @@ public static class MiniSuiteWriter
     {
         sizes ??= new MiniSplitSizes();
         string final = Path.GetFullPath(Path.Combine(outDir, task.Name));
-        string tmp = $"{final}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        string tmp = AtomicFile.TempPathFor(final);
         Directory.CreateDirectory(Path.Combine(tmp, "images"));
         try
         {
