@@ -1,6 +1,7 @@
 using System.Text.Json;
 using TorchSharp;
 using VptSharp.Checkpoints;
+using VptSharp.IO;
 using VptSharp.Data;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
@@ -45,7 +46,7 @@ public sealed class EnsembleArtifact
     static EnsembleArtifact Build(IReadOnlyList<(string Source, TaskArtifact Task)> members)
     {
         var (firstSource, first) = members[0];
-        string firstPre = JsonSerializer.Serialize(first.Metadata.Preprocessing, Json.Options);
+        string firstPre = JsonSerializer.Serialize(first.Metadata.Preprocessing, JsonFormat.Options);
         foreach (var (source, task) in members)
         {
             var md = task.Metadata;
@@ -55,7 +56,7 @@ public sealed class EnsembleArtifact
             if (!md.Classes.SequenceEqual(first.Metadata.Classes))
                 throw new ArgumentException($"{source} has classes [{Preview(md.Classes)}] but {firstSource} has [{Preview(first.Metadata.Classes)}]: " +
                                             "ensemble members must have the same classes in the same order");
-            if (JsonSerializer.Serialize(md.Preprocessing, Json.Options) != firstPre)
+            if (JsonSerializer.Serialize(md.Preprocessing, JsonFormat.Options) != firstPre)
                 throw new ArgumentException($"{source} preprocesses images differently from {firstSource}: ensemble members see one batch");
             try { PrefixRules.Check(MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()), md.Backbone.Config.Depth); }
             catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }
@@ -75,7 +76,7 @@ public sealed class EnsembleArtifact
         for (int j = 0; j < Members.Count; j++)
             foreach (var (name, t) in Members[j].Tensors) tensors[$"members.{j}.{name}"] = t;
         var meta = new EnsembleMetadata { Members = Members.Select((m, j) => new EnsembleMember(Sources[j], m.Metadata)).ToArray() };
-        SafetensorsFile.Save(path, tensors, new Dictionary<string, string> { [MetadataKey] = JsonSerializer.Serialize(meta, Json.Options) });
+        SafetensorsFile.Save(path, tensors, new Dictionary<string, string> { [MetadataKey] = JsonSerializer.Serialize(meta, JsonFormat.Options) });
     }
 
     public static bool IsEnsembleFile(string path) =>
@@ -86,7 +87,7 @@ public sealed class EnsembleArtifact
         if (!File.Exists(path)) throw new InputFileException(path, "ensemble file not found", setting: "ensemble-file");
         if (!SafetensorsFile.ReadMetadata(path).TryGetValue(MetadataKey, out var json))
             throw new CheckpointException($"{path}: not a VptSharp ensemble file (no '{MetadataKey}' metadata)");
-        var meta = JsonSerializer.Deserialize<EnsembleMetadata>(json, Json.Options)
+        var meta = JsonSerializer.Deserialize<EnsembleMetadata>(json, JsonFormat.Options)
                    ?? throw new CheckpointException($"{path}: empty ensemble metadata");
         var all = SafetensorsFile.Load(path);
         var members = new List<(string, TaskArtifact)>();
