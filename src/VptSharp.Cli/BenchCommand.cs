@@ -8,6 +8,7 @@ using VptSharp.IO;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
 using VptSharp.Inference;
+using VptSharp.Training;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -194,17 +195,12 @@ internal static class BenchCommand
                 var cfg = MethodRegistry.FromOptions(method == "vpt-prefix" ? "vpt-deep" : method,
                     new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8, PrefixForm = method == "vpt-prefix" });
                 var model = PromptedModel.Create(bb.Model, cfg, 100);
-                var opt = optim.SGD(model.TrainableParameters().Select(x => x.Param), 0.01, momentum: 0.9);
+                // The trainer's own step and optimizer; a fixed lr, since the schedule is not what is timed. (Nothing
+                // upstream of a linear head requires grad, so its step records no graph through the backbone.)
+                var trainer = new Trainer(new TrainOptions { BatchSize = batch });
+                var opt = trainer.CreateOptimizer(model);
                 model.train();
-                step = () =>
-                {
-                    using var s = NewDisposeScope();
-                    var logits = model.method.FeaturesAreFrozen
-                        ? model.ForwardHead(Frozen(model, images)) // linear probing: no graph through the backbone
-                        : model.forward(images);
-                    var loss = nn.functional.cross_entropy(logits, labels);
-                    opt.zero_grad(); loss.backward(); opt.step();
-                };
+                step = () => { using var s = NewDisposeScope(); trainer.TrainStep(model, opt, images, labels, lr: 0.01); };
                 break;
             default:
                 throw new ArgumentException($"{spec}: unknown configuration; kinds infer (plain, vpt-deep, vpt-prefix), train (any method), multitask-mixed, multitask-sequential, matmul (N×N, e.g. matmul:mm:1024:bf16)");
@@ -230,11 +226,5 @@ internal static class BenchCommand
         for (int i = 0; i < iters; i++) Step();
         return new Row("matmul", spec.Split(':')[1], n, spec.Split(':')[3], batch, iters,
             Math.Round(clock.Elapsed.TotalMilliseconds / (iters * (double)batch), 2), Math.Round(PeakRssMib(), 1), threads);
-    }
-
-    static Tensor Frozen(PromptedModel model, Tensor images)
-    {
-        using var _ = no_grad();
-        return model.Features(images);
     }
 }

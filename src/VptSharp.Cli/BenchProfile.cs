@@ -5,6 +5,7 @@ using TorchSharp;
 using VptSharp.IO;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
+using VptSharp.Training;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -37,23 +38,19 @@ internal static class BenchProfile
         var cfg = MethodRegistry.FromOptions(prefixForm ? "vpt-deep" : method,
             new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8, PrefixForm = prefixForm });
         using var model = PromptedModel.Create(bb.Model, cfg, 100);
-        using var opt = optim.SGD(model.TrainableParameters().Select(x => x.Param), 0.01, momentum: 0.9);
+        var trainer = new Trainer(new TrainOptions { BatchSize = batch });
+        using var opt = trainer.CreateOptimizer(model);
         model.train();
 
-        // Phases of the real step.
+        // Phases of the real step: the trainer's own step, timed at the end of each phase.
         double fwd = 0, bwd = 0, step = 0;
         for (int i = 0; i <= iters; i++) // i = 0 warms up
         {
             using var scope = NewDisposeScope();
             var clock = Stopwatch.StartNew();
-            var loss = nn.functional.cross_entropy(model.forward(images), labels);
-            double t1 = clock.Elapsed.TotalMilliseconds;
-            opt.zero_grad();
-            loss.backward();
-            double t2 = clock.Elapsed.TotalMilliseconds;
-            opt.step();
-            double t3 = clock.Elapsed.TotalMilliseconds;
-            if (i > 0) { fwd += t1; bwd += t2 - t1; step += t3 - t2; }
+            var ends = new double[3];
+            trainer.TrainStep(model, opt, images, labels, lr: 0.01, phaseDone: ph => ends[(int)ph] = clock.Elapsed.TotalMilliseconds);
+            if (i > 0) { fwd += ends[0]; bwd += ends[1] - ends[0]; step += ends[2] - ends[1]; }
         }
         double per = iters * (double)batch;
         var phases = new List<PhaseRow> { new("forward", fwd / per), new("backward", bwd / per), new("optimizer", step / per) };

@@ -104,4 +104,34 @@ public class TrainingTests
         long growth = rss[^1] - rss[2];
         Assert.True(growth < 40L << 20, $"RSS grew {growth >> 20} MiB from epoch 3 to 12");
     }
+
+    /// <summary>
+    /// The step Fit takes and `vpt bench` times: it reports forward, backward and optimizer in order, updates the
+    /// trainable tensors, and a non-finite loss stops it before any update, naming where it happened.
+    /// </summary>
+    [Fact]
+    public void TrainStepReportsItsPhasesAndRefusesANonFiniteLoss()
+    {
+        manual_seed(0);
+        using var model = PromptedModel.Create(TinyVit(1), new PromptConfig { Tokens = 2 }, 3);
+        var trainer = new Trainer(new TrainOptions { BatchSize = 4 });
+        using var opt = trainer.CreateOptimizer(model);
+        model.train();
+        using var x = randn(4, 3, 32, 32);
+        using var y = tensor(new long[] { 0, 1, 2, 0 });
+        List<Tensor> Copy() => model.TrainableParameters().Select(p => p.Param.detach().clone()).ToList();
+        var before = Copy();
+        var phases = new List<StepPhase>();
+        var (loss, correct) = trainer.TrainStep(model, opt, x, y, lr: 0.5, phaseDone: phases.Add);
+        Assert.Equal([StepPhase.Forward, StepPhase.Backward, StepPhase.Optimizer], phases);
+        Assert.True(float.IsFinite(loss) && loss > 0);
+        Assert.InRange(correct, 0, 4);
+        var after = Copy();
+        Assert.Contains(before.Zip(after), p => !Same(p.First, p.Second)); // the step moved the prompts or the head
+
+        using var nan = x * float.NaN;
+        var e = Assert.Throws<TrainingDivergedException>(() => trainer.TrainStep(model, opt, nan, y, lr: 0.5, where: "at step 7"));
+        Assert.Contains("loss became NaN at step 7", e.Message);
+        Assert.All(after.Zip(Copy()), p => Assert.True(Same(p.First, p.Second))); // nothing was updated
+    }
 }

@@ -14,6 +14,9 @@ public sealed record StepProgress(int Epoch, int Epochs, int Step, int StepsPerE
 
 public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainTop1, double? ValTop1, double? ValLoss, double LearningRate, double Seconds, double ImagesPerSecond);
 
+/// <summary>The parts of a training step, in order, as <see cref="Trainer.TrainStep"/> reports them.</summary>
+public enum StepPhase { Forward, Backward, Optimizer }
+
 public sealed record TrainResult(IReadOnlyList<EpochMetrics> History, double? BestValTop1, int BestEpoch, string? BestTaskPath, string? LastTaskPath);
 
 /// <summary>What a task file records besides tensors; when given, the trainer writes best.vpt and last.vpt.</summary>
@@ -96,17 +99,9 @@ public sealed class Trainer(TrainOptions options)
             {
                 using var scope = NewDisposeScope();
                 lr = WarmupCosine.At(globalStep, total, warm, Options.PeakLr);
-                foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-                var logits = cached ? model.ForwardHead(x) : model.forward(x);
-                var loss = nn.functional.cross_entropy(logits, y, label_smoothing: Options.LabelSmoothing);
-                float lv = loss.item<float>();
-                if (!float.IsFinite(lv))
-                    throw new TrainingDivergedException($"loss became {lv} at epoch {epoch + 1}, step {step + 1} (lr {lr:G3})", outDir);
-                optimizer.zero_grad();
-                loss.backward();
-                optimizer.step();
+                var (lv, right) = TrainStep(model, optimizer, x, y, lr, onFeatures: cached, where: $"at epoch {epoch + 1}, step {step + 1}");
                 lossSum += lv * n; seen += n;
-                correct += (int)logits.argmax(1).eq(y).sum().item<long>();
+                correct += right;
                 globalStep++; step++;
                 x.Dispose(); y.Dispose();
                 Step?.Invoke(new StepProgress(epoch + 1, Options.Epochs, step, steps, lossSum / seen, (double)correct / seen, seen / clock.Elapsed.TotalSeconds, lr));
@@ -135,6 +130,33 @@ public sealed class Trainer(TrainOptions options)
         string? lastPath = outDir is not null && task is not null ? Path.Combine(outDir, "last.vpt") : null;
         return new TrainResult(history, best, bestEpoch, bestPath, lastPath);
     }
+
+    /// <summary>
+    /// One optimizer step exactly as <see cref="Fit"/> takes it (what `vpt bench` times): learning rate, forward (or the
+    /// head alone when <paramref name="x"/> holds cached features), cross-entropy, a finite-loss check before any update
+    /// (<see cref="TrainingDivergedException"/>, naming <paramref name="where"/>), backward, optimizer step. Call it inside a
+    /// dispose scope; returns the loss and how many of the batch the pre-step logits got right.
+    /// </summary>
+    public (float Loss, int Correct) TrainStep(PromptedModel model, OptimizerHelper optimizer, Tensor x, Tensor y, double lr,
+        bool onFeatures = false, string? where = null, Action<StepPhase>? phaseDone = null)
+    {
+        foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+        var logits = onFeatures ? model.ForwardHead(x) : model.forward(x);
+        var loss = nn.functional.cross_entropy(logits, y, label_smoothing: Options.LabelSmoothing);
+        float lv = loss.item<float>();
+        if (!float.IsFinite(lv))
+            throw new TrainingDivergedException($"loss became {lv}{(where is null ? "" : " " + where)} (lr {lr:G3})", Options.OutDir);
+        phaseDone?.Invoke(StepPhase.Forward);
+        optimizer.zero_grad();
+        loss.backward();
+        phaseDone?.Invoke(StepPhase.Backward);
+        optimizer.step();
+        phaseDone?.Invoke(StepPhase.Optimizer);
+        return (lv, (int)logits.argmax(1).eq(y).sum().item<long>());
+    }
+
+    /// <summary>The optimizer <see cref="Fit"/> uses for a model (see <see cref="TrainStep"/>); the model's trainable set must be selected.</summary>
+    public OptimizerHelper CreateOptimizer(PromptedModel model) => MakeOptimizer(model.TrainableParameters());
 
     IEnumerable<(Tensor X, Tensor Y, int N)> Batches(BatchLoader loader, int epoch, bool cached, Tensor? feats, Tensor? labels,
         Preprocessing pre, Device device, CancellationToken ct)
