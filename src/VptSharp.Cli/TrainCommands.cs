@@ -82,7 +82,8 @@ internal static class TrainCommands
             var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
             var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
             string final = Path.Combine(outDir, "task.vpt");
-            AtomicFile.Copy(result.BestTaskPath!, final);
+            File.Copy(result.BestTaskPath!, final + ".tmp", overwrite: true);
+            File.Move(final + ".tmp", final, overwrite: true);
             AnsiConsole.MarkupLine($"best val top-1 [bold]{Common.Percent(result.BestValTop1 ?? 0)}[/] at epoch {result.BestEpoch}; task file [bold]{Markup.Escape(final)}[/] ({new FileInfo(final).Length / 1024.0:F1} KiB)");
             return 0;
         }));
@@ -92,7 +93,7 @@ internal static class TrainCommands
     /// <summary>"image-pool" → ImagePool.</summary>
     static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
         Enum.TryParse<T>(text.Replace("-", ""), ignoreCase: true, out var v) ? v
-            : throw new ArgumentException($"{option} {text}: use one of {string.Join(", ", KebabCase.Names<T>())}");
+            : throw new ArgumentException($"{option} {text}: use one of {string.Join(", ", Enum.GetNames<T>().Select(n => System.Text.RegularExpressions.Regex.Replace(n, "(?<!^)([A-Z])", "-$1").ToLowerInvariant()))}");
 
     static (int, int)? ParseDepth(string? text)
     {

@@ -13,7 +13,7 @@ public sealed record SweepProgress(int Done, int Total, RunSpec? Current, RunRes
 /// top-1 (ties → smaller lr, then smaller weight decay, then fewer parameters) is then trained on train+val with
 /// several seeds and scored on test. Optional curves (data fraction, prompt length, prompt depth) reuse the
 /// selected config.
-/// The plan (SweepPlan.cs, with the method-specific axes in SweepAxes.cs), the execution of one run
+/// The plan (SweepPlan.cs), the execution of one run
 /// (SweepExecution.cs) and the result files (SweepResults.cs) are parts of this class; this file is the loop.
 /// </summary>
 public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOptions options, string outDir)

@@ -1,4 +1,5 @@
 using VptSharp.Data;
+using VptSharp.Tuning;
 
 namespace VptSharp.Training;
 
@@ -6,12 +7,18 @@ namespace VptSharp.Training;
 // follow from it. Pure functions of the options; nothing here trains or touches files.
 public sealed partial class Sweep
 {
+    /// <summary>Whether a method has a grid axis besides lr and weight decay (each method's registry entry says).</summary>
+    static bool HasAxis(string method, SweepAxis axis) => MethodRegistry.Resolve(method).Entry.SweepAxes.Contains(axis);
+
+    /// <summary>The method trains every backbone tensor (full fine-tuning): its own lr grid, AdamW, one backbone copy per task.</summary>
+    internal static bool TrainsWholeBackbone(string method) => MethodRegistry.FromOptions(method, new MethodOptions()).TrainsWholeBackbone;
+
     /// <summary>The grid of tuning runs for one task and method.</summary>
     public IEnumerable<RunSpec> TuneRuns(SuiteTask task, string method)
     {
-        var lrs = SweepAxes.TrainsWholeBackbone(method) ? options.WholeBackboneLrs : options.Lrs;
-        int?[] prompts = SweepAxes.PromptLengths(method, options);
-        int?[] reductions = SweepAxes.Reductions(method, options);
+        var lrs = TrainsWholeBackbone(method) ? options.WholeBackboneLrs : options.Lrs;
+        int?[] prompts = HasAxis(method, SweepAxis.PromptLength) ? options.Prompts.Select(p => (int?)p).ToArray() : [null];
+        int?[] reductions = HasAxis(method, SweepAxis.Reduction) ? options.Reductions.Select(r => (int?)r).ToArray() : [null];
         foreach (var lr in lrs)
             foreach (var wd in options.WeightDecays)
                 foreach (var p in prompts)
@@ -32,9 +39,9 @@ public sealed partial class Sweep
         var final = best with { Phase = "final" };
         for (int s = 0; s < options.Seeds; s++) yield return final with { Seed = s };
         foreach (var f in options.Fractions.Where(f => f < 1)) yield return final with { Phase = "fraction", Fraction = f };
-        if (SweepAxes.HasPromptLengthCurve(best.Method))
+        if (HasAxis(best.Method, SweepAxis.PromptLength))
             foreach (var p in options.CurvePrompts) yield return final with { Phase = "prompts", Prompts = p };
-        if (SweepAxes.HasPromptDepthCurve(best.Method))
+        if (HasAxis(best.Method, SweepAxis.PromptDepth))
             foreach (var d in options.CurveDepths) yield return final with { Phase = "depth", Depth = d };
     }
 

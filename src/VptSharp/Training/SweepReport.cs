@@ -51,7 +51,7 @@ public sealed class SweepReport
     {
         var ts = tasks.Where(t => Mean(t, method) is not null).ToList();
         double perTask = ts.Sum(t => (double)Trainable(t, method));
-        return SweepAxes.TrainsWholeBackbone(method) ? perTask / BackboneParams : 1 + perTask / BackboneParams;
+        return Sweep.TrainsWholeBackbone(method) ? perTask / BackboneParams : 1 + perTask / BackboneParams;
     }
 
     public double TunedPercent(string method) =>
