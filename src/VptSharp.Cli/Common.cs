@@ -68,11 +68,11 @@ internal static class Common
         try { return body(); }
         catch (Exception e) when (e is VptException or ArgumentException or FileNotFoundException
                                       or DirectoryNotFoundException or FormatException or InvalidDataException
-                                      or VptSharp.Tuning.BackboneMismatchException
+                                      or BackboneMismatchException
                                       or HttpRequestException or IOException)
         {
             Console.Error.WriteLine($"error: {ErrorMessages.For(e)}");
-            return e is VptSharp.Tuning.BackboneMismatchException ? 3 : 1;
+            return e is BackboneMismatchException ? 3 : 1;
         }
     }
 

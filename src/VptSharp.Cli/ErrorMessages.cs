@@ -27,6 +27,9 @@ internal static class ErrorMessages
         InputFileException { Setting: "ensemble-file" } => $"{e.Message}; build one with 'vpt ensemble --out FILE a.vpt b.vpt ...'",
         InputFileException { Setting: "font-dir" } => $"{e.Message} or pass --font-dir",
         CheckpointException { Setting: "out-dir" } => $"{e.Message}, start a fresh --out folder",
+        BackboneMismatchException => $"{e.Message}; pass --backbone with the original weights",
+        InputFileException { Setting: "task-file" } => $"{e.Message}; train one with 'vpt train ... --out DIR'",
+        UnsupportedMethodException => $"{e.Message}; see 'vpt methods' for what each method needs",
         _ => e.Message,
     };
 }

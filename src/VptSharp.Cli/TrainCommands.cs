@@ -82,8 +82,7 @@ internal static class TrainCommands
             var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
             var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
             string final = Path.Combine(outDir, "task.vpt");
-            File.Copy(result.BestTaskPath!, final + ".tmp", overwrite: true);
-            File.Move(final + ".tmp", final, overwrite: true);
+            AtomicFile.Copy(result.BestTaskPath!, final);
             AnsiConsole.MarkupLine($"best val top-1 [bold]{Common.Percent(result.BestValTop1 ?? 0)}[/] at epoch {result.BestEpoch}; task file [bold]{Markup.Escape(final)}[/] ({new FileInfo(final).Length / 1024.0:F1} KiB)");
             return 0;
         }));
@@ -92,8 +91,7 @@ internal static class TrainCommands
 
     /// <summary>"image-pool" → ImagePool.</summary>
     static T ParseEnum<T>(string text, string option) where T : struct, Enum =>
-        Enum.TryParse<T>(text.Replace("-", ""), ignoreCase: true, out var v) ? v
-            : throw new ArgumentException($"{option} {text}: use one of {string.Join(", ", Enum.GetNames<T>().Select(n => System.Text.RegularExpressions.Regex.Replace(n, "(?<!^)([A-Z])", "-$1").ToLowerInvariant()))}");
+        KebabCase.Parse<T>(text) ?? throw new ArgumentException($"{option} {text}: use one of {string.Join(", ", KebabCase.Names<T>())}");
 
     static (int, int)? ParseDepth(string? text)
     {
@@ -224,7 +222,7 @@ internal static class TrainCommands
                 final_val_top1 = final.Top1, wall_seconds = clock.Elapsed.TotalSeconds, threads = torch.get_num_threads(),
                 backbone_params = vit.BackboneParameterCount, file_bytes = new FileInfo(path).Length,
             };
-            AtomicFile.WriteAllText(Path.Combine(outDir, "pretrain.json"), JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(outDir, "pretrain.json"), JsonSerializer.Serialize(summary, JsonFormat.PascalIndented));
             AnsiConsole.MarkupLine($"pretrained backbone [bold]{Markup.Escape(path)}[/]: val top-1 {Common.Percent(final.Top1)} after {clock.Elapsed.TotalMinutes:F1} min");
             return 0;
         }));

@@ -16,7 +16,6 @@ internal static class UseCommands
 {
     static readonly Option<string> Task = new("--task", "-t") { Description = "task file (task.vpt) or prompt-ensemble file (vpt ensemble)", Required = true };
     static readonly Option<string?> BackboneOverride = new("--backbone", "-b") { Description = "local copy of the task's backbone (its sha256 must match)" };
-    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     public static Command Eval()
     {
@@ -44,7 +43,7 @@ internal static class UseCommands
                 {
                     top1 = res.Top1, count = res.Count, correct = res.Correct, loss = res.Loss, data = spec,
                     task = r.GetValue(Task), method = classifier.Method, backbone_sha256 = classifier.BackboneSha256,
-                }, Indented));
+                }, JsonFormat.Indented));
             return 0;
         }));
         return c;
@@ -70,7 +69,7 @@ internal static class UseCommands
             using var x = tensor(buf, [files.Length, 3, pre.ImageSize, pre.ImageSize]);
             var top = classifier.TopK(x, r.GetValue(topk));
             var output = files.Select((f, i) => new { file = f, top = top[i].Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) });
-            Console.WriteLine(JsonSerializer.Serialize(output, Indented));
+            Console.WriteLine(JsonSerializer.Serialize(output, JsonFormat.Indented));
             return 0;
         }));
         return c;

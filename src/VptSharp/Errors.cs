@@ -62,3 +62,16 @@ public sealed class TrainingDivergedException(string fact, string? keptCheckpoin
 {
     public string? KeptCheckpointDir { get; } = keptCheckpointDir;
 }
+
+/// <summary>A task file was trained on other backbone weights (their sha256 differs). Setting: "backbone".</summary>
+public sealed class BackboneMismatchException(string fact) : VptException(fact, "backbone");
+
+/// <summary>A method needs backbone capabilities (described in <see cref="Missing"/>) the backbone's family does not offer.
+/// Setting: "method".</summary>
+public sealed class UnsupportedMethodException(string method, string family, IReadOnlyList<string> missing)
+    : VptException($"method {method} needs {string.Join(" and ", missing)}, which the {family} backbone does not offer", "method")
+{
+    public string Method { get; } = method;
+    public string Family { get; } = family;
+    public IReadOnlyList<string> Missing { get; } = missing;
+}

@@ -92,7 +92,7 @@ public class CliTests
 
         var bad = RunCli([.. common, "--method", "vpt-deep", "--prompt-location", "concat-channel", "--out", Path.Combine(dir, "bad")]);
         Assert.Equal(1, bad.ExitCode);
-        Assert.Contains("use --method vpt-shallow", bad.Stderr);
+        Assert.Contains("--prompt-location prepend-pixel: prompts the input only, so it needs method vpt-shallow", bad.Stderr);
     }
 
     /// <summary>`--prefix-form` and `--bf16` reach the model: the task file records the prefix form and holds float32
@@ -229,5 +229,6 @@ public class CliTests
         var r = RunCli("eval", "--task", Path.Combine(run, "task.vpt"), "--backbone", other, "--data", data);
         Assert.Equal(3, r.ExitCode);
         Assert.Contains("sha256", r.Stderr);
+        Assert.Contains("pass --backbone with the original weights", r.Stderr);
     }
 }

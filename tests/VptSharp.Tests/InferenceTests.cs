@@ -126,8 +126,8 @@ public class InferenceTests(ITestOutputHelper output)
                      (new PromptConfig { Tokens = 2, LastBlock = 1, PrefixForm = true }, "ending at block 1 of 2"),
                  })
         {
-            var e = Assert.Throws<ArgumentException>(() => PromptedModel.Create(backbone, config, 2));
-            Assert.StartsWith("--prefix-form: ", e.Message);
+            var e = Assert.Throws<InvalidSettingException>(() => PromptedModel.Create(backbone, config, 2));
+            Assert.Equal("prefix-form", e.Setting);
             Assert.Contains(message, e.Message);
         }
     }

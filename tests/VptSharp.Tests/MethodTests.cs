@@ -206,8 +206,8 @@ public class MethodTests
             }
         }
         var wrongLength = PromptedModel.Create(vit, new PromptConfig { Tokens = 5, Init = PromptInit.ClsPrototype }, 3);
-        var e = Assert.Throws<ArgumentException>(() => ClsPrototypes.InitializeIfRequested(wrongLength, data, pre, new TrainOptions { Workers = 1 }));
-        Assert.Contains("--prompts 3", e.Message);
+        var e = Assert.Throws<InvalidSettingException>(() => ClsPrototypes.InitializeIfRequested(wrongLength, data, pre, new TrainOptions { Workers = 1 }));
+        Assert.Equal(("prompts", 5, "cls-prototype init needs one prompt per class: 3"), (e.Setting, e.Value, e.Fact));
     }
 
     [Fact]
@@ -221,8 +221,8 @@ public class MethodTests
         Assert.True(Same(y[.., 0], tokens[.., 0])); // CLS receives nothing
         Assert.True(MaxAbsDiff(y[.., 1..], tokens[.., 1..] + p.prompts[0]) == 0); // prompt i on patch i
         Assert.Equal(0, p.ExtraTokens);
-        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 5, Location = PromptLocation.Add }.Attach(TinyBackbone.Value));
-        Assert.Throws<ArgumentException>(() => new PromptConfig { Tokens = 1, Location = PromptLocation.Add, Output = PromptOutput.PromptPool }.Attach(TinyBackbone.Value));
+        Assert.Equal("prompts", Assert.Throws<InvalidSettingException>(() => new PromptConfig { Tokens = 5, Location = PromptLocation.Add }.Attach(TinyBackbone.Value)).Setting);
+        Assert.Equal("prompt-output", Assert.Throws<InvalidSettingException>(() => new PromptConfig { Tokens = 1, Location = PromptLocation.Add, Output = PromptOutput.PromptPool }.Attach(TinyBackbone.Value)).Setting);
     }
 
     [Fact]
@@ -253,7 +253,7 @@ public class MethodTests
             double diff = MaxAbsDiff(channel.Embed(vit, x), expected);
             Assert.True(diff < 1e-4, $"max |diff| {diff:E2}"); // values of order 10: summation order differs
         }
-        var e = Assert.Throws<ArgumentException>(() => new PromptConfig { Deep = true, Location = PromptLocation.PrependPixel }.Attach(vit));
+        var e = Assert.Throws<InvalidSettingException>(() => new PromptConfig { Deep = true, Location = PromptLocation.PrependPixel }.Attach(vit));
         Assert.Contains("vpt-shallow", e.Message);
     }
 

@@ -30,6 +30,21 @@ public enum BackboneCapability
     ClassToken = 16,
 }
 
+public static class BackboneCapabilities
+{
+    /// <summary>What each capability in <paramref name="capabilities"/> is, in words (for refusals).</summary>
+    public static IReadOnlyList<string> Describe(BackboneCapability capabilities) => Enum.GetValues<BackboneCapability>()
+        .Where(c => c != BackboneCapability.None && capabilities.HasFlag(c)).Select(c => c switch
+        {
+            BackboneCapability.TokenSequence => "a token sequence to insert prompt tokens into",
+            BackboneCapability.MlpHook => "a hook on each block's MLP output",
+            BackboneCapability.AttentionPrefix => "per-block attention keys/values",
+            BackboneCapability.PatchProjection => "a linear patch projection",
+            BackboneCapability.ClassToken => "a learnable class token",
+            _ => c.ToString(),
+        }).ToList();
+}
+
 /// <summary>Named groups of backbone parameters that methods train, so no method selects parameters by name.</summary>
 public enum ParameterGroup
 {

@@ -34,9 +34,9 @@ public sealed record VitConfig
     public void Validate()
     {
         if (ImageSize % PatchSize != 0)
-            throw new ArgumentException($"image size {ImageSize} is not a multiple of patch size {PatchSize}; pass --image-size N with N divisible by {PatchSize}");
+            throw new InvalidSettingException("image-size", ImageSize, $"not a multiple of the patch size {PatchSize}");
         if (Width % Heads != 0)
-            throw new ArgumentException($"width {Width} is not divisible by {Heads} heads; pass --heads N with N dividing {Width}");
+            throw new InvalidSettingException("heads", Heads, $"does not divide the width {Width}");
         if (Depth < 1 || MlpDim < 1) throw new ArgumentException("depth and MLP width must be positive");
     }
 

@@ -159,7 +159,7 @@ public static class BackboneLoader
             throw new CheckpointException($"{what}: checkpoint does not match a ViT ({cfg.Depth} blocks, width {cfg.Width}): "
                 + (missing.Count > 0 ? $"missing [{string.Join(", ", missing.Take(12))}{(missing.Count > 12 ? $", … {missing.Count} in all" : "")}] " : "")
                 + (unexpected.Count > 0 ? $"unexpected [{string.Join(", ", unexpected.Take(12))}{(unexpected.Count > 12 ? $", … {unexpected.Count} in all" : "")}]" : "")
-                + "; check --arch/--depth or that the file is a ViT state dict");
+                + "; is the file a ViT state dict of this architecture?");
         using (no_grad())
         {
             foreach (var (k, dst) in expected)
@@ -170,7 +170,7 @@ public static class BackboneLoader
                 if (k == "cls_token" && src.dim() == 3 && dst.dim() == 3 && !src.shape.SequenceEqual(dst.shape))
                     src = src.reshape(dst.shape);
                 if (!src.shape.SequenceEqual(dst.shape))
-                    throw new CheckpointException($"{what}: '{k}' has shape [{string.Join(",", src.shape)}] but the model expects [{string.Join(",", dst.shape)}]; check --arch / --heads / --image-size");
+                    throw new ConfigMismatchException($"{what}: '{k}' has shape [{string.Join(",", src.shape)}] but the model expects [{string.Join(",", dst.shape)}]", "arch", "heads", "image-size");
                 dst.copy_(src.to(dst.dtype));
             }
         }

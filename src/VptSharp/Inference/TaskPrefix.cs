@@ -32,7 +32,7 @@ public sealed class TaskPrefix : IBlockHooks, IDisposable
         var backbone = model.backbone;
         PrefixRules.Check(model.method.Config, backbone.Depth);
         if (backbone is not IAttentionPrefixBackbone attention)
-            throw new UnsupportedMethodException("VPT-prefix", backbone.Family, BackboneCapability.AttentionPrefix);
+            throw new UnsupportedMethodException("VPT-prefix", backbone.Family, BackboneCapabilities.Describe(BackboneCapability.AttentionPrefix));
         var keys = new Tensor?[backbone.Depth];
         var values = new Tensor?[backbone.Depth];
         var output = model.method.Config is PromptConfig pc ? pc.Output : PromptOutput.Cls;

@@ -22,7 +22,7 @@ public static class ClsPrototypes
         using var counts = bincount(labels, minlength: classes).to(feats.dtype);
         var empty = Enumerable.Range(0, classes).Where(c => counts[c].item<float>() == 0).Select(c => train.Classes[c]).ToList();
         if (empty.Count > 0)
-            throw new ArgumentException($"cls-prototype init: class(es) {string.Join(", ", empty)} have no training image; use --prompt-init random or add images");
+            throw new InvalidSettingException("prompt-init", "cls-prototype", $"class(es) {string.Join(", ", empty)} have no training image to average (add images or use random init)");
         return sums / counts.unsqueeze(1);
     }
 

@@ -35,30 +35,10 @@ public abstract record MethodConfig
     {
         var missing = Requires & ~backbone.Capabilities;
         if (missing != BackboneCapability.None)
-            throw new UnsupportedMethodException(Method, backbone.Family, missing);
+            throw new UnsupportedMethodException(Method, backbone.Family, BackboneCapabilities.Describe(missing));
         return Create(backbone);
     }
 
     /// <summary>Builds the module; <see cref="Requires"/> has been checked, so capability interfaces may be cast to.</summary>
     protected abstract TuningMethod Create(Backbone backbone);
-}
-
-/// <summary>A method needs a backbone capability the backbone's family does not offer.</summary>
-public sealed class UnsupportedMethodException(string method, string family, BackboneCapability missing)
-    : ArgumentException($"method {method} needs {Describe(missing)}, which the {family} backbone does not offer")
-{
-    public string Method { get; } = method;
-    public string Family { get; } = family;
-    public BackboneCapability Missing { get; } = missing;
-
-    static string Describe(BackboneCapability c) => string.Join(" and ", Enum.GetValues<BackboneCapability>()
-        .Where(f => f != BackboneCapability.None && c.HasFlag(f)).Select(f => f switch
-        {
-            BackboneCapability.TokenSequence => "a token sequence to insert prompt tokens into",
-            BackboneCapability.MlpHook => "a hook on each block's MLP output",
-            BackboneCapability.AttentionPrefix => "per-block attention keys/values",
-            BackboneCapability.PatchProjection => "a linear patch projection",
-            BackboneCapability.ClassToken => "a learnable class token",
-            _ => f.ToString(),
-        }));
 }

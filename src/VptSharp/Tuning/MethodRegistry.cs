@@ -1,3 +1,4 @@
+using VptSharp.IO;
 using System.Text.Json;
 
 namespace VptSharp.Tuning;
@@ -52,10 +53,10 @@ public static class MethodRegistry
         return entry.FromOptions(k is int n ? options with { K = n } : options);
     }
 
-    public static string ToJson(MethodConfig c) => JsonSerializer.Serialize(c, c.GetType(), Json.Options);
+    public static string ToJson(MethodConfig c) => JsonSerializer.Serialize(c, c.GetType(), JsonFormat.Options);
 
     public static MethodConfig FromJson(string name, string json) =>
-        (MethodConfig)(JsonSerializer.Deserialize(json, Get(name).ConfigType, Json.Options)
+        (MethodConfig)(JsonSerializer.Deserialize(json, Get(name).ConfigType, JsonFormat.Options)
             ?? throw new ArgumentException($"empty config for method {name}"));
 }
 

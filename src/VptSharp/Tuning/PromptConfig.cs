@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using VptSharp.Backbones;
+using VptSharp.IO;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
@@ -94,18 +95,15 @@ public sealed record PromptConfig : MethodConfig
     public string? PromptsInexactReason(int depth)
     {
         if (Location != PromptLocation.Prepend)
-            return $"prompt location {Kebab(Location)} changes the tokens themselves, not only the keys/values: only prepend prompts are a prefix";
+            return $"prompt location {KebabCase.Of(Location)} changes the tokens themselves, not only the keys/values: only prepend prompts are a prefix";
         if (!Deep)
             return "VPT-shallow is not a prefix: only block 1's prompts are fixed; later blocks see the prompt outputs, which depend on the image";
         if (Output is PromptOutput.PromptPool or PromptOutput.GlobalPool)
-            return $"--prompt-output {Kebab(Output)} pools the prompt outputs, which a prefix never computes: only cls and image-pool are exact";
+            return $"prompt output {KebabCase.Of(Output)} pools the prompt outputs, which a prefix never computes: only cls and image-pool are exact";
         int last = Math.Max(FirstBlock ?? 1, LastBlock ?? depth);
         return last == depth ? null
             : $"prompt depth ending at block {last} of {depth} is not a prefix: the last prompted block's prompt outputs stay in the sequence for blocks {last + 1}→{depth}";
     }
-
-    static string Kebab<T>(T value) where T : Enum =>
-        System.Text.RegularExpressions.Regex.Replace(value.ToString(), "(?<=[a-z])([A-Z])", "-$1").ToLowerInvariant();
 
     /// <summary>The pooled feature for <see cref="Output"/>, given how many prompt tokens follow CLS.</summary>
     public Tensor Pool(Tensor tokens, int promptTokens) => Output switch
@@ -113,7 +111,7 @@ public sealed record PromptConfig : MethodConfig
         PromptOutput.Cls => tokens.select(1, 0),
         PromptOutput.ImagePool => tokens[.., (1 + promptTokens)..].mean([1]),
         PromptOutput.PromptPool when promptTokens > 0 => tokens[.., 1..(1 + promptTokens)].mean([1]),
-        PromptOutput.PromptPool => throw new ArgumentException($"--prompt-output prompt-pool needs prompt tokens in the sequence; location {Location} adds none"),
+        PromptOutput.PromptPool => throw new InvalidSettingException("prompt-output", "prompt-pool", $"needs prompt tokens in the sequence; prompt location {KebabCase.Of(Location)} adds none"),
         _ => tokens[.., 1..].mean([1]),
     };
 }

@@ -15,9 +15,9 @@ static class InputLevelPrompts
     public static void Validate(PromptConfig c)
     {
         string where = c.Location == PromptLocation.PrependPixel ? "prepend-pixel" : "concat-channel";
-        if (c.Deep) throw new ArgumentException($"--prompt-location {where} prompts the input only: use --method vpt-shallow");
+        if (c.Deep) throw new InvalidSettingException("prompt-location", where, "prompts the input only, so it needs method vpt-shallow");
         if (c.ProjectDim > 0 || c.Sharing != PromptSharing.None || c.Init != PromptInit.Random)
-            throw new ArgumentException($"--prompt-location {where} takes no --project, --prompt-sharing or --prompt-init (those act on prompt tokens)");
+            throw new InvalidSettingException("prompt-location", where, "takes no prompt projection, sharing or init (those act on prompt tokens)");
     }
 }
 
@@ -35,7 +35,7 @@ public sealed class PixelPrompts : TuningMethod
     {
         var vit = (IPatchProjectionBackbone)backbone;
         InputLevelPrompts.Validate(config);
-        if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
+        if (config.Tokens < 1) throw new InvalidSettingException("prompts", config.Tokens, "prompt length must be at least 1");
         this.config = config;
         pixels = Parameter(randn(config.Tokens, backbone.InChannels, vit.PatchSize, vit.PatchSize));
         RegisterComponents();
@@ -74,7 +74,7 @@ public sealed class ChannelPrompt : TuningMethod
     {
         var vit = (ITokenSequenceBackbone)backbone;
         InputLevelPrompts.Validate(config);
-        if (config.Output == PromptOutput.PromptPool) throw new ArgumentException("--prompt-output prompt-pool needs prompt tokens; concat-channel adds none");
+        if (config.Output == PromptOutput.PromptPool) throw new InvalidSettingException("prompt-output", "prompt-pool", "needs prompt tokens; prompt location concat-channel adds none");
         this.config = config;
         patch = vit.PatchSize;
         channel = Parameter(randn(1, 1, backbone.ImageSize, backbone.ImageSize));

@@ -19,7 +19,7 @@ public sealed record SidetuneConfig : MethodConfig
     public int Width { get; init; } = 16;
     public override string Method => "sidetune";
     protected override TuningMethod Create(Backbone backbone) =>
-        Width >= 1 ? new Sidetune(this, backbone) : throw new ArgumentException($"sidetune width {Width} must be at least 1 (--side-width)");
+        Width >= 1 ? new Sidetune(this, backbone) : throw new InvalidSettingException("side-width", Width, "the side network needs at least 1 channel");
 
     public static MethodRegistry.Entry Entry => new("sidetune", "side-tuning: a small conv side network's feature blended with the frozen backbone's, α·backbone + (1−α)·side, α learned",
         "9·(3c + 42c²) + 15c + 8c·d + d + 1, c = side width 16  (+ head)", typeof(SidetuneConfig), o => new SidetuneConfig { Width = o.SideWidth ?? 16 });

@@ -1,3 +1,4 @@
+using VptSharp.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
@@ -52,17 +53,17 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
 
     public void Save(string path)
     {
-        string json = JsonSerializer.Serialize(Metadata, Json.Options);
+        string json = JsonSerializer.Serialize(Metadata, JsonFormat.Options);
         SafetensorsFile.Save(path, Tensors, new Dictionary<string, string> { [MetadataKey] = json });
     }
 
     public static TaskArtifact Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: task file not found; train one with 'vpt train ... --out DIR'", path);
+        if (!File.Exists(path)) throw new InputFileException(path, "task file not found", "task-file");
         var meta = SafetensorsFile.ReadMetadata(path);
         if (!meta.TryGetValue(MetadataKey, out var json))
             throw new CheckpointException($"{path}: a safetensors file but not a VptSharp task (no '{MetadataKey}' metadata)");
-        var md = JsonSerializer.Deserialize<TaskMetadata>(json, Json.Options)!;
+        var md = JsonSerializer.Deserialize<TaskMetadata>(json, JsonFormat.Options)!;
         return new TaskArtifact(md, SafetensorsFile.Load(path));
     }
 
@@ -72,7 +73,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         if (!string.Equals(backbone.Sha256, Metadata.Backbone.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new BackboneMismatchException(
                 $"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Metadata.Backbone.Sha256[..12]}…) but " +
-                $"{backbone.Source} has sha256 {backbone.Sha256[..12]}…; pass --backbone with the original weights");
+                $"{backbone.Source} has sha256 {backbone.Sha256[..12]}…");
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
         var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param);
@@ -107,4 +108,3 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
     }
 }
 
-public sealed class BackboneMismatchException(string message) : Exception(message);

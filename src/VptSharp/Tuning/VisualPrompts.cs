@@ -24,17 +24,17 @@ public sealed class VisualPrompts : TuningMethod
     public VisualPrompts(PromptConfig config, Backbone backbone) : base("VisualPrompts")
     {
         var vit = (ITokenSequenceBackbone)backbone;
-        if (config.Tokens < 1) throw new ArgumentException("prompt length must be at least 1 (--prompts)");
+        if (config.Tokens < 1) throw new InvalidSettingException("prompts", config.Tokens, "prompt length must be at least 1");
         this.config = config;
         if (config.Location == PromptLocation.Add && config.Tokens != 1 && config.Tokens != vit.NumPatches)
-            throw new ArgumentException($"--prompt-location add needs --prompts 1 or {vit.NumPatches} (one per image patch), not {config.Tokens}");
+            throw new InvalidSettingException("prompts", config.Tokens, $"prompt location add needs 1 or {vit.NumPatches} prompts (one per image patch)");
         if (config.Location == PromptLocation.Add && config.Output == PromptOutput.PromptPool)
-            throw new ArgumentException("--prompt-output prompt-pool needs prompt tokens; --prompt-location add adds none");
+            throw new InvalidSettingException("prompt-output", "prompt-pool", "needs prompt tokens; prompt location add adds none");
         if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
             throw new ArgumentException($"location {config.Location} is built by PromptConfig.Create, not VisualPrompts");
         (first, last) = config.Deep ? PromptedRange(config, backbone.Depth) : (0, 0);
         if (config.PrefixForm && config.PromptsInexactReason(backbone.Depth) is string why)
-            throw new ArgumentException($"--prefix-form: {why}");
+            throw new InvalidSettingException("prefix-form", null, why);
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
         bool oneVectorPerBlock = config.Sharing is PromptSharing.Intra or PromptSharing.All;
@@ -114,9 +114,9 @@ public sealed class VisualPrompts : TuningMethod
     public void InitializeFromPrototypes(Tensor prototypes)
     {
         if (prompt_proj is not null || prompts.shape[1] != config.Tokens)
-            throw new ArgumentException("cls-prototype init needs unshared, unprojected prompts (--prompt-sharing none or inter, no --project)");
+            throw new InvalidSettingException("prompt-init", "cls-prototype", "needs unshared, unprojected prompts (sharing none or inter, no projection)");
         if (prototypes.shape[0] != config.Tokens || prototypes.shape[1] != prompts.shape[2])
-            throw new ArgumentException($"cls-prototype init needs one prompt per class: --prompts {prototypes.shape[0]} (got {config.Tokens})");
+            throw new InvalidSettingException("prompts", config.Tokens, $"cls-prototype init needs one prompt per class: {prototypes.shape[0]}");
         using (no_grad()) prompts.copy_(prototypes.unsqueeze(0).expand_as(prompts));
     }
 }
