@@ -31,8 +31,18 @@ public sealed record VitConfig
         }
     }
 
+    /// <summary>Bounds that keep a config read from a file or flag from asking for unbounded memory (ViT-H/14 at 518 fits).</summary>
+    public const int MaxImageSize = 4096, MaxWidth = 8192, MaxDepth = 256, MaxMlpDim = 65536;
+
     public void Validate()
     {
+        if (PatchSize < 1 || ImageSize < 1 || ImageSize > MaxImageSize || PatchSize > ImageSize)
+            throw new ArgumentException($"image size {ImageSize} / patch size {PatchSize}: need 1 ≤ patch ≤ image ≤ {MaxImageSize}; pass --image-size / --patch-size");
+        if (Heads < 1 || Width < 1 || Width > MaxWidth)
+            throw new ArgumentException($"width {Width} / heads {Heads}: need heads ≥ 1 and width in 1..{MaxWidth}; pass --heads / --width");
+        if (Depth > MaxDepth || MlpDim > MaxMlpDim || InChannels < 1 || InChannels > 4)
+            throw new ArgumentException($"depth {Depth} / MLP width {MlpDim} / {InChannels} input channels: at most {MaxDepth} / {MaxMlpDim} / 4");
+        if (!(LayerNormEps > 0 && LayerNormEps < 1)) throw new ArgumentException($"layer norm eps {LayerNormEps}: must be in (0, 1)");
         if (ImageSize % PatchSize != 0)
             throw new InvalidSettingException("image-size", ImageSize, $"not a multiple of the patch size {PatchSize}");
         if (Width % Heads != 0)

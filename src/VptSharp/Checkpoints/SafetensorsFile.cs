@@ -17,9 +17,10 @@ public static class SafetensorsFile
 {
     public static Dictionary<string, Tensor> Load(string path)
     {
+        using (var s = File.OpenRead(path)) SafetensorsHeader.Read(s, path); // checked against the file before anything is allocated
         try { return Safetensors.LoadStateDict(path); }
-        catch (Exception e) when (e is not FileNotFoundException)
-        { throw new CheckpointException($"{path}: not a readable safetensors file ({e.Message})"); }
+        catch (Exception e) when (e is not FileNotFoundException and not CheckpointException)
+        { throw new CheckpointException($"{path}: not a readable safetensors file ({e.Message.Split('\n')[0]})"); }
     }
 
     public static Dictionary<string, Tensor> Load(Stream s) => Safetensors.LoadStateDict(s, leaveOpen: true);
@@ -36,20 +37,7 @@ public static class SafetensorsFile
         try { return ReadMetadata(path); } catch (Exception e) when (e is CheckpointException or JsonException) { return new(); }
     }
 
-    public static Dictionary<string, string> ReadMetadata(Stream s, string name)
-    {
-        var lenBytes = new byte[8];
-        if (s.Read(lenBytes, 0, 8) != 8) throw new CheckpointException($"{name}: truncated safetensors header");
-        long len = BinaryPrimitives.ReadInt64LittleEndian(lenBytes);
-        if (len <= 0 || len > 100_000_000) throw new CheckpointException($"{name}: not a safetensors file (header length {len})");
-        var header = new byte[len];
-        s.ReadExactly(header);
-        var root = JsonNode.Parse(header)?.AsObject() ?? throw new CheckpointException($"{name}: empty safetensors header");
-        var o = new Dictionary<string, string>();
-        if (root["__metadata__"] is JsonObject meta)
-            foreach (var (k, v) in meta) o[k] = v?.GetValue<string>() ?? "";
-        return o;
-    }
+    public static Dictionary<string, string> ReadMetadata(Stream s, string name) => SafetensorsHeader.Read(s, name).Metadata;
 
     /// <summary>Saves tensors (+ metadata) atomically.</summary>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>

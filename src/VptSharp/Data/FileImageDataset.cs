@@ -31,53 +31,20 @@ public sealed class FileImageDataset : ImageDataset
 
     public override RgbImage Load(int index) => Decode(paths[index]);
 
-    public static RgbImage Decode(string path)
-    {
-        if (!File.Exists(path)) throw new BadImageException(path, "image file not found");
-        byte[] data;
-        try { data = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new BadImageException(path, $"cannot read ({e.Message})"); }
-        return Decode(data, path);
-    }
+    public static RgbImage Decode(string path) => ImageDecoder.DecodeFile(path);
 
-    /// <summary>Decodes encoded bytes (JPEG, PNG, ...) to RGB; alpha is composited on black, grayscale becomes 3 channels.</summary>
-    public static RgbImage Decode(byte[] data, string name)
-    {
-        SKBitmap? decoded;
-        try { decoded = SKBitmap.Decode(data); }
-        catch (ArgumentException) { decoded = null; } // SkiaSharp throws when no codec recognises the bytes
-        using var bmp = decoded;
-        if (bmp is null || bmp.Width == 0 || bmp.Height == 0) throw new BadImageException(name, "not a decodable image (corrupt or unsupported format)");
-        using var rgba = bmp.ColorType == SKColorType.Rgba8888 ? null : bmp.Copy(SKColorType.Rgba8888);
-        var src = rgba ?? bmp;
-        if (src is null) throw new BadImageException(name, "cannot convert image to RGB");
-        var bytes = src.GetPixelSpan();
-        int w = src.Width, h = src.Height, stride = src.RowBytes;
-        var px = new byte[w * h * 3];
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++)
-            {
-                int s = y * stride + 4 * x, d = 3 * (y * w + x);
-                px[d] = bytes[s]; px[d + 1] = bytes[s + 1]; px[d + 2] = bytes[s + 2];
-            }
-        return new RgbImage(w, h, px);
-    }
+    /// <summary>Decodes encoded bytes (JPEG, PNG, ...) to RGB with bounded memory; see <see cref="ImageDecoder"/>.</summary>
+    public static RgbImage Decode(byte[] data, string name) => ImageDecoder.Decode(data, name);
 
-    /// <summary>Checks every file exists and has a decodable header. Bad files either fail with one clear
+    /// <summary>Checks every file exists and has a decodable header within the size limits (with <paramref name="skipBad"/>,
+    /// decodes it fully, so truncated files are found before training). Bad files either fail with one clear
     /// message (naming the file), or with <paramref name="skipBad"/> are dropped and counted.</summary>
     public int Validate(bool skipBad)
     {
         int removed = 0;
         for (int i = Count - 1; i >= 0; i--)
         {
-            string? reason = null;
-            if (!File.Exists(paths[i])) reason = "image file not found";
-            else
-            {
-                using var codec = SKCodec.Create(paths[i], out var result);
-                if (codec is null || result != SKCodecResult.Success || codec.Info.Width == 0)
-                    reason = $"not a decodable image ({result})";
-            }
+            string? reason = ImageDecoder.Check(paths[i], fullDecode: skipBad);
             if (reason is null) continue;
             if (!skipBad) throw new BadImageException(paths[i], reason);
             paths.RemoveAt(i); labels.RemoveAt(i); removed++;

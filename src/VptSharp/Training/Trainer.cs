@@ -61,14 +61,30 @@ public sealed class Trainer(TrainOptions options)
         if (outDir is not null) Directory.CreateDirectory(outDir);
         if (Options.Resume && outDir is not null && File.Exists(Path.Combine(outDir, StateFile)))
         {
-            var st = JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(outDir, StateFile)), JsonFormat.PascalIndented)!;
+            var st = RunFolder.ReadState<State>(Path.Combine(outDir, StateFile), s =>
+                s.Checkpoint is null || !RunFolder.IsCheckpointName(s.Checkpoint) ? "checkpoint" : s.History is null || s.History.Count != s.EpochsDone ? "history"
+                : s.EpochsDone < 1 ? "epochs_done" : s.GlobalStep < 0 ? "global_step" : s.BestEpoch != -1 && (s.BestEpoch < 1 || s.BestEpoch > s.EpochsDone) ? "best_epoch" : null);
+            // A kill after the commit point may have left the publish step undone; finish it.
+            RunFolder.Publish(outDir, st.Checkpoint);
             LoadTrainable(model, Path.Combine(outDir, st.Checkpoint + ".safetensors"));
-            optimizer.load_state_dict(Path.Combine(outDir, st.Checkpoint + ".optim"));
+            RunFolder.LoadOptimizer(optimizer, Path.Combine(outDir, st.Checkpoint + ".optim"));
             (startEpoch, globalStep, best, bestEpoch) = (st.EpochsDone, st.GlobalStep, st.BestVal, st.BestEpoch);
             history.AddRange(st.History);
+            if (task is not null)
+            {
+                // best.vpt / last.vpt must hold the epochs the state names; a file of the checkpoint's own epoch can be remade.
+                var (lastOk, bestOk) = RunFolder.TaskFilesMatch(outDir, startEpoch, bestEpoch);
+                if (!lastOk) TaskFile(model, task, history[startEpoch - 1]).Save(Path.Combine(outDir, "last.vpt"));
+                if (!bestOk && bestEpoch == startEpoch) TaskFile(model, task, history[startEpoch - 1]).Save(Path.Combine(outDir, "best.vpt"));
+                else if (!bestOk)
+                    throw new CheckpointException($"{Path.Combine(outDir, "best.vpt")}: does not hold epoch {bestEpoch}, the best epoch {StateFile} records " +
+                        "(changed outside training); restore it or start a fresh --out folder");
+            }
+            AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"), string.Concat(history.Select(h => JsonSerializer.Serialize(h, JsonFormat.Options) + "\n")));
             Log?.Invoke($"resumed from {outDir} after epoch {startEpoch}");
         }
-        else if (ClsPrototypes.InitializeIfRequested(model, train, pre, Options))
+        else if (outDir is not null) RunFolder.Publish(outDir, null); // leftovers of a run killed before its first commit
+        if (startEpoch == 0 && ClsPrototypes.InitializeIfRequested(model, train, pre, Options))
             Log?.Invoke($"prompts initialised with the {train.Classes.Count} class prototypes (mean final CLS embedding per class)");
 
         Tensor? trainFeat = null, valFeat = null, trainLab = null, valLab = null;
@@ -210,18 +226,42 @@ public sealed class Trainer(TrainOptions options)
                           new SGD.ParamGroup(noDecay, lr, Options.Momentum, 0, 0.0, false, false)], lr, Options.Momentum);
     }
 
+    /// <summary>Test seam: called with the name of each write of an epoch's save, in order ("tensors", "optimizer",
+    /// "last", "best", "state", "publish", "metrics"); throwing there leaves the folder as a kill at that point would.</summary>
+    public Action<int, string>? BeforeSaveStep { get; set; }
+
+    /// <summary>
+    /// Crash-safe save. Everything new is written under this epoch's checkpoint name first (tensors, optimizer, staged
+    /// last/best task files); train-state.json is the commit point; only then are the staged task files moved to
+    /// last.vpt / best.vpt and older checkpoints deleted. A kill before the commit resumes from the previous epoch (the
+    /// staged files are discarded); a kill after it resumes from this one and finishes the publish step
+    /// (<see cref="RunFolder.Publish"/>). So best.vpt always holds the epoch train-state.json names as best.
+    /// </summary>
     void SaveEpoch(PromptedModel model, OptimizerHelper optimizer, string outDir, int epochsDone, long globalStep, double? best, int bestEpoch,
         List<EpochMetrics> history, TaskContext? task, bool saveBest, SummaryWriter? tb, EpochMetrics m)
     {
-        // Order matters for crash safety: tensors and optimizer first, then the state that points at them, then cleanup.
         string ckpt = $"ckpt-e{epochsDone:D4}";
+        BeforeSaveStep?.Invoke(epochsDone, "tensors");
         SafetensorsFile.Save(Path.Combine(outDir, ckpt + ".safetensors"), model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param));
+        BeforeSaveStep?.Invoke(epochsDone, "optimizer");
         AtomicFile.WriteVia(Path.Combine(outDir, ckpt + ".optim"), tmp => optimizer.save_state_dict(tmp));
+        if (task is not null)
+        {
+            var artifact = TaskFile(model, task, m);
+            BeforeSaveStep?.Invoke(epochsDone, "last");
+            artifact.Save(Path.Combine(outDir, ckpt + ".last.vpt"));
+            if (saveBest)
+            {
+                BeforeSaveStep?.Invoke(epochsDone, "best");
+                artifact.Save(Path.Combine(outDir, ckpt + ".best.vpt"));
+            }
+        }
+        BeforeSaveStep?.Invoke(epochsDone, "state");
         AtomicFile.WriteAllText(Path.Combine(outDir, StateFile),
             JsonSerializer.Serialize(new State(epochsDone, globalStep, best, bestEpoch, ckpt, history), JsonFormat.PascalIndented));
-        foreach (var f in Directory.GetFiles(outDir, "ckpt-e*"))
-            if (!Path.GetFileName(f).StartsWith(ckpt)) File.Delete(f);
-
+        BeforeSaveStep?.Invoke(epochsDone, "publish");
+        RunFolder.Publish(outDir, ckpt);
+        BeforeSaveStep?.Invoke(epochsDone, "metrics");
         AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"),
             string.Concat(history.Select(h => JsonSerializer.Serialize(h, JsonFormat.Options) + "\n")));
         if (tb is not null)
@@ -231,12 +271,13 @@ public sealed class Trainer(TrainOptions options)
             tb.add_scalar("train/lr", (float)m.LearningRate, m.Epoch);
             if (m.ValTop1 is double v) tb.add_scalar("val/top1", (float)v, m.Epoch);
         }
-        if (task is null) return;
-        var metrics = new Dictionary<string, double> { ["epoch"] = epochsDone, ["train_loss"] = m.TrainLoss, ["train_top1"] = m.TrainTop1 };
+    }
+
+    static TaskArtifact TaskFile(PromptedModel model, TaskContext task, EpochMetrics m)
+    {
+        var metrics = new Dictionary<string, double> { ["epoch"] = m.Epoch, ["train_loss"] = m.TrainLoss, ["train_top1"] = m.TrainTop1 };
         if (m.ValTop1 is double vt) metrics["val_top1"] = vt;
-        var artifact = TaskArtifact.FromModel(model, task.Backbone, task.Classes, task.Preprocessing, metrics);
-        artifact.Save(Path.Combine(outDir, "last.vpt"));
-        if (saveBest) artifact.Save(Path.Combine(outDir, "best.vpt"));
+        return TaskArtifact.FromModel(model, task.Backbone, task.Classes, task.Preprocessing, metrics);
     }
 
     static void LoadTrainable(PromptedModel model, string path)
@@ -246,6 +287,9 @@ public sealed class Trainer(TrainOptions options)
         foreach (var (name, p) in model.TaskTensors())
         {
             if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"{path}: checkpoint lacks '{name}'; it belongs to another run", setting: "out-dir");
+            if (!t.shape.SequenceEqual(p.shape))
+                throw new CheckpointException($"{path}: '{name}' has shape [{string.Join(",", t.shape)}] but this run's method makes [{string.Join(",", p.shape)}]; " +
+                    "the interrupted run had other method settings (e.g. another prompt length)", setting: "out-dir");
             p.copy_(t);
         }
     }

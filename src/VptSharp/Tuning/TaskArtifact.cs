@@ -63,17 +63,15 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         var meta = SafetensorsFile.ReadMetadata(path);
         if (!meta.TryGetValue(MetadataKey, out var json))
             throw new CheckpointException($"{path}: a safetensors file but not a VptSharp task (no '{MetadataKey}' metadata)");
-        var md = JsonSerializer.Deserialize<TaskMetadata>(json, JsonFormat.Options)!;
+        var md = TaskFileCheck.Parse(json, path);
         return new TaskArtifact(md, SafetensorsFile.Load(path));
     }
 
     /// <summary>Builds the model on a loaded backbone; refuses a backbone whose weights hash differs.</summary>
     public PromptedModel Attach(LoadedBackbone backbone, string taskPath = "task file")
     {
-        if (!string.Equals(backbone.Sha256, Metadata.Backbone.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new BackboneMismatchException(
-                $"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Metadata.Backbone.Sha256[..12]}…) but " +
-                $"{backbone.Source} has sha256 {backbone.Sha256[..12]}…");
+        CheckHash(backbone.Sha256, backbone.Source, taskPath);
+        TaskFileCheck.CheckSizes(Metadata, backbone.Config, Tensors, taskPath);
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
         var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param);
@@ -95,10 +93,27 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         return model;
     }
 
-    /// <summary>Loads the backbone the task names (or an override path) and attaches the task to it.</summary>
+    /// <summary>Refuses a backbone whose weights hash differs from the one the task was trained on (any malformed hash too).</summary>
+    public void CheckHash(string sha256, string source, string taskPath)
+    {
+        string want = Metadata.Backbone.Sha256;
+        if (!string.Equals(sha256, want, StringComparison.OrdinalIgnoreCase))
+            throw new BackboneMismatchException(
+                $"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Short(want)}) but " +
+                $"{source} has sha256 {Short(sha256)}");
+    }
+
+    static string Short(string sha) => sha.Length > 12 ? sha[..12] + "…" : $"'{sha}'";
+
+    /// <summary>Loads the backbone the task names (or an override path) and attaches the task to it. Where the weights'
+    /// hash is known before building (a local file, the embedded default, random:), a mismatch stops before any allocation.</summary>
     public PromptedModel LoadModel(string? backboneOverride = null, string taskPath = "task file", HubClient? hub = null)
     {
         string source = backboneOverride ?? Metadata.Backbone.Source;
+        string? early = source == "default" ? CheckpointReader.Sha256(BackboneLoader.DefaultBackboneBytes())
+            : source.StartsWith("random:") ? CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source))
+            : File.Exists(source) ? CheckpointReader.Sha256OfFile(source) : null;
+        if (early is not null) CheckHash(early, source, taskPath);
         var arch = new ArchOverrides
         {
             Heads = Metadata.Backbone.Config.Heads, ImageSize = Metadata.Backbone.Config.ImageSize,

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using static TorchSharp.torch;
+
+namespace VptSharp.Tuning;
+
+/// <summary>
+/// Task files are untrusted input (a served folder, a download): every field of their metadata is checked, and every
+/// size they imply is bounded by the tensors the file actually holds, before anything is built or allocated.
+/// </summary>
+public static class TaskFileCheck
+{
+    /// <summary>The task file format this build reads and writes.</summary>
+    public const int FormatVersion = 1;
+    /// <summary>Most classes a task (or a list file) may have.</summary>
+    public const int MaxClasses = 65_536;
+
+    /// <summary>Parses and checks the "vptsharp" metadata JSON; every failure names the file and field.</summary>
+    public static TaskMetadata Parse(string json, string path)
+    {
+        TaskMetadata? md;
+        try { md = JsonSerializer.Deserialize<TaskMetadata>(json, Json.Options); }
+        catch (JsonException e) { throw Bad(path, $"metadata is not valid task JSON ({RunMessage(e)})"); }
+        catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException or FormatException)
+        { throw Bad(path, $"metadata is not valid task JSON ({e.Message})"); }
+        if (md is null) throw Bad(path, "metadata is null");
+        if (md.FormatVersion != FormatVersion)
+            throw Bad(path, $"format_version {md.FormatVersion}: this build reads version {FormatVersion}; use the VptSharp version that wrote the file");
+        if (string.IsNullOrEmpty(md.Method)) throw Bad(path, "field 'method' is missing");
+        if (md.MethodConfig is null) throw Bad(path, "field 'method_config' is missing");
+        if (md.Classes is null || md.Classes.Length == 0) throw Bad(path, "field 'classes' is missing or empty");
+        if (md.Classes.Length > MaxClasses) throw Bad(path, $"{md.Classes.Length} classes, over the {MaxClasses:N0}-class limit");
+        if (md.Classes.Any(c => c is null)) throw Bad(path, "field 'classes' holds a null name");
+        if (md.Backbone is null) throw Bad(path, "field 'backbone' is missing");
+        if (md.Backbone.Sha256 is null) throw Bad(path, "field 'backbone.sha256' is missing");
+        if (md.Backbone.Source is null) throw Bad(path, "field 'backbone.source' is missing");
+        if (md.Backbone.Config is null) throw Bad(path, "field 'backbone.config' is missing");
+        try { md.Backbone.Config.Validate(); }
+        catch (ArgumentException e) { throw Bad(path, $"field 'backbone.config': {e.Message}"); }
+        var pre = md.Preprocessing ?? throw Bad(path, "field 'preprocessing' is missing");
+        if (pre.ImageSize < 1 || pre.ImageSize > VitConfig.MaxImageSize)
+            throw Bad(path, $"preprocessing.image_size {pre.ImageSize}: must be in 1..{VitConfig.MaxImageSize}");
+        if (pre.Mean is not { Length: 3 } || pre.Std is not { Length: 3 } || pre.Mean.Any(v => !float.IsFinite(v)) || pre.Std.Any(v => !(v > 0) || !float.IsFinite(v)))
+            throw Bad(path, "preprocessing.mean/std must be 3 finite numbers each, std positive");
+        if (!Enum.IsDefined(pre.Resize)) throw Bad(path, $"preprocessing.resize {pre.Resize} is not a known mode");
+        MethodConfig config;
+        try { config = MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()); }
+        catch (JsonException e) { throw Bad(path, $"field 'method_config' does not fit method {md.Method} ({RunMessage(e)})"); }
+        catch (ArgumentException e) { throw Bad(path, e.Message); }
+        try { MethodLimits.Check(config, md.Backbone.Config); }
+        catch (ArgumentException e) { throw Bad(path, $"field 'method_config': {e.Message}"); }
+        return md with { Metrics = md.Metrics ?? new() };
+    }
+
+    /// <summary>Before a model is built: the sizes the metadata implies must be those of the tensors in the file.</summary>
+    public static void CheckSizes(TaskMetadata md, VitConfig backbone, IReadOnlyDictionary<string, Tensor> tensors, string path)
+    {
+        var config = MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString());
+        try { MethodLimits.Check(config, backbone); }
+        catch (ArgumentException e) { throw Bad(path, $"field 'method_config': {e.Message}"); }
+        if (tensors.TryGetValue("head.weight", out var hw) && (hw.dim() != 2 || hw.shape[0] != md.Classes.Length))
+            throw Bad(path, $"{md.Classes.Length} class names but head.weight is [{string.Join(",", hw.shape)}]");
+        if (config is PromptConfig pc)
+        {
+            bool oneVector = pc.Sharing is PromptSharing.Intra or PromptSharing.All;
+            (string name, int dim, long want) = pc.Location switch
+            {
+                PromptLocation.PrependPixel => ("method.pixels", 0, pc.Tokens),
+                PromptLocation.ConcatChannel => ("", 0, 0L),
+                _ => ("method.prompts", 1, oneVector ? 1L : pc.Tokens),
+            };
+            if (name != "" && (!tensors.TryGetValue(name, out var t) || t.dim() <= dim || t.shape[dim] != want))
+                throw Bad(path, $"method_config.tokens {pc.Tokens} but the file's '{name}' is " +
+                    (tensors.TryGetValue(name, out var have) ? $"[{string.Join(",", have.shape)}]" : "missing"));
+        }
+    }
+
+    static CheckpointException Bad(string path, string fact) => new($"{path}: {fact}; the task file is damaged or not from VptSharp — retrain or re-copy it");
+
+    static string RunMessage(JsonException e) => e.Path is null ? e.Message.Split('\n')[0] : $"at {e.Path}: {e.Message.Split('\n')[0]}";
+}
+
+/// <summary>Bounds on method settings, so a size read from a file or a flag cannot ask for unbounded memory or time.</summary>
+public static class MethodLimits
+{
+    /// <summary>Longest prompt (the paper uses at most 200); --prompt-location add may also use one per patch.</summary>
+    public const int MaxPrompts = 1024;
+
+    public static void Check(MethodConfig config, VitConfig vit)
+    {
+        switch (config)
+        {
+            case PromptConfig p:
+                if (p.Tokens < 1 || p.Tokens > MaxPrompts && !(p.Location == PromptLocation.Add && p.Tokens == vit.NumPatches))
+                    throw new ArgumentException($"--prompts {p.Tokens}: must be in 1..{MaxPrompts}");
+                if (!(p.Dropout >= 0 && p.Dropout < 1)) throw new ArgumentException($"--prompt-dropout {p.Dropout}: must be in [0, 1)");
+                if (p.ProjectDim > 4 * vit.Width) throw new ArgumentException($"--project {p.ProjectDim}: must be at most 4 × the width ({4 * vit.Width})");
+                foreach (var b in new[] { p.FirstBlock, p.LastBlock })
+                    if (b is int k && (k < 1 || k > vit.Depth)) throw new ArgumentException($"--prompt-depth block {k}: the backbone has blocks 1..{vit.Depth}");
+                if (!Enum.IsDefined(p.Location) || !Enum.IsDefined(p.Output) || !Enum.IsDefined(p.Sharing) || !Enum.IsDefined(p.Init))
+                    throw new ArgumentException("unknown prompt location, output, sharing or init value");
+                break;
+            case AdapterConfig a when a.Reduction < 1 || a.Reduction > vit.Width:
+                throw new ArgumentException($"--reduction {a.Reduction}: must be in 1..{vit.Width} (the width)");
+            case MlpHeadConfig m when m.Layers < 1 || m.Layers > 32:
+                throw new ArgumentException($"mlp-{m.Layers}: layers must be in 1..32");
+            case PartialConfig pa when pa.Blocks < 1 || pa.Blocks > vit.Depth:
+                throw new ArgumentException($"partial-{pa.Blocks}: the backbone has {vit.Depth} blocks");
+            case SidetuneConfig s when s.Width < 1 || s.Width > 1024:
+                throw new ArgumentException($"--side-width {s.Width}: must be in 1..1024");
+        }
+    }
+}
