@@ -133,6 +133,8 @@ public static class VitCheckpointKeys
     {
         if (!timm.TryGetValue("patch_embed.proj.weight", out var pw) || !timm.TryGetValue("pos_embed", out var pos))
             throw new CheckpointException("not a ViT checkpoint: no patch_embed.proj.weight / pos_embed (after key mapping)");
+        if (pw.dim() != 4 || pos.dim() != 3 || pw.shape[2] < 1 || pw.shape[2] != pw.shape[3] || pos.shape[1] < 2 || pos.shape[2] != pw.shape[0])
+            throw new CheckpointException($"not a ViT checkpoint: patch_embed.proj.weight [{string.Join(",", pw.shape)}] / pos_embed [{string.Join(",", pos.shape)}] have the wrong shapes");
         int width = (int)pw.shape[0], patch = (int)pw.shape[2];
         int depth = timm.Keys.Select(k => Regex.Match(k, @"^blocks\.(\d+)\.")).Where(m => m.Success)
             .Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(-1).Max() + 1;

@@ -87,6 +87,7 @@ public static class BackboneLoader
             fromJson = JsonSerializer.Deserialize<VitConfig>(vc);
         var cfg = fromJson ?? (arch.Preset is not null ? VitConfig.Preset(arch.Preset) : VitCheckpointKeys.InferConfig(mapped, arch.Heads));
         cfg = arch.Apply(cfg);
+        CheckShapesBeforeBuild(cfg, mapped, configJson ?? weightsPath);
         var model = Build(cfg, mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
         return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
     }
@@ -144,6 +145,22 @@ public static class BackboneLoader
             cfg = cfg with { MlpDim = (int)Math.Round((args["mlp_ratio"]?.GetValue<double>() ?? 4.0) * cfg.Width) };
         }
         return cfg;
+    }
+
+    /// <summary>The architecture asked for (config.json, --arch, flags) against the checkpoint's own tensor shapes, before a
+    /// model of that size is allocated: a config.json claiming width 2048 beside a small checkpoint stops here.</summary>
+    static void CheckShapesBeforeBuild(VitConfig cfg, IReadOnlyDictionary<string, Tensor> mapped, string what)
+    {
+        cfg.Validate();
+        var actual = VitCheckpointKeys.InferConfig(mapped, cfg.Heads);
+        var diffs = new List<string>();
+        if (actual.Width != cfg.Width) diffs.Add($"width {cfg.Width} vs {actual.Width}");
+        if (actual.Depth != cfg.Depth) diffs.Add($"depth {cfg.Depth} vs {actual.Depth}");
+        if (actual.PatchSize != cfg.PatchSize) diffs.Add($"patch size {cfg.PatchSize} vs {actual.PatchSize}");
+        if (actual.MlpDim != cfg.MlpDim) diffs.Add($"MLP width {cfg.MlpDim} vs {actual.MlpDim}");
+        if (diffs.Count > 0)
+            throw new CheckpointException($"{what}: the architecture asked for does not match the checkpoint's tensors ({string.Join(", ", diffs)}); " +
+                "fix config.json or --arch/--width/--depth/--patch-size/--mlp-dim");
     }
 
     /// <summary>Builds the model and copies tensors in; unknown or missing keys fail with one message listing them.</summary>

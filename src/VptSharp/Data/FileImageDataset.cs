@@ -12,6 +12,9 @@ public sealed class FileImageDataset : ImageDataset
     static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase)
         { ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ico", ".wbmp", ".heif", ".heic", ".avif" };
 
+    /// <summary>Most classes a dataset (and so a task's head) may have.</summary>
+    public const int MaxClasses = 65_536;
+
     readonly List<string> paths;
     readonly List<int> labels;
     readonly string[] classes;
@@ -87,10 +90,32 @@ public sealed class FileImageDataset : ImageDataset
             int cut = line.TrimEnd().LastIndexOf(' ');
             if (cut <= 0 || !int.TryParse(line.AsSpan(cut + 1).Trim(), out int label) || label < 0)
                 throw new FormatException($"{listFile}:{lineNo}: expected 'relative/path label', got '{line.Trim()}'");
+            CheckLabel(label, classes, $"{listFile}:{lineNo}");
             samples.Add((Path.Combine(root, line[..cut].Trim()), label));
         }
         int n = Math.Max(samples.Count == 0 ? 0 : samples.Max(s => s.Item2) + 1, classes?.Count ?? 0);
         return new FileImageDataset(samples, classes?.ToArray() ?? Enumerable.Range(0, n).Select(i => i.ToString()).ToArray());
+    }
+
+    /// <summary>A label read from a file is a class index below the class count (when known) and the class limit; a
+    /// huge label would otherwise make a head of that many classes.</summary>
+    static int CheckLabel(int label, IReadOnlyList<string>? classes, string where)
+    {
+        if (classes is not null && label >= classes.Count)
+            throw new FormatException($"{where}: label {label} but the task has {classes.Count} classes (0..{classes.Count - 1}); fix the label or use the task's data");
+        if (label >= MaxClasses)
+            throw new FormatException($"{where}: label {label} is over the {MaxClasses:N0}-class limit; labels are class indices 0..C-1");
+        return label;
+    }
+
+    static JsonDocument ParseJsonMap(string jsonFile)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllText(jsonFile)); }
+        catch (JsonException e) { throw new FormatException($"{jsonFile}: not valid JSON ({e.Message.Split('\n')[0]}); expected {{\"relative/path\": label, ...}}"); }
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        { doc.Dispose(); throw new FormatException($"{jsonFile}: expected a JSON object {{\"relative/path\": label, ...}}"); }
+        return doc;
     }
 
     /// <summary>FGVC-style JSON map {"relative/path": label, ...}; labels may be ints or class names.</summary>
@@ -98,15 +123,19 @@ public sealed class FileImageDataset : ImageDataset
     {
         if (!File.Exists(jsonFile)) throw new FileNotFoundException($"{jsonFile}: JSON map not found", jsonFile);
         string root = imageRoot ?? Path.GetDirectoryName(Path.GetFullPath(jsonFile))!;
-        using var doc = JsonDocument.Parse(File.ReadAllText(jsonFile));
+        using var doc = ParseJsonMap(jsonFile);
         var entries = doc.RootElement.EnumerateObject().Select(p => (p.Name, p.Value)).ToList();
+        foreach (var (name, value) in entries)
+            if (value.ValueKind == JsonValueKind.Number ? !value.TryGetInt32(out int l) || l < 0 : value.ValueKind != JsonValueKind.String)
+                throw new FormatException($"{jsonFile}: label of {name} is {value.GetRawText()}; labels are class indices (0, 1, …) or class names");
+            else if (value.ValueKind == JsonValueKind.Number) CheckLabel(l, classes, $"{jsonFile}: {name}");
         bool named = entries.Any(e => e.Value.ValueKind == JsonValueKind.String);
         string[] names = classes?.ToArray() ?? (named
             ? entries.Select(e => e.Value.ToString()).Distinct().Order(StringComparer.Ordinal).ToArray()
             : Enumerable.Range(0, entries.Count == 0 ? 0 : entries.Max(e => e.Value.GetInt32()) + 1).Select(i => i.ToString()).ToArray());
         var index = names.Select((n, i) => (n, i)).ToDictionary(x => x.n, x => x.i);
         var samples = entries.Select(e => (Path.Combine(root, e.Name),
-            e.Value.ValueKind == JsonValueKind.Number ? e.Value.GetInt32()
+            e.Value.ValueKind == JsonValueKind.Number ? CheckLabel(e.Value.GetInt32(), names, $"{jsonFile}: {e.Name}")
             : index.TryGetValue(e.Value.GetString()!, out int l) ? l
             : throw new FormatException($"{jsonFile}: label '{e.Value}' of {e.Name} is not one of the training classes"))).ToList();
         return new FileImageDataset(samples, names);

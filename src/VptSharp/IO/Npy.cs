@@ -9,11 +9,17 @@ namespace VptSharp.IO;
 /// <summary>NumPy .npy / .npz reading and .npy writing (float32, float64, float16, int64, int32, uint8).</summary>
 public static class Npy
 {
+    /// <summary>Largest single array read (2 GiB: above any ViT-H weight); larger or lying shapes are refused before allocation.</summary>
+    public const long MaxArrayBytes = int.MaxValue;
+    /// <summary>An .npz entry may inflate to at most this many times its compressed size: float weights barely compress,
+    /// a zip bomb compresses a thousandfold.</summary>
+    public const long MaxCompressionRatio = 50;
+
     public static Tensor Read(string path)
     {
         using var s = File.OpenRead(path);
         try { return Read(s); }
-        catch (Exception e) when (e is not IOException) { throw new CheckpointException($"{path}: not a readable .npy file ({e.Message})"); }
+        catch (Exception e) when (e is not IOException || e is EndOfStreamException) { throw new CheckpointException($"{path}: not a readable .npy file ({e.Message.Split('\n')[0]})"); }
     }
 
     public static Tensor Read(Stream s)
@@ -28,14 +34,24 @@ public static class Npy
         string descr = Regex.Match(header, @"'descr':\s*'([^']+)'").Groups[1].Value;
         bool fortran = Regex.IsMatch(header, @"'fortran_order':\s*True");
         var shapeText = Regex.Match(header, @"'shape':\s*\(([^)]*)\)").Groups[1].Value;
-        long[] shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
-        long count = shape.Aggregate(1L, (a, b) => a * b);
+        var dims = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        long[] shape = new long[dims.Length];
+        long count = 1;
+        for (int i = 0; i < dims.Length; i++)
+        {
+            if (!long.TryParse(dims[i], out shape[i]) || shape[i] < 0) throw new InvalidDataException($"shape entry '{dims[i]}' is not a non-negative integer");
+            if (shape[i] > 0 && count > MaxArrayBytes / shape[i]) throw new InvalidDataException($"shape ({shapeText}) is larger than the {MaxArrayBytes:N0}-byte array limit");
+            count *= shape[i];
+        }
         var (dtype, size) = descr switch
         {
             "<f4" => (ScalarType.Float32, 4), "<f8" => (ScalarType.Float64, 8), "<f2" => (ScalarType.Float16, 2),
             "<i8" => (ScalarType.Int64, 8), "<i4" => (ScalarType.Int32, 4), "|u1" => (ScalarType.Byte, 1), "|b1" => (ScalarType.Bool, 1),
             _ => throw new InvalidDataException($"unsupported dtype {descr}"),
         };
+        if (count * size > MaxArrayBytes) throw new InvalidDataException($"shape ({shapeText}) is larger than the {MaxArrayBytes:N0}-byte array limit");
+        if (s.CanSeek && count * size > s.Length - s.Position)
+            throw new InvalidDataException($"shape ({shapeText}) needs {count * size:N0} bytes but only {s.Length - s.Position:N0} follow");
         var bytes = new byte[count * size];
         int read = 0;
         while (read < bytes.Length) { int n = s.Read(bytes, read, bytes.Length - read); if (n == 0) throw new EndOfStreamException("truncated array data"); read += n; }
@@ -87,10 +103,22 @@ public static class Npy
             foreach (var e in zip.Entries)
             {
                 if (!e.Name.EndsWith(".npy")) continue;
+                // Declared sizes are checked before inflating, and the inflated bytes are counted, not trusted.
+                if (e.Length > MaxArrayBytes + 4096 || e.Length > MaxCompressionRatio * e.CompressedLength + (1 << 20))
+                    throw new CheckpointException($"{path}: entry {e.FullName} declares {e.Length:N0} bytes from {e.CompressedLength:N0} compressed; refused as a likely zip bomb");
                 using var s = e.Open();
-                using var ms = new MemoryStream();
-                s.CopyTo(ms); ms.Position = 0;
-                o[e.FullName[..^4]] = Read(ms);
+                using var ms = new MemoryStream((int)Math.Min(e.Length, int.MaxValue));
+                var buf = new byte[1 << 16];
+                int n;
+                while ((n = s.Read(buf)) > 0)
+                {
+                    if (ms.Length + n > e.Length) throw new CheckpointException($"{path}: entry {e.FullName} inflates past its declared {e.Length:N0} bytes");
+                    ms.Write(buf, 0, n);
+                }
+                ms.Position = 0;
+                try { o[e.FullName[..^4]] = Read(ms); }
+                catch (Exception x) when (x is InvalidDataException or EndOfStreamException)
+                { throw new CheckpointException($"{path}: entry {e.FullName} is not a readable .npy array ({x.Message})"); }
             }
         }
         catch (InvalidDataException e) { throw new CheckpointException($"{path}: not a readable .npz archive ({e.Message})"); }

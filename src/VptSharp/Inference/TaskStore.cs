@@ -73,19 +73,28 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             var info = new FileInfo(path);
             if (current.TryGetValue(name, out var have) && have.ModifiedUtc == info.LastWriteTimeUtc && have.Length == info.Length) continue;
             if (rejected.TryGetValue(name, out _) && !ChangedSinceRejected(name, info)) continue;
+            // Each file is judged alone: whatever one file does (bad metadata, a FIFO, a huge size, a native error)
+            // ends in its own rejection, never in the rescan or in another task.
             try
             {
+                if (WhyNotARegularFile(info) is string why) throw new CheckpointException($"{path}: {why}");
                 var art = TaskArtifact.Load(path);
                 if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
+                if (art.Metadata.Preprocessing.ImageSize != backbone.Config.ImageSize)
+                    throw new ArgumentException($"task takes {art.Metadata.Preprocessing.ImageSize}-pixel images but the shared backbone runs at {backbone.Config.ImageSize}; " +
+                        $"serve it from a process started with --image-size {art.Metadata.Preprocessing.ImageSize}");
                 var model = art.Attach(backbone, path);
                 loaded[name] = new ServedTask(name, path, art, model, info.LastWriteTimeUtc, info.Length);
             }
-            catch (Exception e) when (e is BackboneMismatchException or VptException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
+            catch (Exception e)
             {
-                newlyRejected[name] = new RejectedTask(name, path, e.Message);
+                string reason = e is BackboneMismatchException or VptException or ArgumentException or IOException or InvalidDataException
+                    or System.Text.Json.JsonException or UnauthorizedAccessException or BadImageException
+                    ? FirstLine(e.Message) : $"cannot be loaded ({e.GetType().Name}: {FirstLine(e.Message)})";
+                newlyRejected[name] = new RejectedTask(name, path, reason);
                 rejectedStamp[name] = (info.LastWriteTimeUtc, info.Length);
-                Log?.Invoke($"refused {path}: {e.Message}");
+                Log?.Invoke($"refused {path}: {reason}");
             }
         }
         var retired = new List<PromptedModel>();
@@ -112,6 +121,32 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
 
     readonly Dictionary<string, (DateTime, long)> rejectedStamp = new();
 
+    /// <summary>Largest task file loaded (512 MiB; a served task holds prompts and a head, not a backbone).</summary>
+    public const long MaxTaskFileBytes = 512L << 20;
+
+    /// <summary>Checked from the directory entry, before opening: opening a FIFO would block the rescan for good.
+    /// FIFOs, sockets and devices report length 0; symbolic links are judged by their target.</summary>
+    static string? WhyNotARegularFile(FileInfo info)
+    {
+        FileSystemInfo target = info;
+        if (info.LinkTarget is not null)
+        {
+            try { target = info.ResolveLinkTarget(returnFinalTarget: true) ?? info; }
+            catch (IOException) { return "a symbolic link that cannot be resolved"; }
+            if (target is not FileInfo || !target.Exists) return "a symbolic link to something that is not a file";
+        }
+        long length = ((FileInfo)target).Length;
+        if (length == 0) return "empty, or not a regular file (FIFO, device or socket); only regular .vpt files are served";
+        if (length > MaxTaskFileBytes) return $"{length:N0} bytes, over the {MaxTaskFileBytes:N0}-byte task file limit";
+        return null;
+    }
+
+    static string FirstLine(string message)
+    {
+        int cut = message.IndexOfAny(['\n', '\r']);
+        return cut < 0 ? message : message[..cut];
+    }
+
     /// <summary>Under the lock: a fresh engine holding every task that is an exact prefix (the rest are served per task).</summary>
     void RebuildEngine()
     {
@@ -122,7 +157,8 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
         {
             try { PrefixRules.Check(MethodRegistry.FromJson(t.Artifact.Metadata.Method, t.Artifact.Metadata.MethodConfig.ToJsonString()), backbone.Config.Depth); }
             catch (ArgumentException) { continue; } // not an exact prefix: served through its own model
-            engineIndex[name] = engine.AddTask(t.Artifact, name);
+            try { engineIndex[name] = engine.AddTask(t.Artifact, name); }
+            catch (Exception e) { Log?.Invoke($"{name}: served through its own model ({FirstLine(e.Message)})"); } // one task never breaks the engine
         }
     }
 

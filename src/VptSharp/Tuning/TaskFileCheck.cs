@@ -15,7 +15,7 @@ public static class TaskFileCheck
     /// <summary>The task file format this build reads and writes.</summary>
     public const int FormatVersion = 1;
     /// <summary>Most classes a task (or a list file) may have.</summary>
-    public const int MaxClasses = 65_536;
+    public const int MaxClasses = VptSharp.Data.FileImageDataset.MaxClasses;
 
     /// <summary>Parses and checks the "vptsharp" metadata JSON; every failure names the file and field.</summary>
     public static TaskMetadata Parse(string json, string path)
