@@ -40,6 +40,7 @@ internal static class Common
     public static void ApplyThreads(ParseResult r)
     {
         int t = r.GetValue(Threads);
+        Guards.CheckThreads(t);
         if (t > 0) torch.set_num_threads(t);
     }
 
@@ -62,18 +63,45 @@ internal static class Common
         return loaded!;
     }
 
-    /// <summary>Runs a command body; known failures print one line "error: ..." and exit non-zero.</summary>
+    /// <summary>Runs a command body. Every failure is one line on stderr and a documented exit code (<see cref="ExitCodes"/>);
+    /// no stack trace is ever printed. Known failures name the file or setting and the fix; anything else is a bug.</summary>
     public static int Run(Func<int> body)
     {
         try { return body(); }
-        catch (Exception e) when (e is VptException or ArgumentException or FileNotFoundException
-                                      or DirectoryNotFoundException or FormatException or InvalidDataException
-                                      or BackboneMismatchException
-                                      or HttpRequestException or IOException)
+        catch (Exception e) { return Report(e); }
+    }
+
+    public static int Report(Exception e)
+    {
+        if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerException!;
+        if (e is BackboneMismatchException)
         {
-            Console.Error.WriteLine($"error: {ErrorMessages.For(e)}");
-            return e is BackboneMismatchException ? 3 : 1;
+            Console.Error.WriteLine($"error: {OneLine(ErrorMessages.For(e))}");
+            return ExitCodes.BackboneMismatch;
         }
+        if (e is VptException or ArgumentException or FileNotFoundException
+                 or DirectoryNotFoundException or FormatException or InvalidDataException or System.Text.Json.JsonException
+                 or HttpRequestException or IOException)
+        {
+            Console.Error.WriteLine($"error: {OneLine(ErrorMessages.For(e))}");
+            return ExitCodes.Failure;
+        }
+        if (e is OperationCanceledException) { Console.Error.WriteLine("error: cancelled"); return ExitCodes.Cancelled; }
+        if (e is OutOfMemoryException or InsufficientExecutionStackException)
+        {
+            Console.Error.WriteLine($"error: out of memory ({e.GetType().Name}); use a smaller --batch-size or model");
+            return ExitCodes.Failure;
+        }
+        Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {OneLine(e.Message)}); please report this with the command line");
+        return ExitCodes.InternalError;
+    }
+
+    /// <summary>The first line of a message (libtorch errors append native stack frames), without ANSI or control characters.</summary>
+    public static string OneLine(string message)
+    {
+        int cut = message.IndexOfAny(['\n', '\r']);
+        var line = cut < 0 ? message : message[..cut];
+        return new string(line.Where(ch => !char.IsControl(ch)).ToArray()).Trim();
     }
 
     public static string Percent(double v) => $"{100 * v:F2}%";
@@ -89,4 +117,19 @@ internal static class Common
         foreach (var a in args) psi.ArgumentList.Add(a);
         return psi;
     }
+}
+
+/// <summary>The exit codes of `vpt` (README "Errors and exit codes").</summary>
+internal static class ExitCodes
+{
+    public const int Ok = 0;
+    /// <summary>Bad input, a refused setting, an unreadable or foreign file, a refused overwrite, I/O failure.</summary>
+    public const int Failure = 1;
+    /// <summary>Command-line syntax (unknown option, missing value): System.CommandLine's own message.</summary>
+    public const int Usage = 2;
+    /// <summary>The backbone's sha256 differs from the one the task was trained on.</summary>
+    public const int BackboneMismatch = 3;
+    /// <summary>A bug: an exception nobody expected (one line, please report).</summary>
+    public const int InternalError = 70;
+    public const int Cancelled = 130;
 }

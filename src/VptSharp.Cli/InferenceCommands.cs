@@ -18,10 +18,12 @@ internal static class InferenceCommands
         var output = new Option<string>("--out", "-o") { Description = "ensemble file to write", Required = true };
         c.Arguments.Add(tasks);
         c.Options.Add(output);
+        c.Options.Add(Guards.Force);
         c.SetAction(r => Common.Run(() =>
         {
-            var ensemble = EnsembleArtifact.FromFiles(r.GetValue(tasks)!);
             string path = r.GetValue(output)!;
+            Guards.CheckOutput(path, r.GetValue(tasks)!, r.GetValue(Guards.Force), "--out");
+            var ensemble = EnsembleArtifact.FromFiles(r.GetValue(tasks)!);
             ensemble.Save(path);
             AnsiConsole.MarkupLine(Markup.Escape($"wrote {path}: {ensemble.Members.Count} members " +
                 $"({string.Join(", ", ensemble.Members.Select(m => m.Metadata.Method))}), {ensemble.Classes.Length} classes"));

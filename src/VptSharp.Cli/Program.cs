@@ -19,4 +19,20 @@ root.Subcommands.Add(InferenceCommands.Ensemble());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DataCommands.Create());
 
-return root.Parse(args).Invoke();
+// One top-level handler: whatever escapes a command (or the parser) is one line and an exit code, never a stack trace.
+AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+{
+    Environment.Exit(Common.Report(e.ExceptionObject as Exception ?? new Exception(e.ExceptionObject?.ToString())));
+};
+try
+{
+    var parsed = root.Parse(args);
+    if (parsed.Errors.Count > 0)
+    {
+        foreach (var error in parsed.Errors) Console.Error.WriteLine($"error: {Common.OneLine(error.Message)}");
+        Console.Error.WriteLine("run 'vpt --help' or 'vpt COMMAND --help' for the options");
+        return ExitCodes.Usage;
+    }
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) { return Common.Report(e); }

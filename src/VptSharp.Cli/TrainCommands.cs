@@ -49,11 +49,12 @@ internal static class TrainCommands
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Bf16, Reduction, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
-                     Warmup, OptimizerOpt, Seed, Out, Resume, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
+                     Warmup, OptimizerOpt, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
+            Guards.CheckRunFolder(r.GetValue(Out)!, r.GetValue(Resume), r.GetValue(Guards.Force));
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             var (train, val) = LoadSplits(r);
             var init = ParseEnum<PromptInit>(r.GetValue(PromptInitOpt)!, "--prompt-init");

@@ -24,10 +24,11 @@ internal static class UseCommands
         var split = new Option<string?>("--split") { Description = "for list-file suites: read DATA/SPLIT.txt (e.g. test)" };
         var json = new Option<string?>("--json") { Description = "also write {\"top1\", \"count\", ...} here" };
         var bf16 = new Option<bool>("--bf16") { Description = "backbone in bfloat16 (VPT-prefix tasks: vpt-deep, linear, mlp-k; heads stay float32)" };
-        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, bf16, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device }) c.Options.Add(o);
+        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, bf16, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device, Guards.Force }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
+            if (r.GetValue(json) is string jsonOut) Guards.CheckJsonOutput(jsonOut, [r.GetValue(Task)!], r.GetValue(Guards.Force), "--json");
             var device = r.GetValue(Common.Device)!;
             using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, r.GetValue(bf16));
             string spec = r.GetValue(data)!;
@@ -59,6 +60,7 @@ internal static class UseCommands
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
+            if (r.GetValue(topk) < 1) throw new ArgumentException($"--top-k {r.GetValue(topk)}: must be at least 1");
             var files = r.GetValue(images)!;
             using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), "cpu");
             var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it

@@ -126,9 +126,12 @@ public sealed class FileImageDataset : ImageDataset
         using var doc = ParseJsonMap(jsonFile);
         var entries = doc.RootElement.EnumerateObject().Select(p => (p.Name, p.Value)).ToList();
         foreach (var (name, value) in entries)
-            if (value.ValueKind == JsonValueKind.Number ? !value.TryGetInt32(out int l) || l < 0 : value.ValueKind != JsonValueKind.String)
+        {
+            int l = -1;
+            if (value.ValueKind == JsonValueKind.Number ? !value.TryGetInt32(out l) || l < 0 : value.ValueKind != JsonValueKind.String)
                 throw new FormatException($"{jsonFile}: label of {name} is {value.GetRawText()}; labels are class indices (0, 1, …) or class names");
-            else if (value.ValueKind == JsonValueKind.Number) CheckLabel(l, classes, $"{jsonFile}: {name}");
+            if (value.ValueKind == JsonValueKind.Number) CheckLabel(l, classes, $"{jsonFile}: {name}");
+        }
         bool named = entries.Any(e => e.Value.ValueKind == JsonValueKind.String);
         string[] names = classes?.ToArray() ?? (named
             ? entries.Select(e => e.Value.ToString()).Distinct().Order(StringComparer.Ordinal).ToArray()

@@ -43,8 +43,11 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
     }
 
     /// <summary>Attaches the method to the backbone (refused when the backbone lacks a capability the method needs).</summary>
-    public static PromptedModel Create(Backbone backbone, MethodConfig config, int numClasses) =>
-        new(backbone, config.Attach(backbone), numClasses);
+    public static PromptedModel Create(Backbone backbone, MethodConfig config, int numClasses)
+    {
+        MethodLimits.Check(config, backbone, numClasses); // sizes from flags or files are bounded before anything is allocated
+        return new(backbone, config.Attach(backbone), numClasses);
+    }
 
     public int NumClasses => (int)head.weight!.shape[0];
 

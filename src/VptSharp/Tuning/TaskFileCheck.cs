@@ -88,6 +88,15 @@ public static class MethodLimits
     /// <summary>Longest prompt (the paper uses at most 200); --prompt-location add may also use one per patch.</summary>
     public const int MaxPrompts = 1024;
 
+    public static void Check(MethodConfig config, Backbone backbone, int numClasses)
+    {
+        if (numClasses < 1 || numClasses > TaskFileCheck.MaxClasses)
+            throw new ArgumentException($"{numClasses} classes: must be in 1..{TaskFileCheck.MaxClasses:N0}");
+        var vit = backbone is VisionTransformer v ? v.Config
+            : new VitConfig { Width = backbone.NumFeatures, Depth = backbone.Depth, ImageSize = backbone.ImageSize, PatchSize = 1, Heads = 1 };
+        Check(config, vit);
+    }
+
     public static void Check(MethodConfig config, VitConfig vit)
     {
         switch (config)
