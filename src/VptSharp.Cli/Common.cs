@@ -79,6 +79,11 @@ internal static class Common
             Console.Error.WriteLine($"error: {OneLine(ErrorMessages.For(e))}");
             return ExitCodes.BackboneMismatch;
         }
+        if (e is UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: {OneLine(e.Message)} (no permission); choose a writable location for the output, or a readable input");
+            return ExitCodes.Failure;
+        }
         if (e is VptException or ArgumentException or FileNotFoundException
                  or DirectoryNotFoundException or FormatException or InvalidDataException or System.Text.Json.JsonException
                  or HttpRequestException or IOException)

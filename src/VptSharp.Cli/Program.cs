@@ -29,8 +29,8 @@ try
     var parsed = root.Parse(args);
     if (parsed.Errors.Count > 0)
     {
-        foreach (var error in parsed.Errors) Console.Error.WriteLine($"error: {Common.OneLine(error.Message)}");
-        Console.Error.WriteLine("run 'vpt --help' or 'vpt COMMAND --help' for the options");
+        // The first error only (one line); the others usually follow from it.
+        Console.Error.WriteLine($"error: {Common.OneLine(parsed.Errors[0].Message)} (run 'vpt {parsed.CommandResult.Command.Name} --help' for the options)");
         return ExitCodes.Usage;
     }
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

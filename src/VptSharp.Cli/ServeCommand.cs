@@ -38,6 +38,7 @@ internal static class ServeCommand
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
+            CheckServeOptions(r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBatch), r.GetValue(queue), r.GetValue(maxBody), r.GetValue(rescan), r.GetValue(maxDelay));
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32);
             store.Log += m => Console.WriteLine(m);
@@ -58,15 +59,43 @@ internal static class ServeCommand
         return c;
     }
 
+    /// <summary>Flags checked before anything is loaded or bound: a host that is neither an address nor a host name is
+    /// refused (it would otherwise bind every interface), and sizes stay in ranges the server can honour.</summary>
+    static void CheckServeOptions(string host, int port, int maxBatch, int queue, int maxBodyKb, double rescan, double maxDelay)
+    {
+        if (!System.Net.IPAddress.TryParse(host, out _) && host != "localhost" && Uri.CheckHostName(host) != UriHostNameType.Dns)
+            throw new ArgumentException($"--host '{host}': not an IP address or host name; use e.g. 127.0.0.1 (loopback) or 0.0.0.0 (every interface)");
+        if (port < 0 || port > 65535) throw new ArgumentException($"--port {port}: must be in 0..65535");
+        if (maxBatch < 1 || maxBatch > 4096) throw new ArgumentException($"--max-batch {maxBatch}: must be in 1..4096");
+        if (queue < 1 || queue > 1_000_000) throw new ArgumentException($"--queue {queue}: must be in 1..1000000");
+        if (maxBodyKb < 1 || maxBodyKb > 1 << 20) throw new ArgumentException($"--max-body-kb {maxBodyKb}: must be in 1..1048576");
+        if (!(rescan > 0 && rescan <= 86400)) throw new ArgumentException($"--rescan-seconds {rescan}: must be in (0, 86400]");
+        if (!(maxDelay >= 0 && maxDelay <= 10000)) throw new ArgumentException($"--max-delay-ms {maxDelay}: must be in 0..10000");
+    }
+
     public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        // Kestrel's own cap sits well above ours so an oversized body can be drained and answered with 413 instead of a
-        // reset connection; only bodies beyond this hard cap are cut off by Kestrel itself.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = 4 * maxBody + (1 << 20));
+        // Kestrel enforces the body cap while streaming (an oversized body is answered 413 without being buffered).
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody);
         builder.WebHost.UseUrls($"http://{host}:{port}");
         var app = builder.Build();
+        // Kestrel resolves dot segments, so /v1/tasks/%2e%2e/predict would reach /v1/predict: encoded dots or slashes
+        // and dot segments in the raw path are refused before routing.
+        app.Use(async (ctx, next) =>
+        {
+            string raw = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget ?? ctx.Request.Path;
+            string path = raw.Split('?')[0];
+            if (path.Contains("..") || path.Contains("%2e", StringComparison.OrdinalIgnoreCase) || path.Contains("%2f", StringComparison.OrdinalIgnoreCase)
+                || path.Contains("%5c", StringComparison.OrdinalIgnoreCase) || path.Contains('\\'))
+            {
+                ctx.Response.StatusCode = 404;
+                await ctx.Response.WriteAsJsonAsync(Error("no such path (dot segments and encoded separators are not routed)"));
+                return;
+            }
+            await next();
+        });
 
         app.MapGet("/healthz", () => Results.Json(new { status = "ok", tasks = store.Tasks.Count, queue = batcher.QueueLength }));
         app.MapGet("/v1/tasks", () =>
@@ -88,7 +117,7 @@ internal static class ServeCommand
         {
             var clock = Stopwatch.StartNew();
             var (status, body) = await Predict(ctx, store, batcher, [task], maxBody);
-            metrics.Request(task, status, clock.Elapsed);
+            metrics.Request(store.Tasks.ContainsKey(task) ? task : "(unknown)", status, clock.Elapsed); // labels only for known tasks: bounded cardinality
             return Results.Json(status == 200 ? ((Dictionary<string, object>)body)[task] : body, statusCode: status);
         });
         app.MapPost("/v1/predict", async (HttpContext ctx) =>
@@ -116,17 +145,42 @@ internal static class ServeCommand
             var type = ctx.Request.ContentType ?? "";
             if (!(type.StartsWith("image/") || type.StartsWith("application/octet-stream") || type == ""))
                 return (415, Error($"content type {type} is not an image; send the JPEG/PNG bytes as image/jpeg, image/png or application/octet-stream"));
+            // Shed before reading or decoding anything: a full queue costs no memory.
+            if (batcher.QueueLength + names.Length > batcher.QueueCapacity)
+            {
+                ctx.Response.Headers.RetryAfter = "1";
+                return (429, Error("server busy: request queue full; retry after a second"));
+            }
+            if (ctx.Request.ContentLength is long declared && declared > limit)
+                return (413, Error($"image body of {declared} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
+            // Kestrel enforces the limit while streaming, so an oversized body is never buffered.
+            if (ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } cap) cap.MaxRequestBodySize = limit;
             byte[] bytes;
             using (var ms = new MemoryStream())
             {
-                try { await ctx.Request.Body.CopyToAsync(ms, ctx.RequestAborted); }
+                var buf = new byte[81920];
+                try
+                {
+                    int n;
+                    while ((n = await ctx.Request.Body.ReadAsync(buf, ctx.RequestAborted)) > 0)
+                    {
+                        if (ms.Length + n > limit) return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                        ms.Write(buf, 0, n);
+                    }
+                }
                 catch (BadHttpRequestException e) when (e.StatusCode == 413) { return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)")); }
-                if (ms.Length > limit) return (413, Error($"image body of {ms.Length} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
+                catch (BadHttpRequestException e) { return (400, Error($"malformed request body ({Common.OneLine(e.Message)})")); }
                 bytes = ms.ToArray();
             }
             if (bytes.Length == 0) return (400, Error("empty body; POST the image bytes"));
             RgbImage image;
-            try { image = FileImageDataset.Decode(bytes, "request body"); }
+            try
+            {
+                var (w, h) = ImageDecoder.ReadSize(bytes, "request body");
+                if (ImageDecoder.TooLarge(w, h))
+                    return (413, Error($"image of {w}×{h} pixels exceeds the {ImageDecoder.MaxPixels:N0}-pixel limit; downscale it"));
+                image = FileImageDataset.Decode(bytes, "request body");
+            }
             catch (BadImageException e) { return (400, Error(e.Message)); }
             var pending = new List<(string Name, Task<ClassScore[]> Result)>();
             foreach (var name in names)
@@ -151,9 +205,12 @@ internal static class ServeCommand
             }
             return (200, answers);
         }
+        catch (BadHttpRequestException e) { return (400, Error($"malformed request ({Common.OneLine(e.Message)})")); }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return (500, Error($"internal error: {e.Message}")); // the process keeps serving
+            // The process keeps serving; the client gets no internals (native frames, paths), the log gets one line.
+            Console.Error.WriteLine($"predict: {e.GetType().Name}: {Common.OneLine(e.Message)}");
+            return (500, Error("internal error while predicting; the server log has the details"));
         }
     }
 }

@@ -93,13 +93,14 @@ public class HostileInputTests(ITestOutputHelper output)
         cases.Add(new("embed of a bomb", ["embed", "--backbone", bb, "--out", F("e.npy"), F("bomb-15000.png")], 1, ["bomb-15000.png"], Bomb: true));
 
         // Training data: bombs and truncation in a folder; --skip-bad skips them, without it the first one is named.
-        string bad = MakeImageFolder(F("bad-data"), 2, 4);
+        string bad = MakeImageFolder(F("bad-data"), 2, 4), bombs = MakeImageFolder(F("bomb-data"), 2, 4), truncs = MakeImageFolder(F("trunc-data"), 2, 4);
         File.Copy(F("bomb-15000.png"), Path.Combine(bad, "class0", "zz-bomb.png"));
         File.Copy(F("truncated.png"), Path.Combine(bad, "class1", "zz-trunc.png"));
-        cases.Add(new("train on a bomb", ["train", "--backbone", bb, "--data", bad, "--epochs", "1", "--out", F("r-bomb")], 1, ["zz-bomb.png", "--skip-bad"], Bomb: true));
+        File.Copy(F("bomb-15000.png"), Path.Combine(bombs, "class0", "zz-bomb.png"));
+        File.Copy(F("truncated.png"), Path.Combine(truncs, "class1", "zz-trunc.png"));
+        cases.Add(new("train on a bomb", ["train", "--backbone", bb, "--data", bombs, "--epochs", "1", "--out", F("r-bomb")], 1, ["zz-bomb.png", "--skip-bad"], Bomb: true));
         cases.Add(new("train --skip-bad skips bomb + truncated", ["train", "--backbone", bb, "--data", bad, "--epochs", "1", "--warmup-epochs", "0", "--skip-bad", "--prompts", "2", "--out", F("r-skip")], 0, ["skipped 2"], Bomb: true));
-        File.Delete(Path.Combine(bad, "class0", "zz-bomb.png"));
-        cases.Add(new("train on a truncated png", ["train", "--backbone", bb, "--data", bad, "--epochs", "1", "--out", F("r-trunc")], 1, ["zz-trunc.png"]));
+        cases.Add(new("train on a truncated png", ["train", "--backbone", bb, "--data", truncs, "--epochs", "1", "--out", F("r-trunc")], 1, ["zz-trunc.png"]));
 
         // List files: labels beyond the class count.
         File.WriteAllText(F("labels.txt"), $"data/class0/000.png 0\ndata/class1/000.png 1000000\n");
@@ -116,7 +117,9 @@ public class HostileInputTests(ITestOutputHelper output)
         W("outside.safetensors", Hostile.Safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[1000000000],\"data_offsets\":[0,4000000000]}}", 16));
         W("hugelen.safetensors", [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, (byte)'{', (byte)'}']);
         cases.Add(new("safetensors JSON-array header (task)", ["eval", "--task", F("array.vpt"), "--data", data], 1, ["array.vpt"]));
-        cases.Add(new("safetensors non-string metadata", ["info", F("meta-num.vpt")], 1, ["meta-num.vpt"]));
+        cases.Add(new("safetensors non-string metadata (task)", ["eval", "--task", F("meta-num.vpt"), "--data", data], 1, ["meta-num.vpt", "not a string"]));
+        W("meta-num.safetensors", Hostile.Safetensors("{\"__metadata__\":{\"vit_config\":{\"a\":1}}}", 0));
+        cases.Add(new("safetensors non-string metadata (backbone)", ["info", F("meta-num.safetensors")], 1, ["meta-num.safetensors", "not a string"]));
         cases.Add(new("safetensors overlapping offsets", ["info", F("overlap.safetensors")], 1, ["overlap.safetensors", "overlap"]));
         cases.Add(new("safetensors offsets past the data", ["info", F("outside.safetensors")], 1, ["outside.safetensors"], Bomb: true));
         cases.Add(new("safetensors header length 2^63", ["info", F("hugelen.safetensors")], 1, ["hugelen.safetensors"], Bomb: true));
@@ -164,7 +167,7 @@ public class HostileInputTests(ITestOutputHelper output)
         cases.Add(new("--patch-size 0", ["info", "default", "--patch-size", "0"], 1, ["patch"]));
         cases.Add(new("--threads 100000", Train("--threads", "100000"), 1, ["--threads"]));
         cases.Add(new("-k -3", ["predict", "--task", task, "-k", "-3", Directory.GetFiles(Path.Combine(data, "class0"))[0]], 1, ["--top-k"]));
-        cases.Add(new("--out under /sys", ["train", "--backbone", bb, "--data", data, "--epochs", "1", "--out", "/sys/vpt-test-run"], 1, ["/sys/vpt-test-run"]));
+        cases.Add(new("--out under /sys", ["train", "--backbone", bb, "--data", data, "--epochs", "1", "--out", "/sys/vpt-test-run"], 1, ["/sys/vpt-test-run", "writable"]));
         cases.Add(new("unknown option", ["train", "--no-such-flag"], 2, ["--no-such-flag"]));
 
         // Resume with other flags or a damaged state; overwrites refused.

@@ -22,14 +22,14 @@ public static class ImageDecoder
     /// <summary>Width and height from the header alone; throws <see cref="BadImageException"/> for non-images.</summary>
     public static (int Width, int Height) ReadSize(byte[] data, string name)
     {
-        using var codec = Open(data, name);
+        using var codec = Open(data, name, enforceCap: false);
         return (codec.Info.Width, codec.Info.Height);
     }
 
     /// <summary>Whether a header's size is over <see cref="MaxPixels"/> (what a server answers 413 for).</summary>
     public static bool TooLarge(int width, int height) => (long)width * height > MaxPixels;
 
-    static SKCodec Open(byte[] data, string name)
+    static SKCodec Open(byte[] data, string name, bool enforceCap = true)
     {
         if (data.Length == 0) throw new BadImageException(name, "empty file, not an image");
         SKCodec? codec;
@@ -38,7 +38,7 @@ public static class ImageDecoder
         if (codec is null) throw new BadImageException(name, "not a decodable image (corrupt or unsupported format)");
         var info = codec.Info;
         if (info.Width <= 0 || info.Height <= 0) { codec.Dispose(); throw new BadImageException(name, "image header declares no pixels"); }
-        if (TooLarge(info.Width, info.Height))
+        if (enforceCap && TooLarge(info.Width, info.Height))
         {
             codec.Dispose();
             throw new BadImageException(name, $"image header declares {info.Width}×{info.Height} pixels, over the {MaxPixels:N0}-pixel limit; downscale the image");

@@ -26,6 +26,7 @@ public sealed class MicroBatcher<TIn, TOut> : IAsyncDisposable
     {
         if (maxBatch < 1 || queueCapacity < 1) throw new ArgumentException("max batch and queue capacity must be at least 1");
         this.process = process;
+        QueueCapacity = queueCapacity;
         this.maxBatch = maxBatch;
         this.maxDelay = maxDelay;
         queue = Channel.CreateBounded<(TIn, TaskCompletionSource<TOut>)>(new BoundedChannelOptions(queueCapacity)
@@ -34,6 +35,9 @@ public sealed class MicroBatcher<TIn, TOut> : IAsyncDisposable
         });
         worker = Task.Factory.StartNew(Loop, TaskCreationOptions.LongRunning).Unwrap();
     }
+
+    /// <summary>Most requests that may wait; more are refused.</summary>
+    public int QueueCapacity { get; }
 
     /// <summary>Requests waiting for a batch.</summary>
     public int QueueLength => Volatile.Read(ref queued);

@@ -37,7 +37,7 @@ public sealed class ServeMetrics
         var sb = new StringBuilder();
         sb.AppendLine("# TYPE vpt_requests_total counter");
         foreach (var ((task, status), n) in requests.OrderBy(kv => kv.Key.Task).ThenBy(kv => kv.Key.Status))
-            sb.AppendLine(c, $"vpt_requests_total{{task=\"{task}\",code=\"{status}\"}} {n}");
+            sb.AppendLine(c, $"vpt_requests_total{{task=\"{EscapeLabel(task)}\",code=\"{status}\"}} {n}");
         lock (sync)
         {
             Histogram(sb, "vpt_request_latency_seconds", LatencyBuckets, latencyCounts, latencySum);
@@ -48,6 +48,9 @@ public sealed class ServeMetrics
         sb.AppendLine("# TYPE vpt_queue_length gauge").AppendLine(c, $"vpt_queue_length {queueLength}");
         return sb.ToString();
     }
+
+    /// <summary>A label value in the Prometheus text format: backslash, double quote and newline escaped.</summary>
+    public static string EscapeLabel(string v) => v.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
 
     static void Histogram(StringBuilder sb, string name, double[] bounds, long[] counts, double sum)
     {
