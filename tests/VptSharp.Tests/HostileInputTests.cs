@@ -255,10 +255,11 @@ public class HostileInputTests(ITestOutputHelper output)
             for (int j = rng.Next(1, 3); j > 0; j--)
             {
                 var at = paths[rng.Next(1, paths.Count)];
-                JsonNode parent = m;
-                foreach (var k in at[..^1]) parent = parent[k]!;
+                JsonNode? parent = m;
+                foreach (var k in at[..^1]) parent = parent is JsonObject po ? po[k] : null;
+                if (parent is not JsonObject target) continue; // an earlier mutation replaced an ancestor
                 var v = values[rng.Next(values.Length)];
-                parent.AsObject()[at[^1]] = v?.DeepClone();
+                target[at[^1]] = v?.DeepClone();
             }
             try
             {
