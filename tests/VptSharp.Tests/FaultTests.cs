@@ -85,7 +85,7 @@ public class FaultTests
         // Other --prompts than the interrupted run: the checkpoint's shapes say so.
         var e = Assert.Throws<CheckpointException>(() => new Trainer(opts with { OutDir = dir, Resume = true })
             .Fit(PromptedModel.Create(TinyVit(1), new PromptConfig { Tokens = 5 }, 4), train, null, Pre32));
-        Assert.Contains("--prompts", e.Message);
+        Assert.Contains("prompt length", e.Message);
         foreach (var garbage in new[] { "[1,2]", "{\"EpochsDone\": 1}", "{\"EpochsDone\":1,\"Checkpoint\":\"../../etc/passwd\",\"History\":[{}]}", "\0\0" })
         {
             File.WriteAllText(Path.Combine(dir, "train-state.json"), garbage);

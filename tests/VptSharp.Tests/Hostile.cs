@@ -18,7 +18,8 @@ internal static class Hostile
     public static Run Vpt(TimeSpan timeout, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(TestUtil.CliDll);
+        // VPT_HOSTILE_CLI runs the corpus against another build (e.g. the one before the fixes, for a comparison).
+        psi.ArgumentList.Add(Environment.GetEnvironmentVariable("VPT_HOSTILE_CLI") ?? TestUtil.CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["VPTSHARP_CACHE"] = Path.Combine(Path.GetTempPath(), "vpt-tests-cache");
         using var p = Process.Start(psi)!;

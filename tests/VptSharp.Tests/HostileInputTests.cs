@@ -176,7 +176,7 @@ public class HostileInputTests(ITestOutputHelper output)
         Assert.True(first.ExitCode == 0, first.Stderr);
         string[] runFiles = [Path.Combine(run, "train-state.json"), Path.Combine(run, "best.vpt"), Path.Combine(run, "last.vpt")];
         cases.Add(new("train --out on an existing run", ["train", "--backbone", bb, "--data", data, "--epochs", "2", "--out", run], 1, ["--resume", "--force"], runFiles));
-        cases.Add(new("resume with other --prompts", ["train", "--backbone", bb, "--data", data, "--epochs", "2", "--prompts", "5", "--resume", "--out", run], 1, ["--prompts"], runFiles));
+        cases.Add(new("resume with other --prompts", ["train", "--backbone", bb, "--data", data, "--epochs", "2", "--prompts", "5", "--resume", "--out", run], 1, ["prompt length", "--out"], runFiles));
         string run2 = F("run2");
         Directory.CreateDirectory(run2);
         File.WriteAllText(Path.Combine(run2, "train-state.json"), "{\"EpochsDone\": \"lots\"");

@@ -36,12 +36,15 @@ public sealed record VitConfig
 
     public void Validate()
     {
-        if (PatchSize < 1 || ImageSize < 1 || ImageSize > MaxImageSize || PatchSize > ImageSize)
-            throw new ArgumentException($"image size {ImageSize} / patch size {PatchSize}: need 1 ≤ patch ≤ image ≤ {MaxImageSize}; pass --image-size / --patch-size");
-        if (Heads < 1 || Width < 1 || Width > MaxWidth)
-            throw new ArgumentException($"width {Width} / heads {Heads}: need heads ≥ 1 and width in 1..{MaxWidth}; pass --heads / --width");
-        if (Depth > MaxDepth || MlpDim > MaxMlpDim || InChannels < 1 || InChannels > 4)
-            throw new ArgumentException($"depth {Depth} / MLP width {MlpDim} / {InChannels} input channels: at most {MaxDepth} / {MaxMlpDim} / 4");
+        if (ImageSize < 1 || ImageSize > MaxImageSize)
+            throw new InvalidSettingException("image-size", ImageSize, $"the image size must be in 1..{MaxImageSize}");
+        if (PatchSize < 1 || PatchSize > ImageSize)
+            throw new InvalidSettingException("patch-size", PatchSize, $"the patch size must be in 1..{ImageSize} (the image size)");
+        if (Heads < 1) throw new InvalidSettingException("heads", Heads, "the number of heads must be at least 1");
+        if (Width < 1 || Width > MaxWidth) throw new InvalidSettingException("width", Width, $"the width must be in 1..{MaxWidth}");
+        if (Depth > MaxDepth) throw new InvalidSettingException("depth", Depth, $"at most {MaxDepth} blocks");
+        if (MlpDim > MaxMlpDim) throw new InvalidSettingException("mlp-dim", MlpDim, $"the MLP width must be at most {MaxMlpDim}");
+        if (InChannels < 1 || InChannels > 4) throw new ArgumentException($"{InChannels} input channels: must be in 1..4");
         if (!(LayerNormEps > 0 && LayerNormEps < 1)) throw new ArgumentException($"layer norm eps {LayerNormEps}: must be in (0, 1)");
         if (ImageSize % PatchSize != 0)
             throw new InvalidSettingException("image-size", ImageSize, $"not a multiple of the patch size {PatchSize}");

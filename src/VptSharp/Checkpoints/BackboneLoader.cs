@@ -159,8 +159,8 @@ public static class BackboneLoader
         if (actual.PatchSize != cfg.PatchSize) diffs.Add($"patch size {cfg.PatchSize} vs {actual.PatchSize}");
         if (actual.MlpDim != cfg.MlpDim) diffs.Add($"MLP width {cfg.MlpDim} vs {actual.MlpDim}");
         if (diffs.Count > 0)
-            throw new CheckpointException($"{what}: the architecture asked for does not match the checkpoint's tensors ({string.Join(", ", diffs)}); " +
-                "fix config.json or --arch/--width/--depth/--patch-size/--mlp-dim");
+            throw new ConfigMismatchException($"{what}: the architecture asked for does not match the checkpoint's tensors ({string.Join(", ", diffs)})",
+                "arch", "width", "depth", "patch-size", "mlp-dim");
     }
 
     /// <summary>Builds the model and copies tensors in; unknown or missing keys fail with one message listing them.</summary>

@@ -83,7 +83,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
                 if (art.Metadata.Preprocessing.ImageSize != backbone.Config.ImageSize)
                     throw new ArgumentException($"task takes {art.Metadata.Preprocessing.ImageSize}-pixel images but the shared backbone runs at {backbone.Config.ImageSize}; " +
-                        $"serve it from a process started with --image-size {art.Metadata.Preprocessing.ImageSize}");
+                        $"serve it from a server whose backbone runs at {art.Metadata.Preprocessing.ImageSize}");
                 var model = art.Attach(backbone, path);
                 loaded[name] = new ServedTask(name, path, art, model, info.LastWriteTimeUtc, info.Length);
             }

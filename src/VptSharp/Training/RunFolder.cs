@@ -19,10 +19,10 @@ public static class RunFolder
     {
         T? st;
         try { st = JsonSerializer.Deserialize<T>(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new CheckpointException($"{path}: not a training state ({FirstLine(e.Message)}); delete the folder's train-state.json to start over, or use a fresh --out folder"); }
-        if (st is null) throw new CheckpointException($"{path}: empty training state; delete it to start over, or use a fresh --out folder");
+        catch (JsonException e) { throw new CheckpointException($"{path}: not a training state ({FirstLine(e.Message)}); delete it to start over", setting: "out-dir"); }
+        if (st is null) throw new CheckpointException($"{path}: empty training state; delete it to start over", setting: "out-dir");
         if (badField(st) is string field)
-            throw new CheckpointException($"{path}: field '{field}' is missing or inconsistent; delete the file to start over, or use a fresh --out folder");
+            throw new CheckpointException($"{path}: field '{field}' is missing or inconsistent; delete it to start over", setting: "out-dir");
         return st;
     }
 
@@ -65,26 +65,14 @@ public static class RunFolder
         catch (Exception e) when (e is CheckpointException or JsonException or InvalidOperationException or FormatException or IOException) { return null; }
     }
 
-    /// <summary>Optimizer state through a temporary file and a rename; the temporary file never outlives a failure (a full disk).</summary>
-    public static void SaveOptimizer(TorchSharp.Modules.OptimizerHelper optimizer, string path)
-    {
-        string tmp = $"{Path.GetFullPath(path)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            optimizer.save_state_dict(tmp);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
-    }
-
     public static void LoadOptimizer(TorchSharp.Modules.OptimizerHelper optimizer, string path)
     {
-        if (!File.Exists(path)) throw new CheckpointException($"{path}: optimizer state missing; start a fresh --out folder");
+        if (!File.Exists(path)) throw new CheckpointException($"{path}: optimizer state missing", setting: "out-dir");
         try { optimizer.load_state_dict(path); }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new CheckpointException($"{path}: optimizer state does not fit this run ({FirstLine(e.Message)}); " +
-                "resume with the flags of the interrupted run (--method, --optimizer, --prompts), or start a fresh --out folder");
+                "the interrupted run had another method, optimizer or prompt length", setting: "out-dir");
         }
     }
 

@@ -78,7 +78,7 @@ public sealed class Trainer(TrainOptions options)
                 if (!bestOk && bestEpoch == startEpoch) TaskFile(model, task, history[startEpoch - 1]).Save(Path.Combine(outDir, "best.vpt"));
                 else if (!bestOk)
                     throw new CheckpointException($"{Path.Combine(outDir, "best.vpt")}: does not hold epoch {bestEpoch}, the best epoch {StateFile} records " +
-                        "(changed outside training); restore it or start a fresh --out folder");
+                        "(changed outside training); restore it", setting: "out-dir");
             }
             AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"), string.Concat(history.Select(h => JsonSerializer.Serialize(h, JsonFormat.Options) + "\n")));
             Log?.Invoke($"resumed from {outDir} after epoch {startEpoch}");

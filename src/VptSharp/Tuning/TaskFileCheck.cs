@@ -38,7 +38,7 @@ public static class TaskFileCheck
         if (md.Backbone.Source is null) throw Bad(path, "field 'backbone.source' is missing");
         if (md.Backbone.Config is null) throw Bad(path, "field 'backbone.config' is missing");
         try { md.Backbone.Config.Validate(); }
-        catch (ArgumentException e) { throw Bad(path, $"field 'backbone.config': {e.Message}"); }
+        catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'backbone.config': {e.Message}"); }
         var pre = md.Preprocessing ?? throw Bad(path, "field 'preprocessing' is missing");
         if (pre.ImageSize < 1 || pre.ImageSize > VitConfig.MaxImageSize)
             throw Bad(path, $"preprocessing.image_size {pre.ImageSize}: must be in 1..{VitConfig.MaxImageSize}");
@@ -48,9 +48,9 @@ public static class TaskFileCheck
         MethodConfig config;
         try { config = MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()); }
         catch (JsonException e) { throw Bad(path, $"field 'method_config' does not fit method {md.Method} ({RunMessage(e)})"); }
-        catch (ArgumentException e) { throw Bad(path, e.Message); }
+        catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, e.Message); }
         try { MethodLimits.Check(config, md.Backbone.Config); }
-        catch (ArgumentException e) { throw Bad(path, $"field 'method_config': {e.Message}"); }
+        catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'method_config': {e.Message}"); }
         return md with { Metrics = md.Metrics ?? new() };
     }
 
@@ -59,7 +59,7 @@ public static class TaskFileCheck
     {
         var config = MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString());
         try { MethodLimits.Check(config, backbone); }
-        catch (ArgumentException e) { throw Bad(path, $"field 'method_config': {e.Message}"); }
+        catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'method_config': {e.Message}"); }
         if (tensors.TryGetValue("head.weight", out var hw) && (hw.dim() != 2 || hw.shape[0] != md.Classes.Length))
             throw Bad(path, $"{md.Classes.Length} class names but head.weight is [{string.Join(",", hw.shape)}]");
         if (config is PromptConfig pc)
@@ -103,22 +103,22 @@ public static class MethodLimits
         {
             case PromptConfig p:
                 if (p.Tokens < 1 || p.Tokens > MaxPrompts && !(p.Location == PromptLocation.Add && p.Tokens == vit.NumPatches))
-                    throw new ArgumentException($"--prompts {p.Tokens}: must be in 1..{MaxPrompts}");
-                if (!(p.Dropout >= 0 && p.Dropout < 1)) throw new ArgumentException($"--prompt-dropout {p.Dropout}: must be in [0, 1)");
-                if (p.ProjectDim > 4 * vit.Width) throw new ArgumentException($"--project {p.ProjectDim}: must be at most 4 × the width ({4 * vit.Width})");
+                    throw new InvalidSettingException("prompts", p.Tokens, $"the prompt length must be in 1..{MaxPrompts}");
+                if (!(p.Dropout >= 0 && p.Dropout < 1)) throw new InvalidSettingException("prompt-dropout", p.Dropout, "the prompt dropout must be in [0, 1)");
+                if (p.ProjectDim > 4 * vit.Width) throw new InvalidSettingException("project", p.ProjectDim, $"the prompt width must be at most 4 × the width ({4 * vit.Width})");
                 foreach (var b in new[] { p.FirstBlock, p.LastBlock })
-                    if (b is int k && (k < 1 || k > vit.Depth)) throw new ArgumentException($"--prompt-depth block {k}: the backbone has blocks 1..{vit.Depth}");
+                    if (b is int k && (k < 1 || k > vit.Depth)) throw new InvalidSettingException("prompt-depth", k, $"the backbone has blocks 1..{vit.Depth}");
                 if (!Enum.IsDefined(p.Location) || !Enum.IsDefined(p.Output) || !Enum.IsDefined(p.Sharing) || !Enum.IsDefined(p.Init))
                     throw new ArgumentException("unknown prompt location, output, sharing or init value");
                 break;
             case AdapterConfig a when a.Reduction < 1 || a.Reduction > vit.Width:
-                throw new ArgumentException($"--reduction {a.Reduction}: must be in 1..{vit.Width} (the width)");
+                throw new InvalidSettingException("reduction", a.Reduction, $"the reduction must be in 1..{vit.Width} (the width)");
             case MlpHeadConfig m when m.Layers < 1 || m.Layers > 32:
-                throw new ArgumentException($"mlp-{m.Layers}: layers must be in 1..32");
+                throw new InvalidSettingException("method", $"mlp-{m.Layers}", "an MLP head has 1..32 layers");
             case PartialConfig pa when pa.Blocks < 1 || pa.Blocks > vit.Depth:
-                throw new ArgumentException($"partial-{pa.Blocks}: the backbone has {vit.Depth} blocks");
+                throw new InvalidSettingException("method", $"partial-{pa.Blocks}", $"the backbone has {vit.Depth} blocks");
             case SidetuneConfig s when s.Width < 1 || s.Width > 1024:
-                throw new ArgumentException($"--side-width {s.Width}: must be in 1..1024");
+                throw new InvalidSettingException("side-width", s.Width, "the side network width must be in 1..1024");
         }
     }
 }
