@@ -152,7 +152,10 @@ internal static class ServeCommand
                 return (429, Error("server busy: request queue full; retry after a second"));
             }
             if (ctx.Request.ContentLength is long declared && declared > limit)
+            {
+                ctx.Response.Headers.Connection = "close"; // the unread body is not drained: the client must not reuse this connection
                 return (413, Error($"image body of {declared} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
+            }
             // Kestrel enforces the limit while streaming, so an oversized body is never buffered.
             if (ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } cap) cap.MaxRequestBodySize = limit;
             byte[] bytes;
@@ -164,11 +167,19 @@ internal static class ServeCommand
                     int n;
                     while ((n = await ctx.Request.Body.ReadAsync(buf, ctx.RequestAborted)) > 0)
                     {
-                        if (ms.Length + n > limit) return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                        if (ms.Length + n > limit)
+                        {
+                            ctx.Response.Headers.Connection = "close";
+                            return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                        }
                         ms.Write(buf, 0, n);
                     }
                 }
-                catch (BadHttpRequestException e) when (e.StatusCode == 413) { return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)")); }
+                catch (BadHttpRequestException e) when (e.StatusCode == 413)
+                {
+                    ctx.Response.Headers.Connection = "close";
+                    return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
+                }
                 catch (BadHttpRequestException e) { return (400, Error($"malformed request body ({Common.OneLine(e.Message)})")); }
                 bytes = ms.ToArray();
             }
