@@ -83,7 +83,13 @@ public sealed class Trainer(TrainOptions options)
             AtomicFile.WriteAllText(Path.Combine(outDir, "metrics.jsonl"), string.Concat(history.Select(h => JsonSerializer.Serialize(h, JsonFormat.Options) + "\n")));
             Log?.Invoke($"resumed from {outDir} after epoch {startEpoch}");
         }
-        else if (outDir is not null) RunFolder.Publish(outDir, null); // leftovers of a run killed before its first commit
+        else if (outDir is not null)
+        {
+            // A fresh run: an earlier run's state goes first (a kill now must not resume it onto this run's files),
+            // then its checkpoints and any leftovers of a run killed before its first commit.
+            File.Delete(Path.Combine(outDir, StateFile));
+            RunFolder.Publish(outDir, null);
+        }
         if (startEpoch == 0 && ClsPrototypes.InitializeIfRequested(model, train, pre, Options))
             Log?.Invoke($"prompts initialised with the {train.Classes.Count} class prototypes (mean final CLS embedding per class)");
 
