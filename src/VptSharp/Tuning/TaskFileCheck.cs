@@ -21,7 +21,7 @@ public static class TaskFileCheck
     public static TaskMetadata Parse(string json, string path)
     {
         TaskMetadata? md;
-        try { md = JsonSerializer.Deserialize<TaskMetadata>(json, Json.Options); }
+        try { md = JsonSerializer.Deserialize<TaskMetadata>(json, VptSharp.IO.JsonFormat.Options); }
         catch (JsonException e) { throw Bad(path, $"metadata is not valid task JSON ({RunMessage(e)})"); }
         catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException or FormatException)
         { throw Bad(path, $"metadata is not valid task JSON ({e.Message})"); }
