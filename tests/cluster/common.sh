@@ -4,10 +4,16 @@
 step() { echo; echo "== $* ($(date -u +%H:%M:%S), $(uptime | sed 's/.*load average: /load /'))"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# need_packages BINARY:PACKAGE... — apt-get installs the packages whose binary is missing.
+# need_packages BINARY:PACKAGE... — apt-get installs the packages whose binary (a name on PATH or in /usr/sbin, or an
+# absolute path) is missing.
 need_packages() {
   local missing=() pair
-  for pair in "$@"; do command -v "${pair%%:*}" > /dev/null || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}"); done
+  for pair in "$@"; do
+    case ${pair%%:*} in
+      /*) [ -x "${pair%%:*}" ] || missing+=("${pair#*:}") ;;
+      *) command -v "${pair%%:*}" > /dev/null || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}") ;;
+    esac
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || fail "needs root to install ${missing[*]}"
   apt-get update -qq

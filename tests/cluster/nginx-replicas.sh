@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/cluster/common.sh
 . "$root/tests/cluster/common.sh"
 
-need_packages nginx:nginx
+need_packages nginx:nginx curl:curl /usr/bin/python3:python3
 build_vpt
 t=$(mktemp -d /tmp/vpt-nginx.XXXXXX)
 chmod 755 "$t"

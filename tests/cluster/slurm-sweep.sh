@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/cluster/slurm-local.sh
 . "$root/tests/cluster/slurm-local.sh"
 
-need_packages slurmctld:slurm-wlm munged:munge
+need_packages slurmctld:slurm-wlm munged:munge /usr/bin/python3:python3
 build_vpt
 t=$(mktemp -d /tmp/vpt-slurm.XXXXXX)
 chmod 755 "$t" # munged (user munge) reaches its socket under it
