@@ -26,6 +26,7 @@ internal static class ErrorMessages
         InputFileException { Setting: "tasks-folder" } => $"{e.Message}; pass --tasks DIR with .vpt files",
         InputFileException { Setting: "ensemble-file" } => $"{e.Message}; build one with 'vpt ensemble --out FILE a.vpt b.vpt ...'",
         InputFileException { Setting: "font-dir" } => $"{e.Message} or pass --font-dir",
+        InputFileException { Setting: "sweep-plan" } => $"{e.Message}; make the plan with vpt sweep plan --out DIR",
         CheckpointException { Setting: "out-dir" } => $"{e.Message}, start a fresh --out folder",
         BackboneMismatchException => $"{e.Message}; pass --backbone with the original weights",
         InputFileException { Setting: "task-file" } => $"{e.Message}; train one with 'vpt train ... --out DIR'",

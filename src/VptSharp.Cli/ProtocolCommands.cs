@@ -11,7 +11,7 @@ using VptSharp.Training;
 namespace VptSharp.Cli;
 
 /// <summary>`vpt sweep` (the paper's protocol over a suite) and `vpt report` (its Table 1, tests and curves).</summary>
-internal static class ProtocolCommands
+internal static partial class ProtocolCommands
 {
     static readonly Option<string> SuiteOpt = new("--suite", "-s") { Description = "suite file (suites/vtab-1k.json, suites/fgvc.json, suites/mini.json, or your own)", Required = true };
     static readonly Option<string?> DataRoot = new("--data-root") { Description = "folder the suite's relative paths resolve against (default: the suite file's root)" };
@@ -51,23 +51,13 @@ internal static class ProtocolCommands
         foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, Common.BatchSize,
                      Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
+        c.Subcommands.Add(PlanCommand());
+        c.Subcommands.Add(RunCommand());
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             var suite = Suite.Load(r.GetValue(SuiteOpt)!, r.GetValue(DataRoot));
-            var options = new SweepOptions
-            {
-                Methods = Names(r.GetValue(MethodsOpt)), Tasks = r.GetValue(TasksOpt) is string ts ? Names(ts) : null,
-                Lrs = Doubles(r.GetValue(Lrs)!, "--lrs"), WholeBackboneLrs = Doubles(r.GetValue(FullLrs)!, "--full-lrs"),
-                WeightDecays = Doubles(r.GetValue(Wds)!, "--wds"), Prompts = Ints(r.GetValue(PromptsOpt)!, "--prompts"),
-                Reductions = Ints(r.GetValue(Reductions)!, "--reductions"), Epochs = r.GetValue(Epochs), WarmupEpochs = r.GetValue(Warmup),
-                BatchSize = r.GetValue(Common.BatchSize), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
-                Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
-                CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
-                CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard),
-            };
-            if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks
-            if (options.Fractions.Any(x => x <= 0 || x >= 1)) throw new ArgumentException("--fractions must lie in (0, 1)");
+            var options = ReadOptions(r, suite);
             string outDir = r.GetValue(Out)!;
             Directory.CreateDirectory(outDir);
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
@@ -104,6 +94,25 @@ internal static class ProtocolCommands
             return 0;
         }));
         return c;
+    }
+
+    /// <summary>The sweep options of `vpt sweep` and `vpt sweep plan`, checked against the suite.</summary>
+    static SweepOptions ReadOptions(ParseResult r, Suite suite)
+    {
+        var options = new SweepOptions
+        {
+            Methods = Names(r.GetValue(MethodsOpt)), Tasks = r.GetValue(TasksOpt) is string ts ? Names(ts) : null,
+            Lrs = Doubles(r.GetValue(Lrs)!, "--lrs"), WholeBackboneLrs = Doubles(r.GetValue(FullLrs)!, "--full-lrs"),
+            WeightDecays = Doubles(r.GetValue(Wds)!, "--wds"), Prompts = Ints(r.GetValue(PromptsOpt)!, "--prompts"),
+            Reductions = Ints(r.GetValue(Reductions)!, "--reductions"), Epochs = r.GetValue(Epochs), WarmupEpochs = r.GetValue(Warmup),
+            BatchSize = r.GetValue(Common.BatchSize), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+            Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
+            CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
+            CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard),
+        };
+        if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks
+        if (options.Fractions.Any(x => x <= 0 || x >= 1)) throw new ArgumentException("--fractions must lie in (0, 1)");
+        return options;
     }
 
     /// <summary>Runs one spec in a child `vpt sweep --run-one`; a crash is retried once, then recorded as failed.</summary>

@@ -33,12 +33,15 @@ internal static class ServeCommand
         var maxBody = new Option<int>("--max-body-kb") { Description = "largest accepted image body (413 above)", DefaultValueFactory = _ => 8192 };
         var rescan = new Option<double>("--rescan-seconds") { Description = "how often the task folder is re-read", DefaultValueFactory = _ => 2 };
         var bf16 = new Option<bool>("--bf16") { Description = "run the shared backbone in bfloat16 for prefix tasks (heads stay float32)" };
+        var drain = new Option<double>("--drain-seconds") { Description = "on SIGTERM: /readyz answers 503 and requests are still served this long, then the listener closes", DefaultValueFactory = _ => 0 };
+        var shutdown = new Option<double>("--shutdown-timeout-seconds") { Description = "after the listener closes, the longest wait for in-flight requests", DefaultValueFactory = _ => 30 };
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, bf16, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, bf16, drain, shutdown, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             CheckServeOptions(r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBatch), r.GetValue(queue), r.GetValue(maxBody), r.GetValue(rescan), r.GetValue(maxDelay));
+            var replica = new ServeReplica(TimeSpan.FromSeconds(r.GetValue(drain)), TimeSpan.FromSeconds(r.GetValue(shutdown)));
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32);
             store.Log += m => Console.WriteLine(m);
@@ -47,7 +50,7 @@ internal static class ServeCommand
             var batcher = new MicroBatcher<PredictionRequest, ClassScore[]>(batch => TaskBatch.Predict(store, batch), r.GetValue(maxBatch),
                 TimeSpan.FromMilliseconds(r.GetValue(maxDelay)), r.GetValue(queue));
             batcher.BatchProcessed += (n, t) => metrics.Batch(n, t);
-            var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L);
+            var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L, replica);
             using var timer = new Timer(_ => { try { store.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {ErrorMessages.For(e)}"); } },
                 null, TimeSpan.FromSeconds(r.GetValue(rescan)), TimeSpan.FromSeconds(r.GetValue(rescan)));
             app.Start();
@@ -73,9 +76,11 @@ internal static class ServeCommand
         if (!(maxDelay >= 0 && maxDelay <= 10000)) throw new ArgumentException($"--max-delay-ms {maxDelay}: must be in 0..10000");
     }
 
-    public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody)
+    public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody,
+        ServeReplica? replica = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
+        replica?.Configure(builder);
         builder.Logging.ClearProviders();
         // Kestrel enforces the body cap while streaming (an oversized body is answered 413 without being buffered).
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody);
@@ -96,6 +101,7 @@ internal static class ServeCommand
             }
             await next();
         });
+        replica?.MapProbes(app, store);
 
         app.MapGet("/healthz", () => Results.Json(new { status = "ok", tasks = store.Tasks.Count, queue = batcher.QueueLength }));
         app.MapGet("/v1/tasks", () =>
