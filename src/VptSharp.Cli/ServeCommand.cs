@@ -134,6 +134,7 @@ internal static class ServeCommand
             metrics.Request("*", status, clock.Elapsed);
             return Results.Json(body, statusCode: status);
         });
+        ServePage.Map(app, store, () => metrics.Prometheus(store.Tasks.Count, batcher.QueueLength)); // GET /, /v1/overview, /v1/stats
         return app;
     }
 

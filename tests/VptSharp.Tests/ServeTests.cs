@@ -24,7 +24,7 @@ public class ServeTests
         return path;
     }
 
-    sealed class Server : IDisposable
+    internal sealed class Server : IDisposable
     {
         public readonly Process Process;
         public readonly Uri Url;
