@@ -74,7 +74,10 @@
 
   function renderBackbone(data) {
     const bb = data.backbone, a = bb.architecture;
-    $("bb-source").textContent = bb.source;
+    // A long path shows its file name; the whole source is the title.
+    const source = $("bb-source");
+    source.textContent = !bb.source.startsWith("hf:") && bb.source.includes("/") ? "…/" + bb.source.split("/").pop() : bb.source;
+    source.title = bb.source;
     const sha = $("bb-sha");
     sha.textContent = bb.sha256.slice(0, 16) + "…";
     sha.title = bb.sha256;
@@ -84,15 +87,24 @@
     $("bb-precision").textContent = precisions.length ? precisions.join(" / ") : "fp32";
   }
 
+  /** The settings that tell tasks of one method apart (p, r, k, depth, …); the full method JSON is the cell's title. */
   function methodSummary(json) {
-    let cfg;
-    try { cfg = JSON.parse(json); } catch { return ""; }
-    if (!cfg || typeof cfg !== "object") return "";
-    return Object.entries(cfg)
-      .filter(([k, v]) => k !== "method" && v !== null && typeof v !== "object")
-      .slice(0, 4)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(" · ");
+    let c;
+    try { c = JSON.parse(json); } catch { return ""; }
+    if (!c || typeof c !== "object") return "";
+    const parts = [];
+    if (typeof c.tokens === "number") parts.push(`p = ${c.tokens}`);
+    if (typeof c.reduction === "number") parts.push(`r = ${c.reduction}`);
+    if (typeof c.layers === "number") parts.push(`${c.layers} layers`);
+    if (typeof c.blocks === "number") parts.push(`${c.blocks} blocks`);
+    if (typeof c.first_block === "number" && typeof c.last_block === "number") parts.push(`blocks ${c.first_block}–${c.last_block}`);
+    if (typeof c.project_dim === "number" && c.project_dim > 0) parts.push(`projected from ${c.project_dim}`);
+    for (const [key, usual] of [["location", "prepend"], ["output", "cls"], ["sharing", "none"], ["init", "random"]])
+      if (typeof c[key] === "string" && c[key] !== usual) parts.push(`${key} ${c[key]}`);
+    if (c.fixed === true) parts.push("fixed prompts");
+    if (c.train_biases === true) parts.push("+ biases");
+    if (c.prefix_form === true) parts.push("prefix form");
+    return parts.join(" · ");
   }
 
   function renderTasks(data) {
@@ -115,7 +127,7 @@
       return el("tr", { "data-task": t.name },
         td("Ask", "col-sel", box),
         td("Task", undefined, el("label", { class: "task-name", htmlFor: "sel-" + i, text: t.name }), el("div", { class: "task-file", text: t.file })),
-        td("Method", undefined, el("div", { text: t.method, title: t.method_config }), el("div", { class: "sub-num", text: methodSummary(t.method_config) })),
+        td("Method", undefined, el("div", { class: "method-name", text: t.method, title: t.method_config }), el("div", { class: "sub-num", text: methodSummary(t.method_config) })),
         td("Classes", undefined, details, el("div", { class: "class-preview", text: preview })),
         td("Trainable", "num", el("div", { text: fmtInt(tp.total) }),
           el("div", { class: "sub-num", text: `${fmtInt(tp.method)} + ${fmtInt(tp.head)} head · ${tp.percent_of_backbone.toFixed(tp.percent_of_backbone < 0.1 ? 3 : 2)}%` })),
@@ -298,7 +310,7 @@
     ui.preview.src = state.previewUrl;
     ui.preview.alt = "The chosen image: " + (file.name || "pasted image");
     ui.preview.hidden = false;
-    ui.placeholder.hidden = true;
+    ui.placeholder.toggleAttribute("hidden", true); // an SVG element: no .hidden property
     ui.fileName.textContent = `${file.name || "pasted image"} · ${fmtBytes(file.size)}`;
     ui.run.disabled = false;
     predict();
@@ -308,7 +320,7 @@
     // Small images (28×28 digits, 32×32 icons) are shown as crisp pixels rather than a blur.
     ui.preview.classList.toggle("pixelated", ui.preview.naturalWidth < 128);
   });
-  ui.preview.addEventListener("error", () => { ui.preview.hidden = true; ui.placeholder.hidden = false; });
+  ui.preview.addEventListener("error", () => { ui.preview.hidden = true; ui.placeholder.toggleAttribute("hidden", false); });
 
   ui.file.addEventListener("change", () => { if (ui.file.files.length) useFile(ui.file.files[0]); });
   ui.run.addEventListener("click", () => predict());
@@ -333,7 +345,8 @@
   // ---------- live metrics ----------
 
   const history = [];
-  const bucketLabels = { "1": "1", "2": "2", "4": "3–4", "8": "5–8", "16": "9–16", "32": "17–32", "64": "33–64", "128": "65–128", "+Inf": ">128" };
+  const bucketRanges = { "1": "1", "2": "2", "4": "3–4", "8": "5–8", "16": "9–16", "32": "17–32", "64": "33–64", "128": "65–128", "+Inf": "over 128" };
+  const bucketLabels = { "+Inf": "129+" }; // the axis shows each bucket's upper bound; titles and the aria label give ranges
   const histCols = [];
 
   function histogram(buckets) {
@@ -343,7 +356,7 @@
       hist.replaceChildren(...buckets.map((b) => {
         const bar = el("div", { class: "hist-bar empty" });
         histCols.push(bar);
-        return el("div", { class: "hist-col", title: "" }, bar, el("div", { class: "hist-label", text: bucketLabels[b.le] || "≤" + b.le }));
+        return el("div", { class: "hist-col" }, el("div", { class: "hist-area" }, bar), el("div", { class: "hist-label", text: bucketLabels[b.le] || b.le }));
       }));
     }
     let prev = 0;
@@ -352,11 +365,11 @@
     counts.forEach((n, i) => {
       histCols[i].style.height = (n ? Math.max(6, (100 * n) / max) : 0) + "%";
       histCols[i].classList.toggle("empty", n === 0);
-      histCols[i].parentElement.title = `${bucketLabels[buckets[i].le] || buckets[i].le} images: ${fmtInt(n)} batch${n === 1 ? "" : "es"}`;
+      histCols[i].parentElement.parentElement.title = `${bucketRanges[buckets[i].le] || "≤ " + buckets[i].le} images: ${fmtInt(n)} batch${n === 1 ? "" : "es"}`;
     });
     const total = counts.reduce((a, b) => a + b, 0);
     hist.setAttribute("aria-label", total === 0 ? "No batches yet"
-      : "Batches by size since start: " + counts.map((n, i) => `${bucketLabels[buckets[i].le] || buckets[i].le}: ${n}`).join(", "));
+      : "Batches by size since start: " + counts.map((n, i) => `${bucketRanges[buckets[i].le] || "≤ " + buckets[i].le} images: ${n}`).join(", "));
     $("m-batches").textContent = `(${fmtInt(total)} since start)`;
   }
 
