@@ -115,6 +115,8 @@ public class ServePageTests
         var problems = new List<string>();
         page.PageError += (_, e) => problems.Add("page error: " + e);
         page.Console += (_, m) => { if (m.Type == "error" && !m.Text.Contains("status of 400")) problems.Add("console: " + m.Text); };
+        var posts = new List<string>();
+        page.Request += (_, r) => { if (r.Method == "POST") posts.Add(r.Url); };
         await page.GotoAsync(server.Url.ToString());
 
         // The task table lists every task, names as text.
@@ -139,6 +141,8 @@ public class ServePageTests
         await page.Locator("#file").SetInputFilesAsync(png);
         await Assertions.Expect(page.Locator("#status")).ToContainTextAsync("answers in");
         var after = await page.Locator("#results").BoundingBoxAsync();
+        // One request for all selected tasks, each name URL-encoded.
+        Assert.Equal([server.Url.AbsoluteUri + "v1/predict?tasks=" + string.Join(",", names.Select(Uri.EscapeDataString)) + "&top_k=3"], posts);
         Assert.Equal(before!.Height, after!.Height, 0.5);
         Assert.Equal(before.Width, after.Width, 0.5);
         var cards = page.Locator("#results .card");
