@@ -67,9 +67,11 @@
     }
     state.overview = data;
     state.version = data.version;
+    const before = state.cardKey;
     renderBackbone(data);
     renderTasks(data);
     renderCards();
+    if (state.cardKey !== before) schedulePredict(); // a task came or went: ask the new set
   }
 
   function renderBackbone(data) {
@@ -269,6 +271,7 @@
       if (e.name === "AbortError" || seq !== state.seq) return;
       state.loading = false; state.answers = null; fillCards();
       showError("The request did not complete", String(e.message || e));
+      ui.resMeta.textContent = "no answers: the request did not complete";
       setStatus("No answer: the server could not be reached.");
       return;
     }
@@ -284,6 +287,7 @@
       // The API's own words: its {"error": "..."} message, else whatever it sent.
       const message = body && typeof body.error === "string" ? body.error : (text.trim() || res.statusText || "(empty response)");
       showError(`HTTP ${res.status}${res.statusText ? " " + res.statusText : ""}`, message);
+      ui.resMeta.textContent = `no answers: HTTP ${res.status}`;
       setStatus(`No answer: the server refused the request after ${fmtMs(ms)}.`);
       return;
     }
