@@ -36,7 +36,7 @@ public class ServePageTests
     }
 
     /// <summary>How the page prints a probability (page.js fmtPct).</summary>
-    static string Percent(double p) => (p * 100).ToString(p >= 0.9995 ? "F0" : "F1", CultureInfo.InvariantCulture) + "%";
+    static string Percent(double p) => p > 0 && p < 0.0005 ? "<0.1%" : (p * 100).ToString(p >= 0.9995 ? "F0" : "F1", CultureInfo.InvariantCulture) + "%";
 
     [Fact]
     public async Task PageListsTasksAnswersLikeTheApiShowsItsErrorsAndRendersNamesAsText()

@@ -24,7 +24,8 @@ using (var http = new HttpClient { BaseAddress = url })
 
 using var playwright = await Playwright.CreateAsync();
 await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = "/usr/bin/chromium", Headless = true });
-foreach (var (name, width, height, scale) in new[] { ("serve-page.png", 1280, 860, 1f), ("serve-page-phone.png", 390, 844, 2f) })
+// Desktop: the whole page. Phone: its first 1,300 CSS pixels (header, image, answers); the rest is the task list.
+foreach (var (name, width, height, scale, clip) in new[] { ("serve-page.png", 1280, 860, 1f, 0), ("serve-page-phone.png", 390, 844, 2f, 1300) })
 {
     var context = await browser.NewContextAsync(new()
     {
@@ -41,7 +42,7 @@ foreach (var (name, width, height, scale) in new[] { ("serve-page.png", 1280, 86
     await page.WaitForTimeoutAsync(2500); // one more metrics poll
     await page.EvaluateAsync("() => document.activeElement && document.activeElement.blur()");
     string path = Path.Combine(outDir, name);
-    await page.ScreenshotAsync(new() { Path = path, FullPage = true });
+    await page.ScreenshotAsync(new() { Path = path, FullPage = true, Clip = clip > 0 ? new() { X = 0, Y = 0, Width = width, Height = clip } : null });
     Console.WriteLine($"{path} ({new FileInfo(path).Length:N0} bytes)");
     await context.CloseAsync();
 }

@@ -23,7 +23,7 @@
 
   const nf = new Intl.NumberFormat("en-US");
   const fmtInt = (n) => nf.format(n);
-  const fmtPct = (p) => (p * 100).toFixed(p >= 0.9995 ? 0 : 1) + "%";
+  const fmtPct = (p) => (p > 0 && p < 0.0005 ? "<0.1%" : (p * 100).toFixed(p >= 0.9995 ? 0 : 1) + "%");
   const fmtMs = (ms) => (ms < 10 ? ms.toFixed(1) : Math.round(ms).toString()) + " ms";
   const fmtBytes = (b) => (b < 1024 ? b + " B" : b < 1048576 ? (b / 1024).toFixed(1) + " kB" : (b / 1048576).toFixed(1) + " MB");
   const fmtRate = (r) => (r === 0 ? "0" : r < 10 ? r.toFixed(1) : Math.round(r).toString());
@@ -196,7 +196,9 @@
             list.append(li);
           }
           const card = el("article", { class: "card", "data-task": t.name, "aria-label": "Answer of task " + t.name },
-            el("div", { class: "card-head" }, el("h3", { class: "card-title", text: t.name, title: t.name }), el("span", { class: "chip", text: t.method })),
+            el("div", { class: "card-head" },
+              el("h3", { class: "card-title", text: t.name, title: t.name }),
+              el("div", { class: "card-meta" }, el("span", { class: "chip", text: t.method }), el("span", { text: t.one_pass ? "one pass" : "own pass" }))),
             list);
           state.cards.set(t.name, { card, rows });
           return card;
