@@ -188,6 +188,15 @@ public class ServePageTests
         Assert.True(await page.EvaluateAsync<bool>("() => document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways at 390 px");
 
         Assert.Empty(problems); // no CSP or Trusted Types violation, no script error
+
+        // With --bf16 the one-pass tasks say so; a task outside the engine still runs in fp32.
+        using var bf16 = new ServeTests.Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--threads", "1", "--bf16");
+        using var http16 = new HttpClient { BaseAddress = bf16.Url };
+        using var overview16 = JsonDocument.Parse(await http16.GetStringAsync("v1/overview"));
+        var precision = overview16.RootElement.GetProperty("tasks").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!, t => t.GetProperty("precision").GetString());
+        Assert.Equal("bf16 backbone, fp32 head", precision["deep"]);
+        Assert.Equal("bf16 backbone, fp32 head", precision["lin"]);
+        Assert.Equal("fp32", precision[HostileName]);
     }
 
     static async Task<string> BackboneSha(HttpClient http)
