@@ -168,6 +168,22 @@ public class ServePageTests
         string shots = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, "screenshots")).FullName;
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(shots, "serve-page-test.png"), FullPage = true });
 
+        // Dropping and pasting the image work like the picker: one more request each, the same answers.
+        foreach (var gesture in new[] { "drop", "paste" })
+        {
+            await page.EvaluateAsync(@"([gesture, b64]) => {
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                const data = new DataTransfer();
+                data.items.add(new File([bytes], gesture + '.png', { type: 'image/png' }));
+                if (gesture === 'drop') document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+                else document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+            }", new object[] { gesture, Convert.ToBase64String(File.ReadAllBytes(png)) });
+            await Assertions.Expect(page.Locator("#status")).ToContainTextAsync($"for {gesture}.png");
+            Assert.Equal(apiAnswer.RootElement.GetProperty("deep").GetProperty("top")[0].GetProperty("label").GetString(),
+                await cards.Nth(1).Locator(".row.top .row-label").TextContentAsync());
+        }
+        Assert.Equal(3, posts.Count);
+
         // Deselecting a task asks the others only, in one request; its card goes.
         await page.Locator("#sel-1").UncheckAsync(); // "deep"
         await Assertions.Expect(cards).ToHaveCountAsync(2);
