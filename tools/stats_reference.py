@@ -48,6 +48,11 @@ def main():
         r = stats.wilcoxon(x, y)
         show(f"{name}Statistic", r.statistic)
         show(f"{name}P", r.pvalue)
+        # One-tailed, as the paper's tests (H1: x > y), and the opposite tail.
+        g = stats.wilcoxon(x, y, alternative="greater")
+        show(f"{name}GreaterStatistic", g.statistic)
+        show(f"{name}GreaterP", g.pvalue)
+        show(f"{name}LessP", stats.wilcoxon(x, y, alternative="less").pvalue)
     # With ties SciPy 1.10 truncates W+ to an integer, so swapping x and y changes the exact p-value.
     show("TiesSwappedP", stats.wilcoxon(TIES_Y, TIES_X).pvalue)
     for name, a, b in [("Welch", WELCH_A, WELCH_B), ("Seeds", SEEDS_A, SEEDS_B)]:
@@ -57,6 +62,8 @@ def main():
         show(f"{name}T", r.statistic)
         show(f"{name}Df", df)
         show(f"{name}P", r.pvalue)
+        show(f"{name}GreaterP", stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+        show(f"{name}LessP", stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue)
     show("SeedsAMean", np.mean(SEEDS_A))
     show("SeedsAStd", np.std(SEEDS_A, ddof=1))
     r = stats.ttest_ind([1.0, 1.0, 1.0], [2.0, 2.0, 2.0], equal_var=False)

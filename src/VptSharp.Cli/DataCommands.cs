@@ -14,6 +14,8 @@ internal static class DataCommands
         var c = new Command("data", "make the offline mini-suite, or split a dataset's train.json into train/val");
         c.Subcommands.Add(Make());
         c.Subcommands.Add(Split());
+        c.Subcommands.Add(VtabDataCommands.Vtab());
+        c.Subcommands.Add(VtabDataCommands.Fgvc());
         return c;
     }
 

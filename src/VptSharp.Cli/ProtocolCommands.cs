@@ -18,12 +18,13 @@ internal static partial class ProtocolCommands
     static readonly Option<string> MethodsOpt = new("--methods", "-m") { Description = "comma-separated methods", DefaultValueFactory = _ => "linear,full,bias,adapter,vpt-shallow,vpt-deep" };
     static readonly Option<string?> TasksOpt = new("--tasks") { Description = "comma-separated task names (default: all of the suite)" };
     static readonly Option<string> Lrs = new("--lrs") { Description = "base lr grid (at batch 256) for SGD methods; paper: 50,25,10,5,2.5,1,0.5,0.25,0.1,0.05", DefaultValueFactory = _ => "2.5,0.5" };
-    static readonly Option<string> FullLrs = new("--full-lrs") { Description = "base lr grid for methods that train the whole backbone (AdamW)", DefaultValueFactory = _ => "0.001,0.0001" };
+    static readonly Option<string> FullLrs = new("--full-lrs") { Description = "base lr grid for the reference's fine-tuning family (AdamW: full, partial-k, bias, adapter); reference: 0.001,0.0001,0.0005,0.005", DefaultValueFactory = _ => "0.001,0.0001" };
     static readonly Option<string> Wds = new("--wds") { Description = "weight-decay grid; paper: 0.01,0.001,0.0001,0", DefaultValueFactory = _ => "0.0001" };
     static readonly Option<string> PromptsOpt = new("--prompts", "-p") { Description = "prompt-length grid for prompt methods; paper: 1,5,10,50,100,200", DefaultValueFactory = _ => "10" };
     static readonly Option<string> Reductions = new("--reductions") { Description = "adapter reduction grid; paper: 8,64,256", DefaultValueFactory = _ => "8" };
     static readonly Option<int> Epochs = new("--epochs") { Description = "epochs per run (paper: 100)", DefaultValueFactory = _ => 100 };
-    static readonly Option<int> Warmup = new("--warmup-epochs") { Description = "warm-up epochs (paper: 10)", DefaultValueFactory = _ => 10 };
+    static readonly Option<int?> Warmup = new("--warmup-epochs") { Description = "warm-up epochs (default: the method's reference recipe — 5 for the AdamW fine-tuning family, 10 otherwise)" };
+    static readonly Option<int?> SweepBatch = new("--batch-size") { Description = "batch size (default: the method's reference recipe — 384 fine-tuning family, 1024 linear/mlp/sidetune, 128 prompts)" };
     static readonly Option<int> Seeds = new("--seeds") { Description = "seeds of the final runs (paper: 3; appendix: 5)", DefaultValueFactory = _ => 3 };
     static readonly Option<string?> Fractions = new("--fractions") { Description = "extra runs on class-balanced fractions of train+val (Fig. 3), e.g. 0.1,0.2,0.4,0.8" };
     static readonly Option<string?> CurvePrompts = new("--curve-prompts") { Description = "extra VPT runs at these prompt lengths (Fig. 6), e.g. 1,5,10,50" };
@@ -48,7 +49,7 @@ internal static partial class ProtocolCommands
         var backbone = Common.Backbone();
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, Common.BatchSize,
+        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, SweepBatch,
                      Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.Subcommands.Add(PlanCommand());
@@ -105,7 +106,7 @@ internal static partial class ProtocolCommands
             Lrs = Doubles(r.GetValue(Lrs)!, "--lrs"), WholeBackboneLrs = Doubles(r.GetValue(FullLrs)!, "--full-lrs"),
             WeightDecays = Doubles(r.GetValue(Wds)!, "--wds"), Prompts = Ints(r.GetValue(PromptsOpt)!, "--prompts"),
             Reductions = Ints(r.GetValue(Reductions)!, "--reductions"), Epochs = r.GetValue(Epochs), WarmupEpochs = r.GetValue(Warmup),
-            BatchSize = r.GetValue(Common.BatchSize), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
+            BatchSize = r.GetValue(SweepBatch), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
             CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
             CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard),

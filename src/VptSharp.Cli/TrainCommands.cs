@@ -21,8 +21,9 @@ internal static class TrainCommands
     static readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 100 };
     static readonly Option<double?> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256); default 0.25 with sgd, 0.001 with adamw" };
     static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "weight decay (not applied to biases)", DefaultValueFactory = _ => 1e-4 };
-    static readonly Option<int> Warmup = new("--warmup-epochs") { Description = "linear warm-up epochs before the cosine decay", DefaultValueFactory = _ => 10 };
-    static readonly Option<string?> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw; default: adamw for full (end-to-end, as the reference), sgd otherwise" };
+    static readonly Option<int?> Warmup = new("--warmup-epochs") { Description = "linear warm-up epochs before the cosine decay (default: the method's reference recipe, 5 for full/partial/bias/adapter, 10 otherwise)" };
+    static readonly Option<string?> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9) or adamw; default: the reference's — adamw for full, partial-k, bias and adapter, sgd otherwise" };
+    static readonly Option<string?> AdapterInitOpt = new("--adapter-init") { Description = "adapter: zero-both (the reference's; only the up-bias can learn) or zero-up (ours: default down init)" };
     static readonly Option<int> Seed = new("--seed") { Description = "random seed (split, init, order, augmentation, dropout)", DefaultValueFactory = _ => 42 };
     static readonly Option<string> Out = new("--out", "-o") { Description = "output folder (task.vpt, best.vpt, last.vpt, metrics.jsonl, tensorboard/)", Required = true };
     static readonly Option<bool> Resume = new("--resume") { Description = "continue from the last checkpoint in --out" };
@@ -48,7 +49,7 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Bf16, Reduction, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
@@ -66,10 +67,10 @@ internal static class TrainCommands
                 PromptOutput = ParseEnum<PromptOutput>(r.GetValue(PromptOutputOpt)!, "--prompt-output"),
                 PromptSharing = ParseEnum<PromptSharing>(r.GetValue(PromptSharingOpt)!, "--prompt-sharing"),
                 PromptLocation = ParseEnum<PromptLocation>(r.GetValue(PromptLocationOpt)!, "--prompt-location"), PromptInit = init,
-                PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction), SideWidth = r.GetValue(SideWidth),
+                PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction), AdapterInit = ParseAdapterInit(r.GetValue(AdapterInitOpt)), SideWidth = r.GetValue(SideWidth),
                 PrefixForm = r.GetValue(PrefixForm),
             });
-            var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone);
+            var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone, methodCfg.Method);
             string outDir = opts.OutDir!;
             var pre = new Preprocessing
             {
@@ -110,10 +111,18 @@ internal static class TrainCommands
         _ => throw new ArgumentException($"--augment {augment}: use plain or crop-flip"),
     };
 
-    /// <summary>Training options from the flags; optimizer and lr default by method (AdamW, lr 0.001 when the whole backbone trains).</summary>
-    public static TrainOptions OptionsFrom(ParseResult r, bool wholeBackbone)
+    static AdapterInit? ParseAdapterInit(string? value) => value?.ToLowerInvariant() switch
     {
-        var optimizer = (r.GetValue(OptimizerOpt) ?? (wholeBackbone ? "adamw" : "sgd")).ToLowerInvariant() switch
+        null => null, "zero-both" => AdapterInit.ZeroBoth, "zero-up" => AdapterInit.ZeroUp,
+        _ => throw new ArgumentException($"--adapter-init {value}: use zero-both (the reference's) or zero-up"),
+    };
+
+    /// <summary>Training options from the flags; optimizer, warm-up and lr default by the method's reference recipe
+    /// (<see cref="Recipe.For"/>: AdamW, 5 warm-up epochs, lr 0.001 for the fine-tuning family).</summary>
+    public static TrainOptions OptionsFrom(ParseResult r, bool wholeBackbone, string? method = null)
+    {
+        var recipe = method is null ? null : Recipe.For(method);
+        var optimizer = (r.GetValue(OptimizerOpt) ?? (recipe?.Optimizer ?? (wholeBackbone ? OptimizerKind.AdamW : OptimizerKind.Sgd)).ToString()).ToLowerInvariant() switch
         {
             "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW,
             var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),
@@ -122,7 +131,7 @@ internal static class TrainCommands
         {
             Epochs = r.GetValue(Epochs), BatchSize = r.GetValue(Common.BatchSize), WeightDecay = r.GetValue(WeightDecay),
             BaseLr = r.GetValue(Lr) ?? (optimizer == OptimizerKind.AdamW ? 1e-3 : 0.25), Optimizer = optimizer,
-            WarmupEpochs = Math.Min(r.GetValue(Warmup), Math.Max(0, r.GetValue(Epochs) - 1)),
+            WarmupEpochs = Math.Min(r.GetValue(Warmup) ?? recipe?.WarmupEpochs ?? 10, Math.Max(0, r.GetValue(Epochs) - 1)),
             Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             StopAfterEpochs = r.GetValue(StopAfter),
         };

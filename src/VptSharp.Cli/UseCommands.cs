@@ -181,9 +181,9 @@ internal static class UseCommands
     static readonly IReadOnlyList<(string Flag, string Description, string ParameterFormula)> PromptAblations =
     [
         ("--prompt-location prepend", "p tokens after CLS (default)", "L·p·d deep, p·d shallow"),
-        ("--prompt-location add", "added to the image-patch tokens (CLS untouched), p = 1 or N patches", "L·p·d deep, p·d shallow"),
+        ("--prompt-location add", "added to every token (CLS included), p = 1 or 1 + N patches", "L·p·d deep, p·d shallow"),
         ("--prompt-location prepend-pixel", "p patch-sized pixel blocks through the frozen patch embedding (vpt-shallow)", "p·3·P²"),
-        ("--prompt-location concat-channel", "a learnable 4th input channel + its zero-init patch filter (vpt-shallow)", "H·W + d·P²"),
+        ("--prompt-location concat-channel", "p learnable input channels; the whole patch projection trains (vpt-shallow)", "p·H·W + p·d·P² + 3·d·P² + d"),
         ("--prompt-output cls|image-pool|prompt-pool|global-pool", "what the head sees (Fig. 6)", "unchanged"),
         ("--prompt-depth i-j", "prompts only in blocks i..j, either order (Fig. 7)", "(|j−i|+1)·p·d"),
         ("--prompt-sharing intra|inter|all", "one vector per block | same p prompts in every block | one vector everywhere", "L·d | p·d | d"),

@@ -92,7 +92,7 @@ public class CliTests
 
         var bad = RunCli([.. common, "--method", "vpt-deep", "--prompt-location", "concat-channel", "--out", Path.Combine(dir, "bad")]);
         Assert.Equal(1, bad.ExitCode);
-        Assert.Contains("--prompt-location prepend-pixel: prompts the input only, so it needs method vpt-shallow", bad.Stderr);
+        Assert.Contains("--prompt-location concat-channel: prompts the input only, so it needs method vpt-shallow", bad.Stderr); // the location asked for
     }
 
     /// <summary>`--prefix-form` and `--bf16` reach the model: the task file records the prefix form and holds float32

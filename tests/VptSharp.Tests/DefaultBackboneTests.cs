@@ -28,7 +28,7 @@ public class DefaultBackboneTests
         var (train, val) = DatasetSpec.Open("fashion-mnist:train[30000:31000]@5-9").SplitTrainVal(0.2, 1);
         var pre = new Preprocessing { ImageSize = bb.Config.ImageSize };
         var model = PromptedModel.Create(bb.Model, new LinearProbeConfig(), 5);
-        var r = new Trainer(new TrainOptions { Epochs = 20, BatchSize = 64, BaseLr = 0.1, WeightDecay = 0, WarmupEpochs = 2, Seed = 1 })
+        var r = new Trainer(new TrainOptions { Epochs = 60, BatchSize = 64, BaseLr = 1.0, WeightDecay = 0, WarmupEpochs = 2, Seed = 1 })
             .Fit(model, train, val, pre);
         Assert.True(r.BestValTop1 > 0.75, $"val top-1 {r.BestValTop1:P1} (chance 20%)");
     }

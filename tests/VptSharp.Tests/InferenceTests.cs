@@ -21,7 +21,11 @@ public class InferenceTests(ITestOutputHelper output)
         manual_seed(seed);
         var model = PromptedModel.Create(backbone, config, classes);
         using (no_grad())
+        {
+            // Head at a trained-like scale (O(1) logits), not the reference's kaiming init, whose logits are far larger.
+            model.head.weight!.normal_(0, 0.01); model.head.bias!.zero_();
             foreach (var (_, p) in model.TaskTensors()) p.add_(randn_like(p) * 0.2);
+        }
         model.eval();
         return model;
     }

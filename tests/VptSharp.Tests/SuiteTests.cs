@@ -140,7 +140,7 @@ public class SuiteTests
         Assert.Equal(["CUB_200_2011", "nabirds", "OxfordFlower", "StanfordDogs", "StanfordCars"], fgvc.Tasks.Select(t => t.Name));
         Assert.All(fgvc.Tasks, t => Assert.Equal(("FGVC", "crop-flip"), (t.Group, t.Augment)));
         Assert.Equal([200, 555, 102, 120, 196], fgvc.Tasks.Select(t => t.Classes));
-        Assert.Equal("/data/fgvc/nabirds/train.json|/data/fgvc/nabirds/val.json", fgvc.Resolve(fgvc.Task("nabirds").TrainVal));
+        Assert.Equal("/data/fgvc/nabirds/train.json", fgvc.Resolve(fgvc.Task("nabirds").TrainVal)); // final FGVC runs train on train (reference train.py)
 
         // the shipped mini.json is what the generators describe
         var mini = Suite.Load(RepoFile("suites/mini.json"));

@@ -156,7 +156,7 @@ public class SweepTests
         Assert.True(new FileInfo(Path.Combine(reportDir, "tasks.png")).Length > 10_000);
         Assert.Contains("| vpt-deep | 1.08× | 2.00% | 76.50 (1) | 50.00 (2) | 63.25 | 63.25 |", md);
         Assert.Contains("| full | 4.00× | 100.00% | 75.00 | 45.00 | 60.00 | 60.00 |", md);
-        var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30]);
+        var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30], Alternative.Greater); // one-tailed, as the paper's
         Assert.Contains($"| linear | 4 | +18.25 | {w.Statistic:G4} | {w.PValue.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} |", md);
     }
 

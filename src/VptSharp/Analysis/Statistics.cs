@@ -2,11 +2,15 @@ using MathNet.Numerics.Distributions;
 
 namespace VptSharp.Analysis;
 
-/// <summary>Result of a Wilcoxon signed-rank test: statistic min(W+, W−), two-sided p-value, and the number of
-/// non-zero differences that were ranked.</summary>
+/// <summary>Which difference a test looks for: x ≠ y (two-sided), x &gt; y ("greater", the paper's one-tailed tests of
+/// VPT-deep against each method) or x &lt; y ("less"). Same meaning as SciPy's <c>alternative</c>.</summary>
+public enum Alternative { TwoSided, Greater, Less }
+
+/// <summary>Result of a Wilcoxon signed-rank test: statistic min(W+, W−) when two-sided, else W+ (as SciPy), the
+/// p-value, and the number of non-zero differences that were ranked.</summary>
 public sealed record WilcoxonResult(double Statistic, double PValue, int N, bool Exact);
 
-/// <summary>Result of Welch's unequal-variance t-test (two-sided).</summary>
+/// <summary>Result of Welch's unequal-variance t-test.</summary>
 public sealed record WelchResult(double T, double DegreesOfFreedom, double PValue);
 
 /// <summary>
@@ -40,7 +44,7 @@ public static class Statistics
     /// used with W+ truncated to an integer (SciPy ≥ 1.11 changed this; this method pins 1.10).</item>
     /// </list>
     /// </summary>
-    public static WilcoxonResult WilcoxonSignedRank(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    public static WilcoxonResult WilcoxonSignedRank(IReadOnlyList<double> x, IReadOnlyList<double> y, Alternative alternative = Alternative.TwoSided)
     {
         if (x.Count != y.Count) throw new ArgumentException($"Wilcoxon: paired samples must have the same length ({x.Count} vs {y.Count})");
         if (x.Count == 0) return new WilcoxonResult(double.NaN, double.NaN, 0, false);
@@ -56,15 +60,21 @@ public static class Statistics
         double wPlus = 0, wMinus = 0;
         for (int i = 0; i < n; i++)
             if (diffs[i] > 0) wPlus += ranks[i]; else wMinus += ranks[i];
-        double statistic = Math.Min(wPlus, wMinus);
+        double statistic = alternative == Alternative.TwoSided ? Math.Min(wPlus, wMinus) : wPlus;
 
-        if (exact) return new WilcoxonResult(statistic, ExactTwoSidedP(n, (int)wPlus), n, true);
+        if (exact) return new WilcoxonResult(statistic, ExactP(n, (int)wPlus, alternative), n, true);
 
         double mean = n * (n + 1) / 4.0;
         double variance = n * (n + 1.0) * (2.0 * n + 1.0);
         foreach (int t in tieSizes) variance -= 0.5 * t * ((double)t * t - 1);
         double z = (statistic - mean) / Math.Sqrt(variance / 24);
-        return new WilcoxonResult(statistic, 2 * Normal.CDF(0, 1, -Math.Abs(z)), n, false);
+        double p = alternative switch
+        {
+            Alternative.Greater => Normal.CDF(0, 1, -z),
+            Alternative.Less => Normal.CDF(0, 1, z),
+            _ => 2 * Normal.CDF(0, 1, -Math.Abs(z)),
+        };
+        return new WilcoxonResult(statistic, p, n, false);
     }
 
     /// <summary>Average (mid) ranks of the values, 1-based, and the sizes of the tie groups (size ≥ 2).</summary>
@@ -85,19 +95,21 @@ public static class Statistics
         return (ranks, ties);
     }
 
-    /// <summary>Exact two-sided p-value of W+ = <paramref name="wPlus"/> among n ranks: the null distribution counts
-    /// the subsets of {1..n} with each sum (dynamic programming over ranks).</summary>
-    static double ExactTwoSidedP(int n, int wPlus)
+    /// <summary>Exact p-value of W+ = <paramref name="wPlus"/> among n ranks: the null distribution counts the subsets
+    /// of {1..n} with each sum (dynamic programming over ranks). One-sided: P(W+ ≥ w) ("greater") or P(W+ ≤ w) ("less").</summary>
+    static double ExactP(int n, int wPlus, Alternative alternative)
     {
         int maxSum = n * (n + 1) / 2;
         var counts = new double[maxSum + 1]; // ≤ 2^50 for n ≤ 50: exact in a double
         counts[0] = 1;
         for (int rank = 1; rank <= n; rank++)
             for (int s = rank * (rank + 1) / 2; s >= rank; s--) counts[s] += counts[s - rank];
-        if (wPlus == maxSum / 2) return 1.0; // the centre of the (symmetric) distribution
         double total = Math.Pow(2, n), lower = 0, upper = 0;
         for (int s = 0; s <= wPlus; s++) lower += counts[s];
         for (int s = wPlus; s <= maxSum; s++) upper += counts[s];
+        if (alternative == Alternative.Greater) return upper / total;
+        if (alternative == Alternative.Less) return lower / total;
+        if (wPlus == maxSum / 2) return 1.0; // the centre of the (symmetric) distribution
         return Math.Clamp(2 * Math.Min(lower, upper) / total, 0, 1);
     }
 
@@ -107,7 +119,7 @@ public static class Statistics
     /// (SciPy: nan, nan); with different means T is ±∞ and PValue 0 (SciPy: ±inf, 0.0). DegreesOfFreedom is NaN
     /// in both cases.
     /// </summary>
-    public static WelchResult WelchTTest(IReadOnlyList<double> a, IReadOnlyList<double> b)
+    public static WelchResult WelchTTest(IReadOnlyList<double> a, IReadOnlyList<double> b, Alternative alternative = Alternative.TwoSided)
     {
         if (a.Count < 2 || b.Count < 2) throw new ArgumentException($"Welch t-test needs at least 2 values per group ({a.Count} and {b.Count})");
         var (ma, sa) = MeanStd(a);
@@ -115,8 +127,18 @@ public static class Statistics
         double va = sa * sa / a.Count, vb = sb * sb / b.Count;
         double t = (ma - mb) / Math.Sqrt(va + vb);
         if (va + vb == 0)
-            return new WelchResult(ma == mb ? double.NaN : t, double.NaN, ma == mb ? double.NaN : 0);
+        {
+            if (ma == mb) return new WelchResult(double.NaN, double.NaN, double.NaN);
+            bool agrees = alternative == Alternative.TwoSided || (alternative == Alternative.Greater) == (t > 0);
+            return new WelchResult(t, double.NaN, agrees ? 0 : 1);
+        }
         double df = (va + vb) * (va + vb) / (va * va / (a.Count - 1) + vb * vb / (b.Count - 1));
-        return new WelchResult(t, df, 2 * StudentT.CDF(0, 1, df, -Math.Abs(t)));
+        double p = alternative switch
+        {
+            Alternative.Greater => StudentT.CDF(0, 1, df, -t),
+            Alternative.Less => StudentT.CDF(0, 1, df, t),
+            _ => 2 * StudentT.CDF(0, 1, df, -Math.Abs(t)),
+        };
+        return new WelchResult(t, df, p);
     }
 }

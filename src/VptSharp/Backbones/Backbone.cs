@@ -56,6 +56,8 @@ public enum ParameterGroup
     Norms,
     /// <summary>The last k blocks (in stage order) and the final norm: partial-k.</summary>
     LastBlocks,
+    /// <summary>The patch projection's weight and bias (the concat-channel prompt trains it, as the reference).</summary>
+    PatchProjection,
 }
 
 /// <summary>

@@ -251,6 +251,7 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
                 ($"blocks.{i}.norm2.weight", b.norm2.weight!), ($"blocks.{i}.norm2.bias", b.norm2.bias!),
             }).Concat([("norm.weight", norm.weight!), ("norm.bias", norm.bias!)]),
         ParameterGroup.LastBlocks => LastBlocks(count),
+        ParameterGroup.PatchProjection => [("patch_embed.proj.weight", patch_embed.proj.weight!), ("patch_embed.proj.bias", patch_embed.proj.bias!)],
         _ => throw new ArgumentOutOfRangeException(nameof(group), group, null),
     };
 

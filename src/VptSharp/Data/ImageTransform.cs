@@ -22,10 +22,12 @@ public sealed class ImageTransform(Preprocessing pre, bool train)
             sized = Resize(img, s, s);
         else
         {
-            int big = (int)Math.Round(s * 256.0 / 224.0);
-            sized = Resize(img, big, big);
-            if (Train) { ox = rng.Next(big - s + 1); oy = rng.Next(big - s + 1); flip = rng.Next(2) == 1; }
-            else { ox = (big - s) / 2; oy = (big - s) / 2; }
+            // The reference (src/data/transforms.py): shorter side to 256 (for 224) keeping the aspect ratio, then a
+            // random (train) or centre crop.
+            var (rw, rh) = ShorterSideTo(img.Width, img.Height, ResizeBeforeCrop(s));
+            sized = Resize(img, rw, rh);
+            if (Train) { ox = rng.Next(rw - s + 1); oy = rng.Next(rh - s + 1); flip = rng.Next(2) == 1; }
+            else { ox = (int)Math.Round((rw - s) / 2.0, MidpointRounding.ToEven); oy = (int)Math.Round((rh - s) / 2.0, MidpointRounding.ToEven); }
         }
         var px = sized.Pixels;
         int w = sized.Width, plane = s * s;
@@ -40,6 +42,19 @@ public sealed class ImageTransform(Preprocessing pre, bool train)
                 }
         }
     }
+
+    /// <summary>src/data/transforms.py of the reference: the shorter side is resized to this before the crop (224 → 256,
+    /// 384 → 438, 448 → 512; other sizes keep the 256/224 ratio).</summary>
+    public static int ResizeBeforeCrop(int crop) => crop switch
+    {
+        224 => 256, 384 => 438, 448 => 512,
+        _ => (int)Math.Round(crop * 256.0 / 224.0),
+    };
+
+    /// <summary>torchvision Resize(int): the shorter side becomes <paramref name="size"/>, the longer one
+    /// ⌊size · long / short⌋.</summary>
+    public static (int Width, int Height) ShorterSideTo(int width, int height, int size) =>
+        width <= height ? (size, (int)((long)size * height / width)) : ((int)((long)size * width / height), size);
 
     public static RgbImage Resize(RgbImage img, int w, int h)
     {

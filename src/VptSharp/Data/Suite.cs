@@ -17,7 +17,8 @@ public sealed record SuiteTask
     public required string Group { get; init; }
     public required string Train { get; init; }
     public required string Val { get; init; }
-    /// <summary>Train + val for the final runs (VTAB-1k: train800val200.txt).</summary>
+    /// <summary>What the final runs train on: train + val for VTAB-1k (train800val200.txt); train alone for FGVC, as the
+    /// reference (train.py uses the "trainval" split only for vtab- datasets).</summary>
     public required string TrainVal { get; init; }
     public required string Test { get; init; }
     /// <summary>"plain" (VTAB: resize) or "crop-flip" (FGVC).</summary>

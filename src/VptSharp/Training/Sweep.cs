@@ -34,7 +34,8 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
         foreach (var m in options.Methods) MethodRegistry.FromOptions(m, new MethodOptions()); // unknown names fail before any work
         var pairs = Pairs().ToList();
         // Totals are known up front: every pair has its grid, then seeds and curves.
-        int Count(SuiteTask t, string m) => TuneRuns(t, m).Count() + FinalRuns(TuneRuns(t, m).First()).Count();
+        int Count(SuiteTask t, string m) => TuneRuns(t, m).Count() + FinalRuns(TuneRuns(t, m).First()).Count()
+            + CurveDepths(m).Sum(d => DepthTuneRuns(TuneRuns(t, m).First(), d).Count() + 1);
         int total = pairs.Sum(p => Count(p.Task, p.Method));
         int done = pairs.Sum(p => TuneRuns(p.Task, p.Method).Count(s => File.Exists(ResultPath(outDir, s))));
         var all = new List<RunResult>();
@@ -61,6 +62,19 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
                     ct.ThrowIfCancellationRequested();
                     if (File.Exists(ResultPath(outDir, spec))) done++;
                     all.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                }
+                foreach (var depth in CurveDepths(method))
+                {
+                    var depthTune = new List<RunResult>();
+                    foreach (var spec in DepthTuneRuns(best, depth).Append(null))
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        var s = spec ?? DepthFinal(best, depth, depthTune);
+                        if (File.Exists(ResultPath(outDir, s))) done++;
+                        var r = GetOrRun(s, data, snapshot, ref done, ref session, total, clock, ct);
+                        if (spec is not null) depthTune.Add(r);
+                        all.Add(r);
+                    }
                 }
             }
         }

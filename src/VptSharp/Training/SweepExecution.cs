@@ -21,16 +21,18 @@ public sealed partial class Sweep
     {
         var clock = Stopwatch.StartNew();
         var cfg = MethodRegistry.FromOptions(spec.Method, spec.MethodOptions());
-        bool tuning = spec.Phase == "tune";
+        bool tuning = spec.Phase is "tune" or "depth-tune";
         var train = tuning ? data.Train : data.TrainVal;
         if (spec.Fraction < 1) train = train.SubsampleBalanced(spec.Fraction, spec.Seed);
         var eval = tuning ? data.Val : data.Test;
         var pre = new Preprocessing { ImageSize = backbone.Config.ImageSize, Resize = data.Task.Augment == "crop-flip" ? ResizeMode.CropFlip : ResizeMode.Plain };
         string work = Path.Combine(outDir, "work", spec.Task, spec.Method, spec.Id);
+        var recipe = Recipe.For(spec.Method); // the reference's optimizer, warm-up and batch for the method
+        int batch = options.BatchSize ?? recipe.BatchSize;
         var opts = new TrainOptions
         {
-            Epochs = options.Epochs, WarmupEpochs = Math.Min(options.WarmupEpochs, Math.Max(0, options.Epochs - 1)), BatchSize = options.BatchSize,
-            BaseLr = spec.Lr, WeightDecay = spec.WeightDecay, Optimizer = cfg.TrainsWholeBackbone ? OptimizerKind.AdamW : OptimizerKind.Sgd,
+            Epochs = options.Epochs, WarmupEpochs = Math.Min(options.WarmupEpochs ?? recipe.WarmupEpochs, Math.Max(0, options.Epochs - 1)), BatchSize = batch,
+            BaseLr = spec.Lr, WeightDecay = spec.WeightDecay, Optimizer = recipe.Optimizer,
             Seed = StableSeed.Of(spec.Seed, 7919), OutDir = work, Resume = true, Workers = options.Workers, Device = options.Device,
         };
         manual_seed(opts.Seed); // prompt and head init
@@ -53,7 +55,7 @@ public sealed partial class Sweep
                     Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
                 };
             }
-            var score = Evaluation.Evaluate(model, eval, pre, Math.Max(options.BatchSize, 128), options.Device, options.Workers);
+            var score = Evaluation.Evaluate(model, eval, pre, Math.Max(Math.Min(batch, 256), 128), options.Device, options.Workers);
             var result = new RunResult
             {
                 Spec = spec, ValTop1 = tuning ? score.Top1 : null, TestTop1 = tuning ? null : score.Top1,

@@ -14,7 +14,7 @@ public sealed record SweepOptions
     public required IReadOnlyList<string> Methods { get; init; }
     /// <summary>Base lr grid (at batch 256) for SGD methods.</summary>
     public IReadOnlyList<double> Lrs { get; init; } = [2.5, 0.5];
-    /// <summary>Base lr grid for methods that train the whole backbone (AdamW).</summary>
+    /// <summary>Base lr grid for the reference's fine-tuning family (AdamW: full, partial-k, bias, adapter; <see cref="Recipe.For"/>).</summary>
     public IReadOnlyList<double> WholeBackboneLrs { get; init; } = [1e-3, 1e-4];
     public IReadOnlyList<double> WeightDecays { get; init; } = [1e-4];
     /// <summary>Prompt lengths searched for prompt methods (paper: 1, 5, 10, 50, 100, 200).</summary>
@@ -22,8 +22,9 @@ public sealed record SweepOptions
     /// <summary>Adapter reductions searched (paper: 8, 64, 256).</summary>
     public IReadOnlyList<int> Reductions { get; init; } = [8];
     public int Epochs { get; init; } = 100;
-    public int WarmupEpochs { get; init; } = 10;
-    public int BatchSize { get; init; } = 64;
+    /// <summary>Warm-up epochs and batch size; null = each method's reference recipe (<see cref="Recipe.For"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? WarmupEpochs { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? BatchSize { get; init; }
     /// <summary>Seeds of the final runs (paper: 3 in the main text, 5 in the appendix).</summary>
     public int Seeds { get; init; } = 3;
     public int Workers { get; init; } = 2;

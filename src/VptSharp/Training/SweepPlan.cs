@@ -16,7 +16,8 @@ public sealed partial class Sweep
     /// <summary>The grid of tuning runs for one task and method.</summary>
     public IEnumerable<RunSpec> TuneRuns(SuiteTask task, string method)
     {
-        var lrs = TrainsWholeBackbone(method) ? options.WholeBackboneLrs : options.Lrs;
+        // The reference tunes its whole fine-tuning family (Full, Partial-k, Bias, Adapter: AdamW) over the AdamW grid.
+        var lrs = Recipe.For(method).Family == RecipeFamily.Finetune ? options.WholeBackboneLrs : options.Lrs;
         int?[] prompts = HasAxis(method, SweepAxis.PromptLength) ? options.Prompts.Select(p => (int?)p).ToArray() : [null];
         int?[] reductions = HasAxis(method, SweepAxis.Reduction) ? options.Reductions.Select(r => (int?)r).ToArray() : [null];
         foreach (var lr in lrs)
@@ -41,9 +42,19 @@ public sealed partial class Sweep
         foreach (var f in options.Fractions.Where(f => f < 1)) yield return final with { Phase = "fraction", Fraction = f };
         if (HasAxis(best.Method, SweepAxis.PromptLength))
             foreach (var p in options.CurvePrompts) yield return final with { Phase = "prompts", Prompts = p };
-        if (HasAxis(best.Method, SweepAxis.PromptDepth))
-            foreach (var d in options.CurveDepths) yield return final with { Phase = "depth", Depth = d };
     }
+
+    /// <summary>Fig. 7: the prompt depths of the depth curve (methods with a depth axis; run after the final runs).</summary>
+    IEnumerable<string> CurveDepths(string method) => HasAxis(method, SweepAxis.PromptDepth) ? options.CurveDepths : [];
+
+    /// <summary>Fig. 7 re-selects the prompt length at each depth: train → val over the p grid at the selected lr and
+    /// weight decay ("depth-tune"); none when the grid has one p.</summary>
+    public IEnumerable<RunSpec> DepthTuneRuns(RunSpec best, string depth) => options.Prompts.Count < 2 ? []
+        : options.Prompts.Select(p => best with { Phase = "depth-tune", Depth = depth, Prompts = p, Seed = 0 });
+
+    /// <summary>The depth curve's final run (train+val → test) with the p its depth-tune runs selected.</summary>
+    public static RunSpec DepthFinal(RunSpec best, string depth, IReadOnlyList<RunResult> depthTune) =>
+        best with { Phase = "depth", Depth = depth, Seed = 0, Prompts = depthTune.Count == 0 ? best.Prompts : SelectBest(depthTune).Prompts };
 
     /// <summary>The (task, method) pairs of this machine's shard, in suite then method order.</summary>
     IEnumerable<(SuiteTask Task, string Method)> Pairs()

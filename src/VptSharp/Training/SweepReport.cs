@@ -139,8 +139,9 @@ public sealed class SweepReport
         if (methods.Contains(Reference))
         {
             md.AppendLine($"## {Reference} against each method").AppendLine();
-            md.AppendLine("Wilcoxon signed-rank test over tasks (paired per-task means, two-sided, SciPy's conventions); " +
-                          "Welch's t-test per task over seeds (two-sided): number of tasks where the difference is significant at p < 0.05.").AppendLine();
+            md.AppendLine($"One-tailed tests, as the paper's (H1: {Reference} is better). Wilcoxon signed-rank over tasks (paired per-task means, " +
+                          "SciPy's conventions; W is W+); Welch's t-test per task over seeds: tasks where VPT-deep is significantly better " +
+                          "(one-tailed p < 0.05) / significantly worse (the opposite one-tailed test, p < 0.05).").AppendLine();
             md.AppendLine("| method | tasks | mean Δ (points) | Wilcoxon W | Wilcoxon p | Welch p < 0.05: VPT-deep better / worse |");
             md.AppendLine("|---|---:|---:|---:|---:|---|");
             foreach (var m in methods.Where(m => m != Reference))
@@ -152,7 +153,7 @@ public sealed class SweepReport
                 string w = "–", p = "–";
                 if (a.Zip(b).Any(x => x.First != x.Second))
                 {
-                    var wt = Statistics.WilcoxonSignedRank(a, b);
+                    var wt = Statistics.WilcoxonSignedRank(a, b, Alternative.Greater);
                     (w, p) = (wt.Statistic.ToString("G4", C), wt.PValue.ToString("G3", C));
                 }
                 int better = 0, worse = 0;
@@ -160,8 +161,8 @@ public sealed class SweepReport
                 {
                     var (sa, sb) = (Scores(t, Reference), Scores(t, m));
                     if (sa.Length < 2 || sb.Length < 2) continue;
-                    var welch = Statistics.WelchTTest(sa, sb);
-                    if (welch.PValue < 0.05) { if (sa.Average() > sb.Average()) better++; else worse++; }
+                    if (Statistics.WelchTTest(sa, sb, Alternative.Greater).PValue < 0.05) better++;
+                    else if (Statistics.WelchTTest(sa, sb, Alternative.Less).PValue < 0.05) worse++;
                 }
                 md.AppendLine($"| {m} | {paired.Count} | {(a.Average() - b.Average()).ToString("+0.00;-0.00", C)} | {w} | {p} | {better} / {worse} |");
             }

@@ -24,6 +24,12 @@ public sealed record TrainOptions
     public double LabelSmoothing { get; init; }
     /// <summary>Cache frozen features once when the method allows it (linear probing).</summary>
     public bool CacheFeatures { get; init; } = true;
+    /// <summary>The learning rate changes every epoch (the reference: its scheduler steps once per epoch, warm-up from 0)
+    /// unless this is set, which moves it every optimizer step.</summary>
+    public bool LrPerStep { get; init; }
+    /// <summary>AdamW's decay of non-bias parameters when <see cref="WeightDecay"/> is positive: the reference's fixed
+    /// 0.01 (<see cref="Recipe.AdamWWeightDecay"/>); null uses <see cref="WeightDecay"/> itself.</summary>
+    public double? AdamWDecay { get; init; } = Recipe.AdamWWeightDecay;
     /// <summary>Stop after this many epochs in this process (for tests of resume); null = run to the end.</summary>
     public int? StopAfterEpochs { get; init; }
 
@@ -40,9 +46,20 @@ public sealed record TrainOptions
     }
 }
 
-/// <summary>Linear warm-up to the peak rate, then cosine decay to zero, per optimizer step.</summary>
+/// <summary>Linear warm-up to the peak rate, then cosine decay to zero.</summary>
 public static class WarmupCosine
 {
+    /// <summary>The reference's schedule (src/solver/lr_scheduler.py WarmupCosineSchedule, stepped once per epoch by
+    /// src/engine/trainer.py): epoch e (0-based) trains at peak·e/W while e &lt; W — so the first epoch at 0 — then at
+    /// peak·½(1 + cos(π·(e − W)/(T − W))).</summary>
+    public static double AtEpoch(int epoch, int totalEpochs, int warmupEpochs, double peak)
+    {
+        if (epoch < warmupEpochs) return peak * epoch / Math.Max(1, warmupEpochs);
+        double progress = (double)(epoch - warmupEpochs) / Math.Max(1, totalEpochs - warmupEpochs);
+        return Math.Max(0, 0.5 * peak * (1 + Math.Cos(Math.PI * progress)));
+    }
+
+    /// <summary>Per optimizer step (<see cref="TrainOptions.LrPerStep"/>): warm-up reaches the peak at the last warm-up step.</summary>
     public static double At(long step, long totalSteps, long warmupSteps, double peak)
     {
         if (step < warmupSteps) return peak * (step + 1) / warmupSteps;

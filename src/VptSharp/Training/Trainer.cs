@@ -120,7 +120,8 @@ public sealed class Trainer(TrainOptions options)
             foreach (var (x, y, n) in Batches(loader, epoch, cached, trainFeat, trainLab, pre, device, ct))
             {
                 using var scope = NewDisposeScope();
-                lr = WarmupCosine.At(globalStep, total, warm, Options.PeakLr);
+                lr = Options.LrPerStep ? WarmupCosine.At(globalStep, total, warm, Options.PeakLr)
+                    : WarmupCosine.AtEpoch(epoch, Options.Epochs, Options.WarmupEpochs, Options.PeakLr);
                 var (lv, right) = TrainStep(model, optimizer, x, y, lr, onFeatures: cached, where: $"at epoch {epoch + 1}, step {step + 1}");
                 lossSum += lv * n; seen += n;
                 correct += right;
@@ -219,15 +220,17 @@ public sealed class Trainer(TrainOptions options)
         return new EvalResult((double)correct / feats.shape[0], (int)feats.shape[0], correct, pred.cpu().data<long>().Select(p => (int)p).ToArray(), loss);
     }
 
-    /// <summary>SGD (or AdamW) with two groups: weight decay on weights and prompts, none on biases.</summary>
+    /// <summary>SGD (or AdamW) with the reference's two weight-decay groups (<see cref="Recipe.WeightDecayGroups"/>).</summary>
     OptimizerHelper MakeOptimizer(IReadOnlyList<(string Name, Parameter Param)> trainable)
     {
-        var noDecay = trainable.Where(p => p.Name.EndsWith(".bias") || p.Name.EndsWith("norm.weight") || p.Param.dim() <= 1).Select(p => p.Param).ToList();
-        var decay = trainable.Select(p => p.Param).Except(noDecay).ToList();
+        var (decay, noDecay) = Recipe.WeightDecayGroups(trainable, Options.Optimizer);
         double lr = Options.PeakLr;
         if (Options.Optimizer == OptimizerKind.AdamW)
-            return optim.AdamW([new AdamW.ParamGroup(decay, lr, 0.9, 0.999, 1e-8, Options.WeightDecay),
-                                new AdamW.ParamGroup(noDecay, lr, 0.9, 0.999, 1e-8, 0.0)], lr);
+        {
+            double wd = Options.WeightDecay > 0 ? Options.AdamWDecay ?? Options.WeightDecay : 0;
+            return optim.AdamW([new AdamW.ParamGroup(decay, lr, 0.9, 0.999, Recipe.AdamWEpsilon, wd),
+                                new AdamW.ParamGroup(noDecay, lr, 0.9, 0.999, Recipe.AdamWEpsilon, 0.0)], lr);
+        }
         return optim.SGD([new SGD.ParamGroup(decay, lr, Options.Momentum, 0, Options.WeightDecay, false, false),
                           new SGD.ParamGroup(noDecay, lr, Options.Momentum, 0, 0.0, false, false)], lr, Options.Momentum);
     }

@@ -8,13 +8,15 @@ namespace VptSharp.Tuning;
 
 /// <summary>
 /// Bottleneck adapters (Pfeiffer et al. 2021 placement, as in the VPT paper's Adapter baseline): in every block the
-/// MLP output passes through down-projection (d → d/r), GELU, up-projection (d/r → d, zero-initialised so training
-/// starts from the frozen model) and is added to itself, before the block's residual add.
+/// MLP output passes through down-projection (d → d/r), GELU, up-projection (d/r → d) and is added to itself, before
+/// the block's residual add. Initialisation: <see cref="AdapterInit"/>.
 /// </summary>
 public sealed record AdapterConfig : MethodConfig
 {
     /// <summary>Reduction r (paper: 8, 64, 256).</summary>
     public int Reduction { get; init; } = 8;
+    /// <summary>How the projections start; the reference's zero-both by default.</summary>
+    public AdapterInit Init { get; init; } = AdapterInit.ZeroBoth;
     public override string Method => "adapter";
     public override string Label => $"adapter r={Reduction}";
     public override BackboneCapability Requires => BackboneCapability.MlpHook;
@@ -24,8 +26,20 @@ public sealed record AdapterConfig : MethodConfig
         return new Adapter(this, backbone);
     }
 
-    public static MethodRegistry.Entry Entry => new("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d, zero-init up) on every block's MLP output, added before the residual",
-        "L·(2d²/r + d/r + d)  (+ head)", typeof(AdapterConfig), o => new AdapterConfig { Reduction = o.Reduction ?? 8 }, [SweepAxis.Reduction]);
+    public static MethodRegistry.Entry Entry => new("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d; the reference's zero-init of both, or --adapter-init zero-up) on every block's MLP output, added before the residual",
+        "L·(2d²/r + d/r + d)  (+ head)", typeof(AdapterConfig), o => new AdapterConfig { Reduction = o.Reduction ?? 8, Init = o.AdapterInit ?? AdapterInit.ZeroBoth }, [SweepAxis.Reduction]);
+}
+
+/// <summary>Adapter initialisation.</summary>
+public enum AdapterInit
+{
+    /// <summary>The reference's (src/models/vit_adapter/vit.py ADPT_Block): both projections' weights and biases zero.
+    /// Then every gradient but the up-projection's bias is zero (GELU(0) = 0 feeds the up weight; the zero up weight
+    /// blocks the down projection), so such an adapter can only learn a constant per-block offset.</summary>
+    ZeroBoth,
+    /// <summary>Ours: down-projection at PyTorch's default init, up-projection zero — training still starts from the frozen
+    /// model, and every adapter tensor gets gradients.</summary>
+    ZeroUp,
 }
 
 public sealed class Adapter : TuningMethod
@@ -40,7 +54,11 @@ public sealed class Adapter : TuningMethod
         down = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(width, bottleneck)).ToArray());
         up = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(bottleneck, width)).ToArray());
         using (no_grad())
+        {
             foreach (var u in up) { u.weight!.zero_(); u.bias!.zero_(); }
+            if (config.Init == AdapterInit.ZeroBoth)
+                foreach (var d in down) { d.weight!.zero_(); d.bias!.zero_(); }
+        }
         RegisterComponents();
     }
 

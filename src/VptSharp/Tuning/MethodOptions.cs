@@ -10,6 +10,8 @@ public sealed record MethodOptions
     public int? K { get; init; }
     /// <summary>Adapter reduction factor r.</summary>
     public int? Reduction { get; init; }
+    /// <summary>Adapter initialisation (the reference's zero-both unless set).</summary>
+    public AdapterInit? AdapterInit { get; init; }
     public PromptOutput PromptOutput { get; init; } = PromptOutput.Cls;
     public PromptSharing PromptSharing { get; init; } = PromptSharing.None;
     public PromptLocation PromptLocation { get; init; } = PromptLocation.Prepend;

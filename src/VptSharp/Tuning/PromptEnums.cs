@@ -4,12 +4,12 @@ public enum PromptLocation
 {
     /// <summary>p tokens inserted after CLS (the paper's default).</summary>
     Prepend,
-    /// <summary>Prompts added element-wise to the image-patch tokens (not CLS); sequence length unchanged. p = 1 (one vector
-    /// added to every patch) or p = number of patches (prompt i added to patch i).</summary>
+    /// <summary>Prompts added element-wise to every token, CLS included (the reference's "add" / "add-1"); sequence length
+    /// unchanged. p = 1 (one vector added to every token) or p = 1 + number of patches (prompt i added to token i).</summary>
     Add,
     /// <summary>p learnable patch-sized pixel blocks, embedded by the frozen patch projection, prepended after CLS (input level).</summary>
     PrependPixel,
-    /// <summary>A learnable 4th input channel, seen through an extra, zero-initialised patch-projection channel (input level).</summary>
+    /// <summary>p learnable extra input channels; the patch projection grows p input channels and trains whole (the reference's "below").</summary>
     ConcatChannel,
 }
 

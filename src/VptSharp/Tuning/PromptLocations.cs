@@ -57,12 +57,14 @@ public sealed class PixelPrompts : TuningMethod
 }
 
 /// <summary>
-/// "Concat-channel": one learnable image channel [1, 1, H, W] (N(0, 1) init) concatenated to every RGB input as a 4th
-/// channel. The frozen patch projection is extended by a 4th input-channel filter [d, 1, P, P], zero-initialised so
-/// training starts from the frozen model; that filter trains with the channel (kept frozen at zero, the channel would
-/// get no gradient at all). By linearity the 4-channel projection is computed as the frozen RGB embedding plus the
-/// extra channel's projection, so the backbone is never copied. Sequence length unchanged; p is unused.
-/// Trainable: H·W + d·P².
+/// "Concat-channel" (the reference's "below" location, vit_prompt/vit_ablations.py): p learnable image channels
+/// [1, p, H, W] concatenated to every RGB input, so the patch projection takes 3 + p channels. As in the reference the
+/// prompt channels and the new filters [d, p, P, P] start xavier-uniform(±√(6 / (3·P² + d))) and the whole patch
+/// projection trains (vit_models.py: "prompt" and "embeddings.patch_embeddings.{weight,bias}"); its RGB filters start
+/// from the pretrained ones (the reference rebuilds the conv from scratch, and its checkpoint loader cannot copy a
+/// 3-channel kernel into it). By linearity the (3 + p)-channel projection is the backbone's RGB embedding plus the
+/// extra channels' projection, so the backbone is never copied. Sequence length unchanged.
+/// Trainable: p·H·W + p·d·P² + (3·d·P² + d).
 /// </summary>
 public sealed class ChannelPrompt : TuningMethod
 {
@@ -74,15 +76,21 @@ public sealed class ChannelPrompt : TuningMethod
     {
         var vit = (ITokenSequenceBackbone)backbone;
         InputLevelPrompts.Validate(config);
+        if (config.Tokens < 1) throw new InvalidSettingException("prompts", config.Tokens, "concat-channel needs at least 1 extra channel");
         if (config.Output == PromptOutput.PromptPool) throw new InvalidSettingException("prompt-output", "prompt-pool", "needs prompt tokens; prompt location concat-channel adds none");
         this.config = config;
         patch = vit.PatchSize;
-        channel = Parameter(randn(1, 1, backbone.ImageSize, backbone.ImageSize));
-        channel_proj = Parameter(zeros(backbone.NumFeatures, 1, vit.PatchSize, vit.PatchSize));
+        double bound = Math.Sqrt(6.0 / (3 * vit.PatchSize * vit.PatchSize + backbone.NumFeatures));
+        channel = Parameter(empty(1, config.Tokens, backbone.ImageSize, backbone.ImageSize).uniform_(-bound, bound));
+        channel_proj = Parameter(empty(backbone.NumFeatures, config.Tokens, vit.PatchSize, vit.PatchSize).uniform_(-bound, bound));
         RegisterComponents();
     }
 
     public override MethodConfig Config => config;
+
+    /// <summary>The patch projection (RGB filters and bias) trains with the prompt channels.</summary>
+    public override IEnumerable<(string Name, Parameter Param)> BackboneParametersToTrain(Backbone backbone) =>
+        backbone.Parameters(ParameterGroup.PatchProjection);
 
     public override Tensor Embed(Backbone backbone, Tensor images)
     {

@@ -22,11 +22,7 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         this.backbone = backbone;
         this.method = method;
         head = Linear(backbone.NumFeatures, numClasses);
-        using (no_grad())
-        {
-            Init.TruncNormal(head.weight!, 0.01);
-            head.bias!.zero_();
-        }
+        HeadInit.Classifier(head); // the reference's head init (src/models/mlp.py)
         // The backbone is shared (one frozen backbone, many tasks) and owned by its loader: it is deliberately not a
         // registered submodule, so disposing or saving this model never touches it.
         register_module("method", method);

@@ -26,8 +26,8 @@ public sealed class VisualPrompts : TuningMethod
         var vit = (ITokenSequenceBackbone)backbone;
         if (config.Tokens < 1) throw new InvalidSettingException("prompts", config.Tokens, "prompt length must be at least 1");
         this.config = config;
-        if (config.Location == PromptLocation.Add && config.Tokens != 1 && config.Tokens != vit.NumPatches)
-            throw new InvalidSettingException("prompts", config.Tokens, $"prompt location add needs 1 or {vit.NumPatches} prompts (one per image patch)");
+        if (config.Location == PromptLocation.Add && config.Tokens != 1 && config.Tokens != vit.NumPatches + 1)
+            throw new InvalidSettingException("prompts", config.Tokens, $"prompt location add needs 1 or {vit.NumPatches + 1} prompts (one per token: CLS + {vit.NumPatches} patches)");
         if (config.Location == PromptLocation.Add && config.Output == PromptOutput.PromptPool)
             throw new InvalidSettingException("prompt-output", "prompt-pool", "needs prompt tokens; prompt location add adds none");
         if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
@@ -45,8 +45,8 @@ public sealed class VisualPrompts : TuningMethod
         if (config.ProjectDim > 0)
         {
             prompt_proj = Linear(config.ProjectDim, vit.Width);
+            // As the reference (vit_prompt/vit.py): kaiming-normal fan_out weight; the bias keeps nn.Linear's default init.
             init.kaiming_normal_(prompt_proj.weight!, a: 0, mode: init.FanInOut.FanOut);
-            using (no_grad()) prompt_proj.bias!.zero_();
         }
         dropout = Dropout(config.Dropout);
         RegisterComponents();
@@ -86,8 +86,8 @@ public sealed class VisualPrompts : TuningMethod
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
         var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1)).to(tokens.dtype); // float32 prompts, any backbone dtype
-        if (config.Location == PromptLocation.Add) // each prompted block adds its prompts to the patch tokens entering it
-            return cat([tokens[.., ..1], tokens[.., 1..] + p], 1).MoveToOuterDisposeScope();
+        if (config.Location == PromptLocation.Add) // each prompted block adds its prompts to every token entering it, CLS included (reference "add" / "add-1")
+            return (tokens + p).MoveToOuterDisposeScope();
         var cls = tokens[.., ..1];
         // The first prompted block inserts; later ones replace the p tokens after CLS.
         var rest = block == first ? tokens[.., 1..] : tokens[.., (1 + config.Tokens)..];
