@@ -28,6 +28,9 @@ public enum BackboneCapability
     PatchProjection = 8,
     /// <summary>A learnable class token that can be trained on its own (<see cref="ITokenSequenceBackbone.ClassToken"/>).</summary>
     ClassToken = 16,
+    /// <summary>The blocks take images of any size (convolutions and global pooling, no position embeddings), so a
+    /// method may enlarge the input: VPT's pad prompts for ConvNets. ConvNets: yes. ViT: no.</summary>
+    AnyImageSize = 32,
 }
 
 public static class BackboneCapabilities
@@ -41,6 +44,7 @@ public static class BackboneCapabilities
             BackboneCapability.AttentionPrefix => "per-block attention keys/values",
             BackboneCapability.PatchProjection => "a linear patch projection",
             BackboneCapability.ClassToken => "a learnable class token",
+            BackboneCapability.AnyImageSize => "to take images larger than it was built for",
             _ => c.ToString(),
         }).ToList();
 }

@@ -1,0 +1,249 @@
+using System.Text.Json.Serialization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace VptSharp.Backbones;
+
+/// <summary>A ResNet (He et al., 2016) as torchvision builds it: residual blocks per stage, stage widths, stem width.</summary>
+public sealed record ResNetConfig
+{
+    /// <summary>Bottleneck blocks (1×1, 3×3, 1×1; expansion 4: ResNet-50/101) instead of basic blocks (two 3×3: 18/34).</summary>
+    public bool Bottleneck { get; init; }
+    public int[] Layers { get; init; } = [2, 2, 2, 2];
+    /// <summary>"planes" of each stage (a bottleneck stage outputs 4× this).</summary>
+    public int[] Widths { get; init; } = [64, 128, 256, 512];
+    public int StemWidth { get; init; } = 64;
+    public int InChannels { get; init; } = 3;
+    public int ImageSize { get; init; } = 224;
+    /// <summary>Strided convolutions and the stem max-pool pad begin-heavy (stem 3/2, others 1/0), as the CNTK export in
+    /// ML.NET's ResNet-18 package does; torchvision pads symmetrically. Same output sizes, shifted sampling grid.</summary>
+    public bool CntkPadding { get; init; }
+
+    [JsonIgnore] public int Expansion => Bottleneck ? 4 : 1;
+    [JsonIgnore] public int NumFeatures => Widths[^1] * Expansion;
+
+    public static ResNetConfig Preset(string name) => name.ToLowerInvariant() switch
+    {
+        "resnet18" => new() { Layers = [2, 2, 2, 2] },
+        "resnet34" => new() { Layers = [3, 4, 6, 3] },
+        "resnet50" => new() { Bottleneck = true, Layers = [3, 4, 6, 3] },
+        "resnet101" => new() { Bottleneck = true, Layers = [3, 4, 23, 3] },
+        _ => throw new ArgumentException($"unknown ResNet '{name}'; known: resnet18, resnet34, resnet50, resnet101"),
+    };
+
+    public void Validate()
+    {
+        if (Layers.Length != Widths.Length || Layers.Length == 0 || Layers.Any(n => n < 1) || Widths.Any(w => w < 1) || StemWidth < 1)
+            throw new ArgumentException("ResNet config: Layers and Widths need one positive entry per stage");
+    }
+}
+
+/// <summary>
+/// ResNet-18/34/50/101 with torchvision's module names (conv1, bn1, layer1.0.conv1, …, layerN.0.downsample.{0,1}, fc),
+/// so torchvision and timm state dicts load as they are. BatchNorm always uses its running statistics
+/// (<see cref="FrozenBatchNorm2d"/>). Every residual block is one hooked block; <see cref="ParameterGroup.LastBlocks"/>
+/// counts stages (partial-1 = the last stage, as the paper tunes ConvNets). Offers no token capability.
+/// </summary>
+public sealed class ResNet : Backbone
+{
+    public ResNetConfig Config { get; }
+    readonly Conv2d conv1;
+    readonly FrozenBatchNorm2d bn1;
+    readonly ResidualBlock[][] stages;
+    readonly ResidualBlock[] blocks;
+    Linear? fc;
+
+    public ResNet(ResNetConfig config, int numClasses = 0) : base("ResNet")
+    {
+        config.Validate();
+        Config = config;
+        conv1 = Conv2d(config.InChannels, config.StemWidth, 7, stride: 2, padding: config.CntkPadding ? 0 : 3, bias: false);
+        bn1 = new FrozenBatchNorm2d(config.StemWidth);
+        register_module("conv1", conv1);
+        register_module("bn1", bn1);
+        int inCh = config.StemWidth;
+        stages = new ResidualBlock[config.Layers.Length][];
+        for (int s = 0; s < stages.Length; s++)
+        {
+            int planes = config.Widths[s], outCh = planes * config.Expansion;
+            stages[s] = Enumerable.Range(0, config.Layers[s]).Select(b =>
+            {
+                int stride = b == 0 && s > 0 ? 2 : 1;
+                var blk = new ResidualBlock(config.Bottleneck, b == 0 ? inCh : outCh, planes, outCh, stride, config.CntkPadding);
+                return blk;
+            }).ToArray();
+            register_module($"layer{s + 1}", new Named(stages[s].Select((b, i) => (i.ToString(), (Module)b)).ToArray()));
+            inCh = outCh;
+        }
+        blocks = stages.SelectMany(s => s).ToArray();
+        ResetClassifier(numClasses);
+    }
+
+    public override string Family => "resnet";
+    public override BackboneCapability Capabilities => BackboneCapability.AnyImageSize;
+    public override int NumFeatures => Config.NumFeatures;
+    public override int Depth => blocks.Length;
+    public override int ImageSize => Config.ImageSize;
+    public override int InChannels => Config.InChannels;
+    public override Linear? Classifier => fc;
+
+    /// <summary>Stem: 7×7/2 conv, BN, ReLU, 3×3/2 max-pool.</summary>
+    public override Tensor Embed(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var x = Config.CntkPadding ? functional.pad(images, [3, 2, 3, 2]) : images;
+        x = functional.relu(bn1.forward(conv1.forward(x)));
+        x = Config.CntkPadding
+            ? functional.max_pool2d(functional.pad(x, [1, 0, 1, 0], value: double.NegativeInfinity), 3, 2)
+            : functional.max_pool2d(x, 3, 2, 1);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    public override Tensor ForwardBlocks(Tensor x, IBlockHooks hooks)
+    {
+        using var scope = NewDisposeScope();
+        for (int i = 0; i < blocks.Length; i++)
+            x = blocks[i].forward(hooks.BeforeBlock(i, x));
+        return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Global average pooling [B, C, H, W] → [B, C].</summary>
+    public override Tensor Pool(Tensor features) => features.mean([2, 3]);
+
+    public override void ResetClassifier(int numClasses)
+    {
+        if (fc is not null)
+        {
+            _internal_submodules.Remove("fc"); // TorchSharp has no unregister; the registry is this module's own
+            fc.Dispose();
+        }
+        fc = numClasses > 0 ? Linear(NumFeatures, numClasses) : null;
+        if (fc is not null) register_module("fc", fc);
+    }
+
+    public override IEnumerable<(string Name, Parameter Param)> Parameters(ParameterGroup group, int count = 1)
+    {
+        var all = named_parameters().Where(p => !p.name.StartsWith("fc.")).Select(p => (p.name, p.parameter));
+        return group switch
+        {
+            ParameterGroup.All => all,
+            ParameterGroup.Biases => all.Where(p => IsNorm(p.name) && p.name.EndsWith(".bias")), // convs have no bias
+            ParameterGroup.Norms => all.Where(p => IsNorm(p.name)),
+            ParameterGroup.LastBlocks when count >= 1 && count <= stages.Length =>
+                all.Where(p => Enumerable.Range(stages.Length - count + 1, count).Any(s => p.name.StartsWith($"layer{s}."))),
+            ParameterGroup.LastBlocks => throw new ArgumentOutOfRangeException(nameof(count), $"partial-{count}: a ResNet has {stages.Length} stages (k counts stages)"),
+            _ => throw new ArgumentOutOfRangeException(nameof(group)),
+        };
+    }
+
+    /// <summary>Every BatchNorm's tensors: bn1, bnN inside blocks, downsample.1.</summary>
+    static bool IsNorm(string name) => name.Split('.') is var parts && parts.Length >= 2
+        && (parts[^2].StartsWith("bn") || (parts.Length >= 3 && parts[^3] == "downsample" && parts[^2] == "1"));
+
+    /// <summary>Loads a torchvision / timm state dict (same names; see <see cref="ResNetCheckpointKeys"/>).</summary>
+    public void LoadTorchvision(IReadOnlyDictionary<string, Tensor> tensors, string what) =>
+        ConvNetWeights.CopyInto(this, tensors, what, $"ResNet ({string.Join("-", Config.Layers)} blocks{(Config.Bottleneck ? ", bottleneck" : "")})", "fc.");
+}
+
+/// <summary>torchvision's BasicBlock (conv1 3×3, conv2 3×3) or Bottleneck (conv1 1×1, conv2 3×3 with the stride,
+/// conv3 1×1), each conv followed by its BN; a 1×1 conv + BN downsample where shape changes.</summary>
+sealed class ResidualBlock : Module<Tensor, Tensor>
+{
+    readonly Conv2d conv1, conv2;
+    readonly Conv2d? conv3, downConv;
+    readonly FrozenBatchNorm2d bn1, bn2;
+    readonly FrozenBatchNorm2d? bn3, downBn;
+    readonly bool cntk;
+    readonly int stride;
+
+    public ResidualBlock(bool bottleneck, int inCh, int planes, int outCh, int stride, bool cntkPadding) : base("ResidualBlock")
+    {
+        this.stride = stride;
+        cntk = cntkPadding && stride > 1;
+        int pad3 = cntk ? 0 : 1;
+        if (bottleneck)
+        {
+            conv1 = Conv2d(inCh, planes, 1, bias: false);
+            conv2 = Conv2d(planes, planes, 3, stride: stride, padding: pad3, bias: false);
+            conv3 = Conv2d(planes, outCh, 1, bias: false);
+            bn3 = new FrozenBatchNorm2d(outCh);
+        }
+        else
+        {
+            conv1 = Conv2d(inCh, planes, 3, stride: stride, padding: pad3, bias: false);
+            conv2 = Conv2d(planes, outCh, 3, padding: 1, bias: false);
+        }
+        bn1 = new FrozenBatchNorm2d(planes);
+        bn2 = new FrozenBatchNorm2d(bottleneck ? planes : outCh);
+        register_module("conv1", conv1); register_module("bn1", bn1);
+        register_module("conv2", conv2); register_module("bn2", bn2);
+        if (conv3 is not null) { register_module("conv3", conv3); register_module("bn3", bn3!); }
+        if (stride != 1 || inCh != outCh)
+        {
+            downConv = Conv2d(inCh, outCh, 1, stride: stride, bias: false);
+            downBn = new FrozenBatchNorm2d(outCh);
+            register_module("downsample", new Named(("0", downConv), ("1", downBn)));
+        }
+    }
+
+    /// <summary>The strided 3×3 conv; CNTK pads top/left by 1 and bottom/right by 0.</summary>
+    Tensor Strided(Conv2d conv, Tensor x)
+    {
+        if (!cntk) return conv.forward(x);
+        using var padded = functional.pad(x, [1, 0, 1, 0]);
+        return conv.forward(padded);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        Tensor y;
+        if (conv3 is null)
+        {
+            y = functional.relu(bn1.forward(Strided(conv1, x)));
+            y = bn2.forward(conv2.forward(y));
+        }
+        else
+        {
+            y = functional.relu(bn1.forward(conv1.forward(x)));
+            y = functional.relu(bn2.forward(Strided(conv2, y)));
+            y = bn3!.forward(conv3.forward(y));
+        }
+        var identity = downConv is null ? x : downBn!.forward(downConv.forward(x));
+        return functional.relu(y + identity).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// Checkpoint layouts → <see cref="ResNet"/>'s (torchvision) names. torchvision's .pth and timm's safetensors share the
+/// names (conv1, bn1, layerN.i.convK/bnK, downsample.{0,1}, fc); only BatchNorm's num_batches_tracked counters are dropped.
+/// Architecture inference from shapes: bottleneck iff layer1.0.conv3 exists; blocks per stage counted from keys.
+/// </summary>
+public static class ResNetCheckpointKeys
+{
+    public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw)
+    {
+        var stripped = raw.ToDictionary(kv => kv.Key.StartsWith("module.") ? kv.Key["module.".Length..] : kv.Key, kv => kv.Value); // DataParallel saves
+        return stripped.Where(kv => !kv.Key.EndsWith("num_batches_tracked")).ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
+
+    public static bool Looks(IReadOnlyDictionary<string, Tensor> mapped) => mapped.ContainsKey("conv1.weight") && mapped.ContainsKey("layer1.0.conv1.weight");
+
+    public static ResNetConfig InferConfig(IReadOnlyDictionary<string, Tensor> mapped, int imageSize = 224)
+    {
+        bool bottleneck = mapped.ContainsKey("layer1.0.conv3.weight");
+        var layers = new List<int>();
+        var widths = new List<int>();
+        for (int s = 1; mapped.ContainsKey($"layer{s}.0.conv1.weight"); s++)
+        {
+            int n = 0;
+            while (mapped.ContainsKey($"layer{s}.{n}.conv1.weight")) n++;
+            layers.Add(n);
+            widths.Add((int)mapped[$"layer{s}.0.conv2.weight"].shape[0]); // planes, in basic and bottleneck blocks alike
+        }
+        var stem = mapped["conv1.weight"];
+        return new ResNetConfig { Bottleneck = bottleneck, Layers = [.. layers], Widths = [.. widths], StemWidth = (int)stem.shape[0], InChannels = (int)stem.shape[1], ImageSize = imageSize };
+    }
+}
