@@ -35,7 +35,7 @@ public class BackboneSeamTests
         }
 
         public override string Family => "tinyconv";
-        public override BackboneCapability Capabilities => BackboneCapability.None;
+        public override BackboneCapability Capabilities => BackboneCapability.AnyImageSize; // convolutions + global pooling
         public override int NumFeatures => (int)stem.weight!.shape[0];
         public override int Depth => blocks.Count;
         public override int ImageSize => 32;
@@ -88,7 +88,7 @@ public class BackboneSeamTests
     {
         ["vpt-shallow"] = "a token sequence", ["vpt-deep"] = "a token sequence", ["prompt+bias"] = "a token sequence",
         ["prompt-fixed"] = "a token sequence", ["cls-learned"] = "a learnable class token", ["adapter"] = "a hook on each block's MLP output",
-        ["linear"] = null, ["full"] = null, ["partial-k"] = null, ["mlp-k"] = null, ["sidetune"] = null, ["bias"] = null,
+        ["vpt-pad"] = null, ["linear"] = null, ["full"] = null, ["partial-k"] = null, ["mlp-k"] = null, ["sidetune"] = null, ["bias"] = null,
     };
 
     /// <summary>Backbone tensors each method may change on the ConvNet, by name (not the method's own selection).</summary>

@@ -20,6 +20,9 @@ public sealed record ResNetConfig
     /// <summary>Strided convolutions and the stem max-pool pad begin-heavy (stem 3/2, others 1/0), as the CNTK export in
     /// ML.NET's ResNet-18 package does; torchvision pads symmetrically. Same output sizes, shifted sampling grid.</summary>
     public bool CntkPadding { get; init; }
+    /// <summary>A fixed per-pixel offset [1, C, ImageSize, ImageSize] (buffer input_offset) added to the input: what is left
+    /// of a per-pixel mean image after per-channel normalisation (ML.NET's ResNet-18 preprocessing).</summary>
+    public bool InputOffset { get; init; }
 
     [JsonIgnore] public int Expansion => Bottleneck ? 4 : 1;
     [JsonIgnore] public int NumFeatures => Widths[^1] * Expansion;
@@ -51,6 +54,7 @@ public sealed class ResNet : Backbone
     public ResNetConfig Config { get; }
     readonly Conv2d conv1;
     readonly FrozenBatchNorm2d bn1;
+    readonly Tensor? input_offset;
     readonly ResidualBlock[][] stages;
     readonly ResidualBlock[] blocks;
     Linear? fc;
@@ -61,6 +65,11 @@ public sealed class ResNet : Backbone
         Config = config;
         conv1 = Conv2d(config.InChannels, config.StemWidth, 7, stride: 2, padding: config.CntkPadding ? 0 : 3, bias: false);
         bn1 = new FrozenBatchNorm2d(config.StemWidth);
+        if (config.InputOffset)
+        {
+            input_offset = zeros(1, config.InChannels, config.ImageSize, config.ImageSize);
+            register_buffer("input_offset", input_offset);
+        }
         register_module("conv1", conv1);
         register_module("bn1", bn1);
         int inCh = config.StemWidth;
@@ -93,12 +102,24 @@ public sealed class ResNet : Backbone
     public override Tensor Embed(Tensor images)
     {
         using var scope = NewDisposeScope();
-        var x = Config.CntkPadding ? functional.pad(images, [3, 2, 3, 2]) : images;
+        var x = input_offset is null ? images : images + CenteredOffset(images);
+        x = Config.CntkPadding ? functional.pad(x, [3, 2, 3, 2]) : x;
         x = functional.relu(bn1.forward(conv1.forward(x)));
         x = Config.CntkPadding
             ? functional.max_pool2d(functional.pad(x, [1, 0, 1, 0], value: double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The input offset, framed by zeros when the input is larger by a border on every side (a pad prompt
+    /// surrounds the image: the image keeps its exact preprocessing, the border is the prompt's own).</summary>
+    Tensor CenteredOffset(Tensor images)
+    {
+        long dh = images.shape[2] - input_offset!.shape[2], dw = images.shape[3] - input_offset.shape[3];
+        if (dh == 0 && dw == 0) return input_offset.to(images.dtype);
+        if (dh < 0 || dw < 0 || dh % 2 != 0 || dw % 2 != 0)
+            throw new ArgumentException($"this ResNet's per-pixel input offset is {input_offset.shape[2]}×{input_offset.shape[3]}; images are {images.shape[2]}×{images.shape[3]} (resize them to {ImageSize} px)");
+        return functional.pad(input_offset.to(images.dtype), [dw / 2, dw / 2, dh / 2, dh / 2]);
     }
 
     public override Tensor ForwardBlocks(Tensor x, IBlockHooks hooks)

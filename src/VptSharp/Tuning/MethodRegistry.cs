@@ -29,6 +29,7 @@ public static class MethodRegistry
         Register(SidetuneConfig.Entry);
         Register(BiasConfig.Entry);
         Register(AdapterConfig.Entry);
+        Register(PadPromptConfig.Entry);
     }
 
     public static void Register(Entry e) => entries[e.Name] = e;
