@@ -165,7 +165,7 @@ public class ConvNetTests
     public static Backbone TinyResNet(int seed = 0)
     {
         manual_seed(seed);
-        var r = new ResNet(new ResNetConfig { Layers = [1, 1, 1, 1], Widths = [8, 8, 16, 16], StemWidth = 8, ImageSize = 32 });
+        var r = new ResNet(new ResNetConfig { Layers = [1, 1, 1, 1], Widths = [16, 16, 32, 32], StemWidth = 16, ImageSize = 32 });
         r.Freeze();
         return r;
     }
@@ -173,7 +173,7 @@ public class ConvNetTests
     public static Backbone TinyConvNeXt(int seed = 0)
     {
         manual_seed(seed);
-        var c = new ConvNeXt(new ConvNeXtConfig { Depths = [1, 1, 2, 1], Widths = [8, 16, 16, 24], ImageSize = 32, LayerScale = 0.5 });
+        var c = new ConvNeXt(new ConvNeXtConfig { Depths = [1, 1, 2, 1], Widths = [16, 16, 32, 32], ImageSize = 32, LayerScale = 0.5 });
         c.Freeze();
         return c;
     }

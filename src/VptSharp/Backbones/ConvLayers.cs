@@ -59,6 +59,10 @@ public sealed class LayerNorm2d : Module<Tensor, Tensor>
 /// the reference layout (torchvision's nn.Sequential indices) while the parent keeps typed references.</summary>
 public sealed class Named : Module
 {
+    /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
+    /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     public Named(params (string Name, Module Child)[] children) : base("Named")
     {
         foreach (var (n, c) in children) register_module(n, c);
@@ -67,7 +71,7 @@ public sealed class Named : Module
     /// <summary>Replaces (or with null removes) a child: TorchSharp has no unregister; the registry is this module's own.</summary>
     public void Set(string name, Module? child)
     {
-        _internal_submodules.Remove(name);
+        if (named_children().Any(c => c.name == name)) _internal_submodules.Remove(name);
         if (child is not null) register_module(name, child);
     }
 }

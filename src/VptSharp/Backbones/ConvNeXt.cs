@@ -41,6 +41,10 @@ public sealed record ConvNeXtConfig
 /// </summary>
 public sealed class ConvNeXt : Backbone
 {
+    /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
+    /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     public ConvNeXtConfig Config { get; }
     readonly Conv2d stemConv;
     readonly LayerNorm2d stemNorm;
@@ -154,6 +158,10 @@ public sealed class ConvNeXt : Backbone
 /// <summary>torchvision's CNBlock: x + γ · Linear(GELU(Linear(LayerNorm(dwconv7×7(x))))), the MLP channels-last.</summary>
 sealed class ConvNeXtBlock : Module<Tensor, Tensor>
 {
+    /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
+    /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     readonly Parameter layer_scale;
     readonly Conv2d dwconv;
     readonly LayerNorm norm;

@@ -51,6 +51,10 @@ public sealed record ResNetConfig
 /// </summary>
 public sealed class ResNet : Backbone
 {
+    /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
+    /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     public ResNetConfig Config { get; }
     readonly Conv2d conv1;
     readonly FrozenBatchNorm2d bn1;
@@ -172,6 +176,10 @@ public sealed class ResNet : Backbone
 /// conv3 1×1), each conv followed by its BN; a 1×1 conv + BN downsample where shape changes.</summary>
 sealed class ResidualBlock : Module<Tensor, Tensor>
 {
+    /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
+    /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     readonly Conv2d conv1, conv2;
     readonly Conv2d? conv3, downConv;
     readonly FrozenBatchNorm2d bn1, bn2;
