@@ -165,3 +165,12 @@ for name, ctor in [("resnet18", resnet18), ("resnet50", resnet50), ("convnext_ti
             for k, v in timm_convnext(sd).items():
                 f.write(f"{k} {','.join(str(s) for s in v.shape)}\n")
 print("wrote", sorted(os.listdir(OUT)))
+
+# Real photographs for the ImageNet ResNet-18 parity test (ONNX Runtime in the test is the reference): SciPy's
+# public-domain raccoon photo (scipy.misc.face), resized to 224 px whole and as a crop, stored as JPEG.
+from PIL import Image
+import scipy.misc
+
+face = Image.fromarray(scipy.misc.face())
+face.resize((224, 224), Image.BILINEAR).save(os.path.join(OUT, "photo_face.jpg"), quality=90)
+face.crop((300, 100, 812, 612)).resize((224, 224), Image.BILINEAR).save(os.path.join(OUT, "photo_crop.jpg"), quality=90)

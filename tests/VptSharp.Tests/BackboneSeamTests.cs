@@ -25,7 +25,7 @@ public class BackboneSeamTests
         public readonly GroupNorm norm;
         Linear? head;
 
-        public TinyConvNet(int width = 8, int depth = 3) : base("TinyConvNet")
+        public TinyConvNet(int width = 16, int depth = 3) : base("TinyConvNet")
         {
             stem = Conv2d(3, width, 3, stride: 2, padding: 1);
             blocks = new ModuleList<Conv2d>(Enumerable.Range(0, depth).Select(_ => Conv2d(width, width, 3, padding: 1)).ToArray());

@@ -38,7 +38,9 @@ public static class ImageNetResNet18
             + $"Microsoft.ML.DnnImageFeaturizer.ResNet18 {PackageVersion} (the vpt tool references it) with `dotnet restore`");
     }
 
-    public static ResNetConfig Config => ResNetConfig.Preset("resnet18") with { CntkPadding = true, InputOffset = true };
+    /// <summary>The export's architecture: ResNet-18's basic blocks and widths, but three blocks in the last stage
+    /// ([2, 2, 2, 3]: 22 convolutions and 9 residual adds in ResNet18.onnx), CNTK padding, the mean-image offset.</summary>
+    public static ResNetConfig Config => ResNetConfig.Preset("resnet18") with { Layers = [2, 2, 2, 3], CntkPadding = true, InputOffset = true };
 
     /// <summary>The preprocessing the folded backbone expects: resize to 224, (x/255 − channel mean of the mean image) / σ.</summary>
     public static Preprocessing Preprocessing(string preprocessOnnx)
@@ -93,7 +95,9 @@ public static class ImageNetResNet18
         var convs = g.Nodes.Where(n => n.OpType == "Conv").ToList();
         var bnOf = g.Nodes.Where(n => n.OpType == "BatchNormalization").ToDictionary(n => n.Inputs[0]);
         void Fail(string why) => throw new CheckpointException($"{what}: not the ResNet-18 layout of {PackageId} {PackageVersion} ({why})");
-        if (convs.Count != 20) Fail($"{convs.Count} convolutions, expected 20");
+        var layers = Config.Layers;
+        int expectedConvs = 1 + 2 * layers.Sum() + (layers.Length - 1);
+        if (convs.Count != expectedConvs) Fail($"{convs.Count} convolutions, expected {expectedConvs}");
         void Take(OnnxGraph.Node conv, string convName, string bnName)
         {
             outp[convName + ".weight"] = g.Initializers[conv.Inputs[1]];
@@ -110,8 +114,8 @@ public static class ImageNetResNet18
         Pads(convs[0], [3, 3, 2, 2]);
         Pads(g.Nodes.Single(n => n.OpType == "MaxPool"), [1, 1, 0, 0]);
         int c = 1;
-        for (int s = 1; s <= 4; s++)
-            for (int b = 0; b < 2; b++)
+        for (int s = 1; s <= layers.Length; s++)
+            for (int b = 0; b < layers[s - 1]; b++)
             {
                 var group = convs.Skip(c).Take(s > 1 && b == 0 ? 3 : 2).ToList();
                 c += group.Count;

@@ -1,0 +1,81 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using SkiaSharp;
+using VptSharp.Backbones;
+using VptSharp.Checkpoints;
+using static TorchSharp.torch;
+using static VptSharp.Tests.TestUtil;
+
+namespace VptSharp.Tests;
+
+/// <summary>
+/// The ImageNet ResNet-18 of NuGet Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1 mapped onto <see cref="ResNet"/>:
+/// on real photographs (decoded JPEGs), its 512-d features equal ONNX Runtime's run of the package's own two graphs
+/// (ResNetPreprocess.onnx → ResNet18.onnx) within 1e-4.
+/// </summary>
+public class ImageNetResNet18Tests
+{
+    static readonly Lazy<(ResNet Model, Data.Preprocessing Pre)> Loaded = new(() =>
+    {
+        var (model, prep) = ImageNetResNet18.Locate();
+        return ImageNetResNet18.Load(model, prep);
+    });
+
+    /// <summary>RGB pixels 0–255, planar [3·224·224], of a decoded 224×224 image.</summary>
+    static float[] DecodeRgb(string path)
+    {
+        using var bmp = SKBitmap.Decode(path);
+        Assert.Equal((224, 224), (bmp.Width, bmp.Height));
+        var px = new float[3 * 224 * 224];
+        for (int y = 0; y < 224; y++)
+            for (int x = 0; x < 224; x++)
+            {
+                var c = bmp.GetPixel(x, y);
+                px[y * 224 + x] = c.Red; px[224 * 224 + y * 224 + x] = c.Green; px[2 * 224 * 224 + y * 224 + x] = c.Blue;
+            }
+        return px;
+    }
+
+    static float[] OnnxRuntimeFeatures(float[] rgb)
+    {
+        var (modelPath, prepPath) = ImageNetResNet18.Locate();
+        using var prep = new InferenceSession(prepPath);
+        using var net = new InferenceSession(modelPath);
+        var input = new DenseTensor<float>(rgb, [1, 3, 224, 224]);
+        using var pre = prep.Run([NamedOnnxValue.CreateFromTensor(prep.InputMetadata.Keys.Single(), input)]);
+        var preprocessed = pre.First().AsTensor<float>().ToDenseTensor();
+        using var outp = net.Run([NamedOnnxValue.CreateFromTensor(net.InputMetadata.Keys.Single(), preprocessed)]);
+        return outp.First().AsTensor<float>().ToArray();
+    }
+
+    [Theory]
+    [InlineData("photo_face.jpg")]
+    [InlineData("photo_crop.jpg")]
+    public void FeaturesMatchOnnxRuntimeOnRealPhotos(string photo)
+    {
+        var (model, pre) = Loaded.Value;
+        var rgb = DecodeRgb(Golden(Path.Combine("convnets", photo)));
+        var expected = tensor(OnnxRuntimeFeatures(rgb)).reshape(1, 512);
+        using var _ = no_grad();
+        var x = tensor(rgb).reshape(1, 3, 224, 224);
+        var z = (x / 255f - tensor(pre.Mean).reshape(1, 3, 1, 1)) / tensor(pre.Std).reshape(1, 3, 1, 1);
+        using var f = model.ForwardFeatures(z);
+        var ours = model.Pool(f);
+        double d = MaxAbsDiff(ours, expected);
+        double scale = expected.abs().max().item<float>();
+        Console.WriteLine($"resnet18-imagenet vs ONNX Runtime on {photo}: features max |Δ| {d:E2} (max |feature| {scale:F2})");
+        Assert.True(d < 1e-4, $"{photo}: {d}");
+    }
+
+    [Fact]
+    public void PackageLayoutIsReadAsResNet18()
+    {
+        var (model, pre) = Loaded.Value;
+        // torchvision resnet18 without fc (11,689,512 − 513,000) + the export's third 512-channel basic block (2·512·512·9 + 4·512)
+        Assert.Equal(11_176_512 + 4_720_640, model.BackboneParameterCount);
+        Assert.Equal(9, model.Depth);
+        Assert.Equal(224, pre.ImageSize);
+        Assert.Equal(new[] { 123.15f / 255, 115.90f / 255, 103.06f / 255 }, pre.Mean, (a, b) => Math.Abs(a - b) < 1e-3); // BGR means, stored RGB
+        Assert.All(model.parameters(), p => Assert.False(p.requires_grad));
+    }
+}
