@@ -15,7 +15,7 @@ public sealed record PartialConfig : MethodConfig
         return new PartialFinetune(this);
     }
 
-    public static MethodRegistry.Entry Entry => new("partial-k", "the last k blocks and the final norm train (partial-1, partial-2, partial-4, ...)",
+    public static MethodRegistry.Entry Entry => new("partial-k", "the last k blocks (ConvNets: stages) and the final norm train (partial-1, partial-2, partial-4, ...)",
         "k·(12d² + 13d) + 2d  (+ head)", typeof(PartialConfig), o => new PartialConfig { Blocks = o.K ?? 1 });
 }
 
