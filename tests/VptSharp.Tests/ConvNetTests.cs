@@ -1,6 +1,7 @@
 using TorchSharp;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
+using VptSharp.IO;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 using static VptSharp.Tests.TestUtil;
