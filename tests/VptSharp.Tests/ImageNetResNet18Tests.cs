@@ -67,6 +67,33 @@ public class ImageNetResNet18Tests
         Assert.True(d < 1e-4, $"{photo}: {d}");
     }
 
+    /// <summary>VPT-pad on the real ResNet-18 (paper §4.4): p = 5 at 224 px trains 3·(234² − 224²) pixels + the head;
+    /// the mean-image offset stays on the image inside the learnable frame; a few steps fit two photos.</summary>
+    [Fact]
+    public void PadPromptsTrainOnTheImageNetResNet18()
+    {
+        var (model, pre) = Loaded.Value;
+        manual_seed(0);
+        using var tuned = Tuning.PromptedModel.Create(model, new Tuning.PadPromptConfig { Pixels = 5 }, 2);
+        Assert.Equal(3L * (234 * 234 - 224 * 224) + 512 * 2 + 2, tuned.TrainableCount);
+        var x = cat(new[] { "photo_face.jpg", "photo_crop.jpg" }.Select(p => tensor(DecodeRgb(Golden(Path.Combine("convnets", p)))).reshape(1, 3, 224, 224)).ToArray());
+        var z = (x / 255f - tensor(pre.Mean).reshape(1, 3, 1, 1)) / tensor(pre.Std).reshape(1, 3, 1, 1);
+        var y = tensor(new long[] { 0, 1 });
+        var trainable = tuned.TrainableParameters();
+        var opt = optim.SGD(trainable.Select(p => p.Param), 0.05, momentum: 0.9);
+        tuned.train();
+        float first = 0, last = 0;
+        for (int step = 0; step < 4; step++)
+        {
+            using var scope = NewDisposeScope();
+            var loss = nn.functional.cross_entropy(tuned.forward(z), y);
+            opt.zero_grad(); loss.backward(); opt.step();
+            if (step == 0) first = loss.item<float>(); else last = loss.item<float>();
+        }
+        Assert.True(last < first, $"loss {first} → {last}");
+        Assert.All(model.parameters(), p => Assert.Null(p.grad)); // the backbone stays frozen
+    }
+
     [Fact]
     public void PackageLayoutIsReadAsResNet18()
     {

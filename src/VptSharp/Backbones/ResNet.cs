@@ -17,8 +17,9 @@ public sealed record ResNetConfig
     public int StemWidth { get; init; } = 64;
     public int InChannels { get; init; } = 3;
     public int ImageSize { get; init; } = 224;
-    /// <summary>Strided convolutions and the stem max-pool pad begin-heavy (stem 3/2, others 1/0), as the CNTK export in
-    /// ML.NET's ResNet-18 package does; torchvision pads symmetrically. Same output sizes, shifted sampling grid.</summary>
+    /// <summary>Strided convolutions and the stem max-pool pad "same" with the odd unit first (at 224 px: stem 3/2, others
+    /// 1/0), as the CNTK export in ML.NET's ResNet-18 package does; torchvision pads symmetrically. Same output sizes at
+    /// even sizes, shifted sampling grid.</summary>
     public bool CntkPadding { get; init; }
     /// <summary>A fixed per-pixel offset [1, C, ImageSize, ImageSize] (buffer input_offset) added to the input: what is left
     /// of a per-pixel mean image after per-channel normalisation (ML.NET's ResNet-18 preprocessing).</summary>
@@ -107,10 +108,10 @@ public sealed class ResNet : Backbone
     {
         using var scope = NewDisposeScope();
         var x = input_offset is null ? images : images + CenteredOffset(images);
-        x = Config.CntkPadding ? functional.pad(x, [3, 2, 3, 2]) : x;
+        x = Config.CntkPadding ? CntkSame.Pad(x, 7, 2) : x;
         x = functional.relu(bn1.forward(conv1.forward(x)));
         x = Config.CntkPadding
-            ? functional.max_pool2d(functional.pad(x, [1, 0, 1, 0], value: double.NegativeInfinity), 3, 2)
+            ? functional.max_pool2d(CntkSame.Pad(x, 3, 2, double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
         return x.MoveToOuterDisposeScope();
     }
@@ -217,11 +218,11 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>The strided 3×3 conv; CNTK pads top/left by 1 and bottom/right by 0.</summary>
+    /// <summary>The strided 3×3 conv; CNTK pads "same", the odd unit at top/left (1/0 at even sizes).</summary>
     Tensor Strided(Conv2d conv, Tensor x)
     {
         if (!cntk) return conv.forward(x);
-        using var padded = functional.pad(x, [1, 0, 1, 0]);
+        using var padded = CntkSame.Pad(x, 3, 2);
         return conv.forward(padded);
     }
 
@@ -274,5 +275,17 @@ public static class ResNetCheckpointKeys
         }
         var stem = mapped["conv1.weight"];
         return new ResNetConfig { Bottleneck = bottleneck, Layers = [.. layers], Widths = [.. widths], StemWidth = (int)stem.shape[0], InChannels = (int)stem.shape[1], ImageSize = imageSize };
+    }
+}
+
+/// <summary>CNTK's "same" padding for a strided window: output ⌈n/s⌉, total padding (out − 1)·s + k − n, the larger half
+/// first (top/left). The ONNX export stores it for 224 px; computing it keeps other sizes (a pad prompt's frame) as CNTK would.</summary>
+static class CntkSame
+{
+    public static Tensor Pad(Tensor x, int k, int s, double value = 0)
+    {
+        long h = x.shape[2], w = x.shape[3];
+        long th = Math.Max(((h + s - 1) / s - 1) * s + k - h, 0), tw = Math.Max(((w + s - 1) / s - 1) * s + k - w, 0);
+        return functional.pad(x, [tw - tw / 2, tw / 2, th - th / 2, th / 2], value: value);
     }
 }
