@@ -202,7 +202,7 @@ public class ConvNetTests
             };
             long expectedOwn = method switch
             {
-                "mlp-3" => 2 * (d * d + d),
+                "mlp-3" => 2 * (d * d + 3 * d), // (k−1)·(Linear d² + d, BatchNorm 2d), as the reference head
                 "vpt-pad" => 3L * ((32 + 10) * (32 + 10) - 32 * 32),
                 _ => 0,
             };
