@@ -97,13 +97,19 @@ def run_one(kind, method, p, dtype, batch, iters, threads):
             opt.step()
 
     step()  # warm-up (allocations, one-time kernel choices)
+    def cpu_s():
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+    cpu0 = cpu_s()
     start = time.perf_counter()
     for _ in range(iters):
         step()
     ms = 1000 * (time.perf_counter() - start) / (iters * batch)
+    # CPU time per image / threads: equals wall time on an idle machine, far less inflated when others share the cores.
+    cpu_ms = 1000 * (cpu_s() - cpu0) / (iters * batch) / threads
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"kind": kind, "method": method, "prompts": p, "dtype": dtype, "batch": batch, "iters": iters,
-            "ms_per_image": round(ms, 2), "peak_rss_mib": round(peak_mb, 1), "threads": threads,
+            "ms_per_image": round(ms, 2), "cpu_ms_per_image": round(cpu_ms, 2), "peak_rss_mib": round(peak_mb, 1), "threads": threads,
             "torch": torch.__version__}
 
 

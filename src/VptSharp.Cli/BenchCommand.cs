@@ -7,6 +7,7 @@ using TorchSharp;
 using VptSharp.IO;
 using VptSharp.Checkpoints;
 using VptSharp.Data;
+using VptSharp.Hardware;
 using VptSharp.Inference;
 using VptSharp.Training;
 using VptSharp.Tuning;
@@ -22,7 +23,12 @@ namespace VptSharp.Cli;
 /// </summary>
 internal static class BenchCommand
 {
-    public sealed record Row(string Kind, string Method, int Prompts, string Dtype, int Batch, int Iters, double MsPerImage, double PeakRssMib, int Threads);
+    /// <param name="CpuMsPerImage">This process's CPU time (user + system) per image ÷ threads: equal to the wall time on an
+    /// idle machine whose threads are all busy, and far less inflated than it when other processes share the cores.</param>
+    public sealed record Row(string Kind, string Method, int Prompts, string Dtype, int Batch, int Iters, double MsPerImage, double PeakRssMib, int Threads,
+        double? CpuMsPerImage = null);
+
+    static TimeSpan CpuTime() { using var me = Process.GetCurrentProcess(); return me.TotalProcessorTime; }
 
     static readonly int[] PromptLengths = [1, 10, 50, 100, 200];
 
@@ -48,10 +54,11 @@ internal static class BenchCommand
         var only = new Option<string?>("--only") { Description = "comma-separated kind:method:p:dtype configurations (default: all)" };
         var tasks = new Option<int>("--tasks") { Description = "tasks in the multi-task rows", DefaultValueFactory = _ => 8 };
         var outOpt = new Option<string>("--out", "-o") { Description = "JSON results", DefaultValueFactory = _ => "bench.json" };
-        var compare = new Option<string?>("--compare") { Description = "tools/bench_pytorch.py JSON to put beside (ratio = ours / PyTorch)" };
-        var profile = new Option<string?>("--profile") { Description = "instead of the table: where one training step's time goes, e.g. train:vpt-deep:50 (phases, each block op, GFLOP/s)" };
+        var compare = new Option<string?>("--compare") { Description = "'pytorch' runs tools/bench_pytorch.py (Debian's /usr/bin/python3) on the matching configurations in this invocation; or a JSON file it wrote (ratio = ours / PyTorch)" };
+        var profile = new Option<string?>("--profile") { Description = "instead of the table: where one training step's time goes, e.g. train:vpt-prefix:50:auto (phases, each block op forward and backward, GFLOP/s, the step against its GEMM floor)" };
+        var markdown = new Option<string?>("--markdown") { Description = "also write the table (with CPU flags, load average and issue-17 goals) as Markdown here" };
         var one = new Option<string?>("--one") { Hidden = true };
-        foreach (var o in new Option[] { backbone, batch, iters, only, tasks, outOpt, compare, profile, one, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { backbone, batch, iters, only, tasks, outOpt, compare, profile, markdown, one, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             int threads = r.GetValue(Common.Threads) is > 0 and var t ? t : Environment.ProcessorCount;
@@ -61,9 +68,11 @@ internal static class BenchCommand
                 Console.WriteLine(JsonSerializer.Serialize(RunOne(spec, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), r.GetValue(tasks), threads)));
                 return 0;
             }
+            var before = BenchReport.Now();
+            AnsiConsole.MarkupLine(Markup.Escape($"CPU {BenchReport.Describe(before)}; {threads} threads"));
             if (r.GetValue(profile) is string profiled)
             {
-                BenchProfile.Run(profiled, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), threads, r.GetValue(outOpt)!);
+                BenchProfile.Run(profiled, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), threads, r.GetValue(outOpt)!, r.GetValue(markdown));
                 return 0;
             }
             var configs = r.GetValue(only) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries) : DefaultConfigs();
@@ -79,38 +88,49 @@ internal static class BenchCommand
                     throw new ArgumentException($"bench {cfg}: {(stderr.Trim() is var e && e.StartsWith("error: ") ? e["error: ".Length..] : e)}");
                 var row = JsonSerializer.Deserialize<Row>(stdout.Trim().Split('\n')[^1])!;
                 rows.Add(row);
-                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(cfg)}[/]: {row.MsPerImage:F1} ms/img, peak {row.PeakRssMib:F0} MiB");
+                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(cfg)}[/]: {row.MsPerImage:F1} ms/img (CPU {row.CpuMsPerImage:F1} per thread), peak {row.PeakRssMib:F0} MiB");
             }
-            var reference = r.GetValue(compare) is string cf ? LoadPytorch(cf) : [];
-            var table = new Table().AddColumns("kind", "method", "p", "dtype", "ms/img", "peak MiB", "PyTorch ms/img", "ratio", "PyTorch MiB");
+            string? peerPath = r.GetValue(compare) switch
+            {
+                null => null,
+                "pytorch" => BenchReport.RunPeer(BenchReport.PeerSpecs(rows), r.GetValue(batch), r.GetValue(iters), threads,
+                    Path.ChangeExtension(r.GetValue(outOpt)!, null) + "-pytorch.json"),
+                var file => file,
+            };
+            var after = BenchReport.Now();
+            var peer = peerPath is null ? [] : BenchReport.LoadPeer(peerPath);
+            string? peerTorch = peerPath is null ? null : PeerTorchVersion(peerPath);
+            var table = new Table().AddColumns("kind", "method", "p", "dtype", "ms/img", "peak MiB", "PyTorch fp32 ms/img", "ratio", "PyTorch same dtype", "ratio");
             foreach (var row in rows)
             {
-                var peer = reference.GetValueOrDefault((row.Kind, PeerMethod(row.Method), row.Prompts, row.Dtype));
+                var fp32 = peer.GetValueOrDefault(BenchReport.PeerOf(row, "fp32"));
+                var same = row.Dtype == "fp32" ? null : peer.GetValueOrDefault(BenchReport.PeerOf(row, row.Dtype));
                 table.AddRow(row.Kind, row.Method, $"{row.Prompts}", row.Dtype, $"{row.MsPerImage:F1}", $"{row.PeakRssMib:F0}",
-                    peer is null ? "–" : $"{peer.Value.Ms:F1}", peer is null ? "–" : $"{row.MsPerImage / peer.Value.Ms:F2}", peer is null ? "–" : $"{peer.Value.Mib:F0}");
+                    fp32 is null ? "–" : $"{fp32.Ms:F1}", fp32 is null ? "–" : $"{row.MsPerImage / fp32.Ms:F2}",
+                    same is null ? "–" : $"{same.Ms:F1}", same is null ? "–" : $"{row.MsPerImage / same.Ms:F2}");
             }
             AnsiConsole.Write(table);
+            if (peerPath is not null)
+                foreach (var g in BenchReport.Goals(rows, peer))
+                    AnsiConsole.MarkupLine(Markup.Escape($"{g.What}: wall {(g.Reached is double x ? $"{x:F2}×" : "–")} {g.Verdict}, CPU {(g.ReachedCpu is double y ? $"{y:F2}×" : "–")} {g.CpuVerdict} ({g.Basis})"));
+            AnsiConsole.MarkupLine(Markup.Escape($"load average at the end: {after.LoadAverage}"));
+            if (r.GetValue(markdown) is string md)
+                AtomicFile.WriteAllText(md, BenchReport.Markdown(before, after, threads, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), rows, peer, peerTorch));
             AtomicFile.WriteAllText(r.GetValue(outOpt)!, JsonSerializer.Serialize(new
             {
-                machine = CpuModel(), date = DateTime.UtcNow.ToString("yyyy-MM-dd"), threads, backbone = r.GetValue(backbone), batch = r.GetValue(batch),
-                iters = r.GetValue(iters), rows,
+                machine = CpuModel(), cpu_vector_extensions = before.VectorExtensions, load_average_start = before.LoadAverage, load_average_end = after.LoadAverage,
+                date = DateTime.UtcNow.ToString("yyyy-MM-dd"), threads, backbone = r.GetValue(backbone), batch = r.GetValue(batch),
+                iters = r.GetValue(iters), pytorch = peerPath, rows,
             }, JsonFormat.PascalIndented));
             return 0;
         }));
         return c;
     }
 
-    /// <summary>VPT-prefix has no PyTorch peer of its own: it is compared with PyTorch's VPT-deep of the same p.</summary>
-    static string PeerMethod(string method) => method == "vpt-prefix" ? "vpt-deep" : method;
-
-    static Dictionary<(string, string, int, string), (double Ms, double Mib)?> LoadPytorch(string path)
+    static string? PeerTorchVersion(string path)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        return doc.RootElement.GetProperty("rows").EnumerateArray()
-            .Where(e => e.GetProperty("ms_per_image").ValueKind == JsonValueKind.Number) // timed-out rows have no number
-            .ToDictionary(
-                e => (e.GetProperty("kind").GetString()!, e.GetProperty("method").GetString()!, e.GetProperty("prompts").GetInt32(), e.GetProperty("dtype").GetString()!),
-                e => ((double, double)?)(e.GetProperty("ms_per_image").GetDouble(), e.GetProperty("peak_rss_mib").GetDouble()));
+        return doc.RootElement.GetProperty("rows").EnumerateArray().Select(e => e.TryGetProperty("torch", out var v) ? v.GetString() : null).FirstOrDefault(v => v is not null);
     }
 
     static string CpuModel() => File.Exists("/proc/cpuinfo")
@@ -137,7 +157,15 @@ internal static class BenchCommand
         var parts = spec.Split(':');
         if (parts.Length != 4 || !int.TryParse(parts[2], out int p)) throw new ArgumentException($"--only {spec}: expected kind:method:p:dtype, e.g. train:vpt-deep:50:fp32");
         var (kind, method, dtype) = (parts[0], parts[1], parts[3]);
-        if (dtype is not ("fp32" or "bf16")) throw new ArgumentException($"{spec}: dtype must be fp32 or bf16");
+        if (dtype is not ("fp32" or "bf16" or "auto")) throw new ArgumentException($"{spec}: dtype must be fp32, bf16 or auto");
+        if (dtype == "auto") // what `--precision auto` picks here; training rows of methods that train backbone weights stay fp32
+        {
+            bool frozen = kind != "train" || MethodRegistry.FromOptions(method == "vpt-prefix" ? "vpt-deep" : method, new MethodOptions()) switch
+            {
+                var c => !c.TrainsWholeBackbone && !(c is PartialConfig or BiasConfig or PromptConfig { TrainBiases: true } or ClsLearnedConfig),
+            };
+            dtype = PrecisionPolicy.Resolve(Precision.Auto, frozen, DeviceType.CPU, CpuFeatures.Current).Name;
+        }
         var half = dtype == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
         if (kind == "matmul") return TimeMatmul(spec, p, half, batch, iters, threads); // a kernel check: no backbone needed
         using var bb = BackboneLoader.Load(backboneSource);
@@ -191,10 +219,11 @@ internal static class BenchCommand
                 }
                 break;
             case "train":
-                // vpt-prefix: VPT-deep trained in its exact key/value prefix form.
+                // vpt-prefix: VPT-deep trained in its exact key/value prefix form; vpt-deep: the token form.
                 var cfg = MethodRegistry.FromOptions(method == "vpt-prefix" ? "vpt-deep" : method,
-                    new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8, PrefixForm = method == "vpt-prefix" });
+                    new MethodOptions { Prompts = Math.Max(p, 1), Reduction = 8, PrefixForm = method == "vpt-prefix" ? true : method == "vpt-deep" ? false : null });
                 var model = PromptedModel.Create(bb.Model, cfg, 100);
+                model.ApplyPrecision(half == ScalarType.BFloat16 ? Precision.Bf16 : Precision.Fp32); // frozen backbone cast once; method + head fp32
                 // The trainer's own step and optimizer; a fixed lr, since the schedule is not what is timed. (Nothing
                 // upstream of a linear head requires grad, so its step records no graph through the backbone.)
                 var trainer = new Trainer(new TrainOptions { BatchSize = batch });
@@ -206,11 +235,13 @@ internal static class BenchCommand
                 throw new ArgumentException($"{spec}: unknown configuration; kinds infer (plain, vpt-deep, vpt-prefix), train (any method), multitask-mixed, multitask-sequential, matmul (N×N, e.g. matmul:mm:1024:bf16)");
         }
         step(); // warm-up: allocations and one-time kernel choices
+        var cpu0 = CpuTime();
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < iters; i++) step();
         double ms = clock.Elapsed.TotalMilliseconds / (iters * (double)batch);
+        double cpuMs = (CpuTime() - cpu0).TotalMilliseconds / (iters * (double)batch) / threads;
         foreach (var d in disposables) d.Dispose();
-        return new Row(kind, method, p, dtype, batch, iters, Math.Round(ms, 2), Math.Round(PeakRssMib(), 1), threads);
+        return new Row(kind, method, p, dtype, batch, iters, Math.Round(ms, 2), Math.Round(PeakRssMib(), 1), threads, Math.Round(cpuMs, 2));
     }
 
     /// <summary>One N×N by N×N product per "image" (N = p), e.g. matmul:mm:1024:bf16.</summary>
@@ -222,9 +253,11 @@ internal static class BenchCommand
         using var b = randn(n, n).to(dtype);
         void Step() { for (int i = 0; i < batch; i++) a.mm(b).Dispose(); }
         Step();
+        var cpu0 = CpuTime();
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < iters; i++) Step();
         return new Row("matmul", spec.Split(':')[1], n, spec.Split(':')[3], batch, iters,
-            Math.Round(clock.Elapsed.TotalMilliseconds / (iters * (double)batch), 2), Math.Round(PeakRssMib(), 1), threads);
+            Math.Round(clock.Elapsed.TotalMilliseconds / (iters * (double)batch), 2), Math.Round(PeakRssMib(), 1), threads,
+            Math.Round((CpuTime() - cpu0).TotalMilliseconds / (iters * (double)batch) / threads, 2));
     }
 }

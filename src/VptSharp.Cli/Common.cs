@@ -21,7 +21,10 @@ internal static class Common
     public static readonly Option<int?> Depth = new("--depth") { Description = "override the number of blocks" };
     public static readonly Option<int?> MlpDim = new("--mlp-dim") { Description = "override the MLP hidden width" };
     public static readonly Option<int> Threads = new("--threads") { Description = "torch intra-op threads (0 = all cores)", DefaultValueFactory = _ => 0 };
-    public static readonly Option<string> Device = new("--device") { Description = "cpu or cuda[:N] (needs a libtorch-cuda runtime package)", DefaultValueFactory = _ => "cpu" };
+    public static readonly Option<string> Device = new("--device") { Description = "auto (cuda when this build has CUDA and a GPU, else cpu), cpu or cuda[:N] (build with -p:TorchRuntime=cuda)", DefaultValueFactory = _ => "auto" };
+    public static readonly Option<string> Precision = new("--precision") { Description = "backbone precision: auto (bf16 where the CPU has avx512_bf16/amx_bf16 or the GPU bf16 tensor cores, and the backbone stays frozen; else fp32), fp32 or bf16", DefaultValueFactory = _ => "auto" };
+    /// <summary>The earlier spelling of --precision bf16, kept working.</summary>
+    public static readonly Option<bool> Bf16 = new("--bf16") { Description = "same as --precision bf16", Hidden = true };
     public static readonly Option<int> BatchSize = new("--batch-size") { Description = "batch size", DefaultValueFactory = _ => 64 };
     public static readonly Option<bool> SkipBad = new("--skip-bad") { Description = "skip (and count) corrupt or missing images instead of stopping" };
 
@@ -36,6 +39,18 @@ internal static class Common
         Preset = r.GetValue(Arch), Heads = r.GetValue(Heads), ImageSize = r.GetValue(ImageSize),
         PatchSize = r.GetValue(PatchSize), Width = r.GetValue(Width), Depth = r.GetValue(Depth), MlpDim = r.GetValue(MlpDim),
     };
+
+    /// <summary>--precision, with --bf16 as its alias for bf16.</summary>
+    public static VptSharp.Hardware.Precision PrecisionFrom(ParseResult r)
+    {
+        var p = VptSharp.Hardware.PrecisionPolicy.Parse(r.GetValue(Precision) ?? "auto");
+        if (!r.GetValue(Bf16)) return p;
+        if (p == VptSharp.Hardware.Precision.Fp32) throw new ArgumentException("--bf16 contradicts --precision fp32: give one of them");
+        return VptSharp.Hardware.Precision.Bf16;
+    }
+
+    /// <summary>"CPU AMD EPYC …: avx2 avx512f avx512_bf16" — what decides the kernels (and so the exact numbers) of a run.</summary>
+    public static string CpuLine() => $"CPU {VptSharp.Hardware.CpuFeatures.Current.Model}: {VptSharp.Hardware.CpuFeatures.Current.VectorExtensions}";
 
     public static void ApplyThreads(ParseResult r)
     {

@@ -30,7 +30,7 @@ internal static class DemoCommand
         var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 2.5 };
         var linearLr = new Option<double>("--linear-lr") { Description = "Linear base learning rate", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 42 };
-        foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, Common.Precision, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
@@ -47,7 +47,10 @@ internal static class DemoCommand
             AnsiConsole.MarkupLine($"task: Fashion-MNIST classes the default backbone never saw ({string.Join(", ", train.Classes)}): " +
                 $"{train.Count} train / {val.Count} val from its train split, {test.Count} test images");
 
-            var rows = new List<(string Method, long Params, double Val, double Test, double Seconds)>();
+            // Results are deterministic on one CPU type; its vector extensions pick libtorch's kernels (and so the last bits).
+            AnsiConsole.MarkupLine(Markup.Escape(Common.CpuLine()));
+            var requested = Common.PrecisionFrom(r);
+            var rows = new List<(string Method, long Params, double Val, double Test, double Seconds, string Precision)>();
             foreach (var (name, cfg, opts) in new (string, MethodConfig, TrainOptions)[]
             {
                 ("linear", new LinearProbeConfig(), new TrainOptions { Epochs = 50, BatchSize = 64, BaseLr = r.GetValue(linearLr), WeightDecay = 0, WarmupEpochs = 5, Seed = s }),
@@ -59,6 +62,8 @@ internal static class DemoCommand
                 AnsiConsole.MarkupLine($"[bold]{name}[/]");
                 TorchSharp.torch.manual_seed(s);
                 var model = PromptedModel.Create(bb.Model, cfg, train.Classes.Count);
+                var precision = model.ApplyPrecision(requested);
+                AnsiConsole.MarkupLine(Markup.Escape($"precision {precision}"));
                 string dir = Path.Combine(root, name);
                 var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
                 var result = TrainCommands.RunWithProgress(new Trainer(opts with { OutDir = dir }), model, train, val, pre, task);
@@ -68,12 +73,12 @@ internal static class DemoCommand
                 var metrics = new Dictionary<string, double>(best.Metadata.Metrics) { ["test_top1"] = testResult.Top1 };
                 var final = new TaskArtifact(best.Metadata with { Metrics = metrics }, best.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
                 final.Save(Path.Combine(dir, "task.vpt"));
-                rows.Add((name, model.TrainableCount, result.BestValTop1 ?? 0, testResult.Top1, clock.Elapsed.TotalSeconds));
+                rows.Add((name, model.TrainableCount, result.BestValTop1 ?? 0, testResult.Top1, clock.Elapsed.TotalSeconds, precision.Name));
             }
 
-            var table = new Table().AddColumns("method", "trainable params", $"val top-1 ({val.Count})", $"test top-1 ({test.Count})", "wall time");
+            var table = new Table().AddColumns("method", "precision", "trainable params", $"val top-1 ({val.Count})", $"test top-1 ({test.Count})", "wall time");
             foreach (var row in rows)
-                table.AddRow(row.Method, $"{row.Params:N0}", Common.Percent(row.Val), Common.Percent(row.Test), $"{row.Seconds:F0} s");
+                table.AddRow(row.Method, row.Precision, $"{row.Params:N0}", Common.Percent(row.Val), Common.Percent(row.Test), $"{row.Seconds:F0} s");
             AnsiConsole.Write(table);
             double gain = rows[1].Test - rows[0].Test;
             AnsiConsole.MarkupLine($"VPT-deep vs Linear on test: [bold]{(gain >= 0 ? "+" : "")}{100 * gain:F2} points[/]; task file {Markup.Escape(Path.Combine(root, "vpt-deep", "task.vpt"))} " +
@@ -81,7 +86,8 @@ internal static class DemoCommand
             AtomicFile.WriteAllText(Path.Combine(root, "demo.json"), JsonSerializer.Serialize(new
             {
                 train = TrainSpec, test = TestSpec, seed = s, backbone_sha256 = bb.Sha256, threads = TorchSharp.torch.get_num_threads(),
-                results = rows.Select(x => new { method = x.Method, trainable = x.Params, val_top1 = x.Val, test_top1 = x.Test, seconds = x.Seconds }),
+                cpu = VptSharp.Hardware.CpuFeatures.Current.Model, cpu_vector_extensions = VptSharp.Hardware.CpuFeatures.Current.VectorExtensions,
+                results = rows.Select(x => new { method = x.Method, precision = x.Precision, trainable = x.Params, val_top1 = x.Val, test_top1 = x.Test, seconds = x.Seconds }),
                 wall_seconds = wall.Elapsed.TotalSeconds,
             }, JsonFormat.PascalIndented));
             return 0;

@@ -32,18 +32,20 @@ internal static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "waiting requests beyond which new ones get 429", DefaultValueFactory = _ => 256 };
         var maxBody = new Option<int>("--max-body-kb") { Description = "largest accepted image body (413 above)", DefaultValueFactory = _ => 8192 };
         var rescan = new Option<double>("--rescan-seconds") { Description = "how often the task folder is re-read", DefaultValueFactory = _ => 2 };
-        var bf16 = new Option<bool>("--bf16") { Description = "run the shared backbone in bfloat16 for prefix tasks (heads stay float32)" };
         var drain = new Option<double>("--drain-seconds") { Description = "on SIGTERM: /readyz answers 503 and requests are still served this long, then the listener closes", DefaultValueFactory = _ => 0 };
         var shutdown = new Option<double>("--shutdown-timeout-seconds") { Description = "after the listener closes, the longest wait for in-flight requests", DefaultValueFactory = _ => 30 };
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, bf16, drain, shutdown, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { tasksDir, host, port, maxBatch, maxDelay, queue, maxBody, rescan, Common.Precision, Common.Bf16, drain, shutdown, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             CheckServeOptions(r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBatch), r.GetValue(queue), r.GetValue(maxBody), r.GetValue(rescan), r.GetValue(maxDelay));
             var replica = new ServeReplica(TimeSpan.FromSeconds(r.GetValue(drain)), TimeSpan.FromSeconds(r.GetValue(shutdown)));
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
-            using var store = new TaskStore(bb, r.GetValue(tasksDir)!, r.GetValue(bf16) ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32);
+            // The shared backbone is frozen for every prefix task the engine serves (other tasks run on their own fp32 models).
+            var precision = VptSharp.Hardware.PrecisionPolicy.Resolve(Common.PrecisionFrom(r), backboneFrozen: true, TorchSharp.DeviceType.CPU, VptSharp.Hardware.CpuFeatures.Current);
+            Console.WriteLine($"precision {precision} for the shared prefix-task backbone; {Common.CpuLine()}");
+            using var store = new TaskStore(bb, r.GetValue(tasksDir)!, precision.Dtype);
             store.Log += m => Console.WriteLine(m);
             store.Rescan();
             var metrics = new ServeMetrics();

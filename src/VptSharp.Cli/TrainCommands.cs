@@ -40,8 +40,7 @@ internal static class TrainCommands
     static readonly Option<string> PromptLocationOpt = new("--prompt-location") { Description = "prepend (default), add (to patch tokens; p = 1 or #patches), prepend-pixel or concat-channel (input level, vpt-shallow)", DefaultValueFactory = _ => "prepend" };
     static readonly Option<string> PromptInitOpt = new("--prompt-init") { Description = "random (xavier) or cls-prototype (p = #classes, per-class mean CLS embedding)", DefaultValueFactory = _ => "random" };
     static readonly Option<int?> SideWidth = new("--side-width") { Description = "sidetune: channels of the side network's first conv stage (default 16)" };
-    static readonly Option<bool> PrefixForm = new("--prefix-form") { Description = "vpt-deep: compute prompts as per-block keys/values only (exact for cls/image-pool output, prompts ending at the last block; faster)" };
-    static readonly Option<bool> Bf16 = new("--bf16") { Description = "keep the frozen backbone in bfloat16 (prompts, adapters and head stay float32); fast only on GPUs and CPUs with avx512_bf16" };
+    static readonly Option<bool?> PrefixForm = new("--prefix-form") { Description = "vpt-deep: prompts as per-block keys/values only (same logits and gradients, faster); default: wherever exact (cls/image-pool output, prompts ending at the last block); false = token form" };
     static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
 
     public static Command Train()
@@ -49,7 +48,7 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Common.Precision, Common.Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
@@ -79,8 +78,12 @@ internal static class TrainCommands
             };
             torch.manual_seed(opts.Seed); // prompt and head init must not depend on the process
             var model = PromptedModel.Create(bb.Model, methodCfg, train.Classes.Count);
-            if (r.GetValue(Bf16)) model.SetBackboneDtype(torch.ScalarType.BFloat16);
+            var requested = Common.PrecisionFrom(r);
+            if (requested == Hardware.Precision.Bf16 && !model.KeepsBackboneFrozen())
+                throw new ArgumentException($"--precision bf16 keeps the frozen backbone in bfloat16 with no float32 copy, but {methodCfg.Method} trains backbone weights, which need one: use --precision fp32 or auto");
+            var precision = model.ApplyPrecision(requested, Devices.Parse(opts.Device).type);
             PrintParameterSummary(model, bb);
+            Console.WriteLine($"precision {precision}; {Common.CpuLine()}"); // one unwrapped line: scripts read it
             var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
             var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
             string final = Path.Combine(outDir, "task.vpt");

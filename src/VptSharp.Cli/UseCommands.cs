@@ -23,14 +23,14 @@ internal static class UseCommands
         var data = new Option<string>("--data", "-d") { Description = "dataset (folder, list file, JSON map, fashion-mnist:test, ...)", Required = true };
         var split = new Option<string?>("--split") { Description = "for list-file suites: read DATA/SPLIT.txt (e.g. test)" };
         var json = new Option<string?>("--json") { Description = "also write {\"top1\", \"count\", ...} here" };
-        var bf16 = new Option<bool>("--bf16") { Description = "backbone in bfloat16 (VPT-prefix tasks: vpt-deep, linear, mlp-k; heads stay float32)" };
-        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, bf16, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device, Guards.Force }) c.Options.Add(o);
+        foreach (var o in new Option[] { Task, BackboneOverride, data, split, json, Common.Precision, Common.Bf16, Common.BatchSize, Common.SkipBad, Common.Threads, Common.Device, Guards.Force }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             if (r.GetValue(json) is string jsonOut) Guards.CheckJsonOutput(jsonOut, [r.GetValue(Task)!], r.GetValue(Guards.Force), "--json");
             var device = r.GetValue(Common.Device)!;
-            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, r.GetValue(bf16));
+            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, Common.PrecisionFrom(r));
+            Console.WriteLine($"precision {classifier.Precision}; {Common.CpuLine()}");
             string spec = r.GetValue(data)!;
             if (r.GetValue(split) is string s)
                 spec = Directory.Exists(spec) && File.Exists(Path.Combine(spec, s + ".txt")) ? Path.Combine(spec, s + ".txt")
@@ -44,6 +44,7 @@ internal static class UseCommands
                 {
                     top1 = res.Top1, count = res.Count, correct = res.Correct, loss = res.Loss, data = spec,
                     task = r.GetValue(Task), method = classifier.Method, backbone_sha256 = classifier.BackboneSha256,
+                    precision = classifier.Precision.Name, cpu = VptSharp.Hardware.CpuFeatures.Current.VectorExtensions,
                 }, JsonFormat.Indented));
             return 0;
         }));
@@ -55,20 +56,22 @@ internal static class UseCommands
         var c = new Command("predict", "top-k classes of image files as JSON");
         var images = new Argument<string[]>("images") { Description = "image files (JPEG, PNG, ...)", Arity = ArgumentArity.OneOrMore };
         var topk = new Option<int>("--top-k", "-k") { Description = "classes per image", DefaultValueFactory = _ => 5 };
-        foreach (var o in new Option[] { Task, BackboneOverride, topk, Common.Threads }) c.Options.Add(o);
+        foreach (var o in new Option[] { Task, BackboneOverride, topk, Common.Precision, Common.Bf16, Common.Threads, Common.Device }) c.Options.Add(o);
         c.Arguments.Add(images);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             if (r.GetValue(topk) < 1) throw new ArgumentException($"--top-k {r.GetValue(topk)}: must be at least 1");
             var files = r.GetValue(images)!;
-            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), "cpu");
+            string device = r.GetValue(Common.Device)!;
+            using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, Common.PrecisionFrom(r));
+            Console.Error.WriteLine($"precision {classifier.Precision}; {Common.CpuLine()}"); // stdout is the JSON
             var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
             var pre = classifier.Preprocessing;
             var tf = new ImageTransform(pre, train: false);
             var buf = new float[files.Length * tf.OutputLength];
             for (int i = 0; i < files.Length; i++) tf.Apply(decoded[i], new Random(0), buf.AsSpan(i * tf.OutputLength, tf.OutputLength));
-            using var x = tensor(buf, [files.Length, 3, pre.ImageSize, pre.ImageSize]);
+            using var x = tensor(buf, [files.Length, 3, pre.ImageSize, pre.ImageSize], device: Devices.Parse(device));
             var top = classifier.TopK(x, r.GetValue(topk));
             var output = files.Select((f, i) => new { file = f, top = top[i].Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) });
             Console.WriteLine(JsonSerializer.Serialize(output, JsonFormat.Indented));

@@ -26,7 +26,7 @@ public class CliTests
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard")));
 
         string json = Path.Combine(dir, "eval.json");
-        var eval = RunCli("eval", "--task", task, "--data", data, "--json", json);
+        var eval = RunCli("eval", "--task", task, "--data", data, "--json", json, "--precision", "fp32");
         Assert.True(eval.ExitCode == 0, eval.Stderr);
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         Assert.Equal(36, doc.RootElement.GetProperty("count").GetInt32());
@@ -118,7 +118,41 @@ public class CliTests
         Assert.Contains("--prefix-form: VPT-shallow is not a prefix", shallow.Stderr);
         var bias = RunCli([.. common, "--method", "bias", "--bf16", "--out", Path.Combine(dir, "bad2")]);
         Assert.Equal(1, bias.ExitCode);
-        Assert.Contains("train it without --bf16", bias.Stderr);
+        Assert.Contains("bias trains backbone weights, which need one: use --precision fp32 or auto", bias.Stderr);
+    }
+
+    /// <summary>`--precision`: auto follows this host's CPU flags (bf16 only with avx512_bf16/amx_bf16), the choice and the
+    /// CPU's vector extensions are printed, and the precision is recorded in metrics.jsonl, the task file and eval's JSON.</summary>
+    [Fact]
+    public void PrecisionIsChosenPrintedAndRecorded()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 6);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string[] common = ["train", "--backbone", bb, "--data", data, "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "6", "--prompts", "2"];
+        var cpu = VptSharp.Hardware.CpuFeatures.Current;
+        string expected = cpu.FastBf16 ? "bf16" : "fp32";
+        foreach (var (flag, want) in new[] { ("auto", expected), ("fp32", "fp32"), ("bf16", "bf16") })
+        {
+            string run = Path.Combine(dir, flag);
+            var r = RunCli([.. common, "--precision", flag, "--out", run]);
+            Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+            Assert.Contains($"precision {want} (", r.Stdout);
+            Assert.Contains(cpu.VectorExtensions, r.Stdout);
+            Assert.All(File.ReadAllLines(Path.Combine(run, "metrics.jsonl")), l => Assert.Contains($"\"precision\":\"{want}\"", l));
+            Assert.Equal(want, VptSharp.Tuning.TaskArtifact.Load(Path.Combine(run, "task.vpt")).Metadata.Precision);
+            string json = Path.Combine(dir, flag + ".json");
+            var eval = RunCli("eval", "--task", Path.Combine(run, "task.vpt"), "--data", data, "--precision", flag, "--json", json);
+            Assert.True(eval.ExitCode == 0, eval.Stderr);
+            using var doc = JsonDocument.Parse(File.ReadAllText(json));
+            Assert.Equal(want, doc.RootElement.GetProperty("precision").GetString());
+        }
+        var bad = RunCli([.. common, "--precision", "fp16", "--out", Path.Combine(dir, "bad")]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("use auto, fp32 or bf16", bad.Stderr);
+        var full = RunCli([.. common, "--method", "full", "--out", Path.Combine(dir, "full")]); // auto never puts a trained backbone in bf16
+        Assert.True(full.ExitCode == 0, full.Stderr);
+        Assert.Contains("precision fp32 (auto: the method trains backbone weights)", full.Stdout);
     }
 
     /// <summary>`vpt bench --profile`: the step's phases and one row per block op, with FLOP counts that follow from the

@@ -69,10 +69,13 @@ public class InferenceTests(ITestOutputHelper output)
     public void PrefixFormTrainsExactlyLikeTokenForm(PromptOutput pooled, int? firstBlock, int depth)
     {
         using var backbone = TinyVit(1, Tiny with { Depth = depth });
-        var tokenForm = new PromptConfig { Tokens = 3, Dropout = 0, Output = pooled, FirstBlock = firstBlock };
+        var tokenForm = new PromptConfig { Tokens = 3, Dropout = 0, Output = pooled, FirstBlock = firstBlock, PrefixForm = false };
         using var a = TrainedLike(backbone, tokenForm, 4, seed: 5);
         using var b = TrainedLike(backbone, tokenForm with { PrefixForm = true }, 4, seed: 5);
+        Assert.Equal(3, a.method.ExtraTokens);
         Assert.Equal(0, b.method.ExtraTokens);
+        using (var byDefault = PromptedModel.Create(backbone, tokenForm with { PrefixForm = null }, 4))
+            Assert.Equal(0, byDefault.method.ExtraTokens); // where it is exact, VPT-deep trains in prefix form unless told otherwise
         manual_seed(6);
         var x = randn(4, 3, 32, 32);
         var y = tensor(new long[] { 0, 1, 2, 3 });
@@ -385,7 +388,7 @@ public class InferenceTests(ITestOutputHelper output)
 
         using var ensemble = EnsembleArtifact.Load(ens).Attach(bb);
         string image = Path.Combine(data, "class1", "000.png");
-        var predict = RunCli("predict", "--task", ens, "--top-k", "3", image);
+        var predict = RunCli("predict", "--task", ens, "--top-k", "3", "--precision", "fp32", image); // compared with the fp32 library below
         Assert.True(predict.ExitCode == 0, predict.Stderr);
         var top = System.Text.Json.JsonDocument.Parse(predict.Stdout).RootElement[0].GetProperty("top");
         var tf = new ImageTransform(Pre, train: false);
@@ -397,7 +400,7 @@ public class InferenceTests(ITestOutputHelper output)
             Assert.Equal(probs[0, entry.GetProperty("index").GetInt32()].item<float>(), entry.GetProperty("probability").GetDouble(), 5);
 
         string json = Path.Combine(dir, "eval.json");
-        var eval = RunCli("eval", "--task", ens, "--data", data, "--json", json);
+        var eval = RunCli("eval", "--task", ens, "--data", data, "--json", json, "--precision", "fp32");
         Assert.True(eval.ExitCode == 0, eval.Stderr);
         var expected = ensemble.Evaluate(DatasetSpec.Open(data, ensemble.Classes), batchSize: 4);
         var written = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json)).RootElement;

@@ -18,6 +18,7 @@ public class MethodTests
         ["vpt-shallow"] = () => new PromptConfig { Tokens = 2, Deep = false },
         ["vpt-deep"] = () => new PromptConfig { Tokens = 2 },
         ["vpt-deep-prefix-form"] = () => new PromptConfig { Tokens = 2, PrefixForm = true },
+        ["vpt-deep-token-form"] = () => new PromptConfig { Tokens = 2, PrefixForm = false },
         ["prompt+bias"] = () => MethodRegistry.FromOptions("prompt+bias", new MethodOptions { Prompts = 2 }),
         ["prompt-fixed"] = () => MethodRegistry.FromOptions("prompt-fixed", new MethodOptions { Prompts = 2 }),
         ["cls-learned"] = () => new ClsLearnedConfig(),

@@ -73,7 +73,7 @@ public class ServeTests
             return Predictor.TopK(deep, x, ["red", "green", "blue"], 1)[0][0];
         }).ToList();
 
-        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--queue", "4", "--max-batch", "4",
+        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--queue", "4", "--max-batch", "4", "--precision", "fp32", // answers are compared with fp32 offline ones
             "--max-delay-ms", "2", "--max-body-kb", "64", "--rescan-seconds", "0.3", "--threads", "1");
         using var http = new HttpClient { BaseAddress = server.Url };
 

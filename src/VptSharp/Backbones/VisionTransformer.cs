@@ -5,7 +5,8 @@ using static TorchSharp.torch.nn;
 
 namespace VptSharp.Backbones;
 
-/// <summary>Multi-head self-attention with a fused qkv projection, computed by scaled_dot_product_attention.</summary>
+/// <summary>Multi-head self-attention with a fused qkv projection, computed by scaled_dot_product_attention.
+/// Submodules are invoked with call() (not forward()) throughout the backbone so module hooks see every op.</summary>
 public sealed class Attention : Module<Tensor, Tensor>
 {
     readonly int heads;
@@ -23,9 +24,9 @@ public sealed class Attention : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], d = x.shape[2];
-        var qkvOut = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+        var qkvOut = qkv.call(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
         var o = functional.scaled_dot_product_attention(qkvOut[0], qkvOut[1], qkvOut[2]);
-        return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
+        return proj.call(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Keys and values of already-normalised prefix tokens [b, p, d] (only the k and v rows of qkv are computed).</summary>
@@ -47,7 +48,7 @@ public sealed class Attention : Module<Tensor, Tensor>
         if (prefix is not KeyValuePrefix pre || pre.Length == 0) return forward(x);
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], d = x.shape[2];
-        var qkvOut = qkv.forward(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+        var qkvOut = qkv.call(x).reshape(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
         var k = cat([pre.Keys.expand(b, -1, -1, -1), qkvOut[1]], 2);
         var v = cat([pre.Values.expand(b, -1, -1, -1), qkvOut[2]], 2);
         Tensor? mask = null;
@@ -58,7 +59,7 @@ public sealed class Attention : Module<Tensor, Tensor>
             mask = cat([prefixMask, zeros(b, 1, 1, n, dtype: x.dtype, device: x.device)], 3);
         }
         var o = functional.scaled_dot_product_attention(qkvOut[0], k, v, attn_mask: mask);
-        return proj.forward(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
+        return proj.call(o.transpose(1, 2).reshape(b, n, d)).MoveToOuterDisposeScope();
     }
 }
 
@@ -73,8 +74,8 @@ public sealed class Mlp : Module<Tensor, Tensor>
     }
     public override Tensor forward(Tensor x)
     {
-        using var h = functional.gelu(fc1.forward(x));
-        return fc2.forward(h);
+        using var h = functional.gelu(fc1.call(x));
+        return fc2.call(h);
     }
 }
 
@@ -102,11 +103,11 @@ public sealed class Block : Module<Tensor, Tensor>
         // Only hooks that supply a prefix change attention; the default path is the plain forward.
         var prefix = hooks.PrefixKeyValues(index);
         if (prefix is null && hooks.KeyValueTokens(index, x.shape[0]) is Tensor kvTokens)
-            prefix = attn.KeyValuesOf(norm1.forward(kvTokens.to(x.dtype)));
+            prefix = attn.KeyValuesOf(norm1.call(kvTokens.to(x.dtype)));
         var h = x + (prefix is KeyValuePrefix pre
-            ? attn.Forward(norm1.forward(x), pre)
-            : attn.forward(norm1.forward(x)));
-        return (h + hooks.AfterMlp(index, mlp.forward(norm2.forward(h)))).MoveToOuterDisposeScope();
+            ? attn.Forward(norm1.call(x), pre)
+            : attn.call(norm1.call(x)));
+        return (h + hooks.AfterMlp(index, mlp.call(norm2.call(h)))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every bias of the block (both norms, qkv, attention projection, both MLP layers).</summary>
@@ -209,7 +210,7 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         var x = tokens;
         for (int i = 0; i < blocks.Count; i++)
             x = blocks[i].Forward(hooks.BeforeBlock(i, x), i, hooks);
-        return norm.forward(x).MoveToOuterDisposeScope();
+        return norm.call(x).MoveToOuterDisposeScope();
     }
 
     /// <summary>The class token of a final-norm sequence (token 0).</summary>

@@ -1,5 +1,6 @@
 using TorchSharp;
 using VptSharp.Data;
+using VptSharp.Hardware;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -7,7 +8,7 @@ namespace VptSharp.Inference;
 
 /// <summary>
 /// A classifier loaded from a file, as `vpt eval` / `vpt predict` use it: a task file's model, or an ensemble file's
-/// members (or one task with a bfloat16 backbone) on the multi-task engine.
+/// members on the multi-task engine, in the precision --precision resolves to.
 /// </summary>
 public sealed class LoadedClassifier : IDisposable
 {
@@ -19,29 +20,39 @@ public sealed class LoadedClassifier : IDisposable
     public string Method { get; }
     public string BackboneSha256 { get; }
 
-    LoadedClassifier(PromptedModel? model, EnsemblePredictor? ensemble, string[] classes, Preprocessing pre, string method, string sha256) =>
-        (this.model, this.ensemble, Classes, Preprocessing, Method, BackboneSha256) = (model, ensemble, classes, pre, method, sha256);
+    /// <summary>The backbone precision this classifier runs in, and why.</summary>
+    public PrecisionChoice Precision { get; }
 
-    /// <param name="bf16">Run the backbone in bfloat16 through the multi-task engine (VPT-prefix tasks and ensembles only).</param>
-    public static LoadedClassifier Load(string path, string? backboneOverride, string device, bool bf16 = false)
+    LoadedClassifier(PromptedModel? model, EnsemblePredictor? ensemble, string[] classes, Preprocessing pre, string method, string sha256,
+        PrecisionChoice precision) =>
+        (this.model, this.ensemble, Classes, Preprocessing, Method, BackboneSha256, Precision) = (model, ensemble, classes, pre, method, sha256, precision);
+
+    /// <param name="precision">Backbone precision; auto = bf16 where the hardware has fast bf16 and the task's method keeps
+    /// the backbone frozen (<see cref="PrecisionPolicy"/>).</param>
+    public static LoadedClassifier Load(string path, string? backboneOverride, string device, Precision precision = Hardware.Precision.Fp32)
     {
-        bool ensembleFile = EnsembleArtifact.IsEnsembleFile(path);
-        if (ensembleFile || bf16)
+        var dev = Devices.Parse(device);
+        if (EnsembleArtifact.IsEnsembleFile(path))
         {
-            if (Devices.Parse(device).type != DeviceType.CPU)
-                throw new InvalidSettingException("device", device, "ensemble files and a bfloat16 backbone run on the CPU multi-task engine only");
-            // A single task under --bf16 is a one-member ensemble: the same engine path, one prefix.
-            var art = ensembleFile ? EnsembleArtifact.Load(path) : EnsembleArtifact.Single(path, TaskArtifact.Load(path));
-            var predictor = art.LoadPredictor(backboneOverride, bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
-            string method = art.Members.Count == 1 && !ensembleFile ? art.Members[0].Metadata.Method
-                : $"ensemble of {art.Members.Count}: {string.Join(", ", art.Members.Select(m => m.Metadata.Method))}";
-            return new LoadedClassifier(null, predictor, art.Classes, art.Preprocessing, method + (bf16 ? " (bf16 backbone)" : ""), art.Backbone.Sha256);
+            if (dev.type != DeviceType.CPU)
+                throw new InvalidSettingException("device", device, "ensemble files run on the CPU multi-task engine only");
+            // Every member is a prefix on the shared, frozen backbone.
+            var choice = PrecisionPolicy.Resolve(precision, backboneFrozen: true, DeviceType.CPU, CpuFeatures.Current);
+            var art = EnsembleArtifact.Load(path);
+            var predictor = art.LoadPredictor(backboneOverride, choice.Dtype);
+            string members = $"ensemble of {art.Members.Count}: {string.Join(", ", art.Members.Select(m => m.Metadata.Method))}";
+            return new LoadedClassifier(null, predictor, art.Classes, art.Preprocessing, members + Suffix(choice), art.Backbone.Sha256, choice);
         }
         var task = TaskArtifact.Load(path);
         var m = task.LoadModel(backboneOverride, path);
-        m.MoveTo(Devices.Parse(device));
-        return new LoadedClassifier(m, null, task.Metadata.Classes, task.Metadata.Preprocessing, task.Metadata.Method, task.Metadata.Backbone.Sha256);
+        if (precision == Hardware.Precision.Bf16 && !m.KeepsBackboneFrozen())
+            throw new InvalidSettingException("precision", "bf16", $"{path} is a {task.Metadata.Method} task, whose backbone weights were trained in float32; use fp32 or auto");
+        m.MoveTo(dev);
+        var chosen = m.ApplyPrecision(precision, dev.type);
+        return new LoadedClassifier(m, null, task.Metadata.Classes, task.Metadata.Preprocessing, task.Metadata.Method + Suffix(chosen), task.Metadata.Backbone.Sha256, chosen);
     }
+
+    static string Suffix(PrecisionChoice c) => c.Precision == Hardware.Precision.Bf16 ? " (bf16 backbone)" : "";
 
     public EvalResult Evaluate(ImageDataset data, int batchSize, string device) =>
         ensemble?.Evaluate(data, batchSize) ?? Evaluation.Evaluate(model!, data, Preprocessing, batchSize, device);

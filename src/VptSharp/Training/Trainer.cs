@@ -12,7 +12,9 @@ namespace VptSharp.Training;
 
 public sealed record StepProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Accuracy, double ImagesPerSecond, double LearningRate);
 
-public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainTop1, double? ValTop1, double? ValLoss, double LearningRate, double Seconds, double ImagesPerSecond);
+/// <param name="Precision">What the backbone computed in: "fp32" or "bf16".</param>
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainTop1, double? ValTop1, double? ValLoss, double LearningRate, double Seconds, double ImagesPerSecond,
+    string? Precision = null);
 
 /// <summary>The parts of a training step, in order, as <see cref="Trainer.TrainStep"/> reports them.</summary>
 public enum StepPhase { Forward, Backward, Optimizer }
@@ -138,7 +140,8 @@ public sealed class Trainer(TrainOptions options)
             }
             if (valLoss is double vl && !double.IsFinite(vl))
                 throw new TrainingDivergedException($"validation loss became {vl} after epoch {epoch + 1} (lr {lr:G3})", outDir);
-            var m = new EpochMetrics(epoch + 1, lossSum / seen, (double)correct / seen, valTop1, valLoss, lr, clock.Elapsed.TotalSeconds, seen / trainSecs);
+            var m = new EpochMetrics(epoch + 1, lossSum / seen, (double)correct / seen, valTop1, valLoss, lr, clock.Elapsed.TotalSeconds, seen / trainSecs,
+                model.BackboneDtype == ScalarType.BFloat16 ? "bf16" : "fp32");
             history.Add(m);
             bool improved = valTop1 is double v && (best is null || v > best);
             if (improved) { best = valTop1; bestEpoch = epoch + 1; }

@@ -20,6 +20,7 @@ public sealed record MethodOptions
     public int? SideWidth { get; init; }
     /// <summary>VPT-deep prompted blocks, 1-based inclusive (either order).</summary>
     public (int First, int Last)? PromptDepth { get; init; }
-    /// <summary>VPT-deep trained and run in its exact key/value prefix form (<see cref="PromptConfig.PrefixForm"/>).</summary>
-    public bool PrefixForm { get; init; }
+    /// <summary>VPT-deep in its exact key/value prefix form: null = wherever exact, true = required, false = token form
+    /// (<see cref="PromptConfig.PrefixForm"/>).</summary>
+    public bool? PrefixForm { get; init; }
 }

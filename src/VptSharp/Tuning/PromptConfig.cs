@@ -37,9 +37,11 @@ public sealed record PromptConfig : MethodConfig
     /// <summary>
     /// Compute VPT-deep in its prefix form, in training too: each block's prompts enter its attention as extra keys and
     /// values only (no prompt queries, no prompt rows in the MLP), which gives the same outputs and prompt gradients
-    /// because VPT-deep discards every block's prompt outputs. Only where that holds (<see cref="PrefixInexactReason"/>).
+    /// because VPT-deep discards every block's prompt outputs. Null (the default) = wherever that holds
+    /// (<see cref="PromptsInexactReason"/>) and the backbone can take attention prefixes; true = required (refused where
+    /// inexact); false = the token form. The method built from a config records the resolved value.
     /// </summary>
-    public bool PrefixForm { get; init; }
+    public bool? PrefixForm { get; init; }
 
     public override string Method => TrainBiases ? "prompt+bias" : Fixed ? "prompt-fixed" : Deep ? "vpt-deep" : "vpt-shallow";
     public override string Label => $"{Method} p={Tokens}";
@@ -50,16 +52,23 @@ public sealed record PromptConfig : MethodConfig
     {
         PromptLocation.PrependPixel => BackboneCapability.TokenSequence | BackboneCapability.PatchProjection,
         PromptLocation.ConcatChannel => BackboneCapability.TokenSequence | BackboneCapability.PatchProjection,
-        _ when PrefixForm => BackboneCapability.TokenSequence | BackboneCapability.AttentionPrefix,
+        _ when PrefixForm == true => BackboneCapability.TokenSequence | BackboneCapability.AttentionPrefix,
         _ => BackboneCapability.TokenSequence,
     };
 
-    protected override TuningMethod Create(Backbone backbone) => Location switch
+    protected override TuningMethod Create(Backbone backbone)
     {
-        PromptLocation.PrependPixel => new PixelPrompts(this, backbone),
-        PromptLocation.ConcatChannel => new ChannelPrompt(this, backbone),
-        _ => new VisualPrompts(this, backbone),
-    };
+        // Unless told, VPT-deep computes in its prefix form wherever that is exact and the backbone takes prefixes.
+        var resolved = PrefixForm is null
+            ? this with { PrefixForm = PromptsInexactReason(backbone.Depth) is null && backbone.Capabilities.HasFlag(BackboneCapability.AttentionPrefix) }
+            : this;
+        return Location switch
+        {
+            PromptLocation.PrependPixel => new PixelPrompts(resolved, backbone),
+            PromptLocation.ConcatChannel => new ChannelPrompt(resolved, backbone),
+            _ => new VisualPrompts(resolved, backbone),
+        };
+    }
 
     /// <summary>The registry entries of the prompt methods: VPT-shallow, VPT-deep and the two appendix variants.</summary>
     public static IEnumerable<MethodRegistry.Entry> Entries =>

@@ -24,6 +24,8 @@ public sealed record TaskMetadata
     public Dictionary<string, double> Metrics { get; init; } = new();
     public string CreatedUtc { get; init; } = DateTime.UtcNow.ToString("O");
     public string? Notes { get; init; }
+    /// <summary>What the backbone computed in when the task was trained: "fp32" or "bf16" (null: before this was recorded).</summary>
+    public string? Precision { get; init; }
 }
 
 /// <summary>
@@ -47,6 +49,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
             Method = model.method.Config.Method,
             MethodConfig = JsonNode.Parse(MethodRegistry.ToJson(model.method.Config))!,
             Classes = classes, Backbone = backbone, Preprocessing = pre, Metrics = metrics ?? new(),
+            Precision = model.BackboneDtype == ScalarType.BFloat16 ? "bf16" : "fp32",
         };
         return new TaskArtifact(meta, tensors);
     }

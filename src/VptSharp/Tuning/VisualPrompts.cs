@@ -33,7 +33,7 @@ public sealed class VisualPrompts : TuningMethod
         if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
             throw new ArgumentException($"location {config.Location} is built by PromptConfig.Create, not VisualPrompts");
         (first, last) = config.Deep ? PromptedRange(config, backbone.Depth) : (0, 0);
-        if (config.PrefixForm && config.PromptsInexactReason(backbone.Depth) is string why)
+        if (config.PrefixForm == true && config.PromptsInexactReason(backbone.Depth) is string why)
             throw new InvalidSettingException("prefix-form", null, why);
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
@@ -64,7 +64,7 @@ public sealed class VisualPrompts : TuningMethod
     public override MethodConfig Config => config;
     /// <summary>The blocks that get prompts, 0-based inclusive (VPT-shallow: block 0 only).</summary>
     public (int First, int Last) PromptedBlocks => (first, last);
-    public override int ExtraTokens => config.Location == PromptLocation.Add || config.PrefixForm ? 0 : config.Tokens;
+    public override int ExtraTokens => config.Location == PromptLocation.Add || config.PrefixForm == true ? 0 : config.Tokens;
 
     public override IEnumerable<(string Name, Parameter Param)> OwnTrainableParameters() =>
         config.Fixed ? [] : base.OwnTrainableParameters();
@@ -82,7 +82,7 @@ public sealed class VisualPrompts : TuningMethod
 
     public override Tensor BeforeBlock(int block, Tensor tokens)
     {
-        if (block < first || block > last || config.PrefixForm) return tokens;
+        if (block < first || block > last || config.PrefixForm == true) return tokens;
         using var scope = NewDisposeScope();
         long b = tokens.shape[0];
         var p = dropout.forward(PromptsFor(block).unsqueeze(0).expand(b, -1, -1)).to(tokens.dtype); // float32 prompts, any backbone dtype
@@ -98,7 +98,7 @@ public sealed class VisualPrompts : TuningMethod
     /// [1, p, d] set serves the whole batch; with it each sample gets its own mask, as in the token form.</summary>
     public override Tensor? KeyValueTokens(int block, long batch)
     {
-        if (!config.PrefixForm || block < first || block > last) return null;
+        if (config.PrefixForm != true || block < first || block > last) return null;
         using var scope = NewDisposeScope();
         var p = PromptsFor(block).unsqueeze(0);
         if (training && config.Dropout > 0) p = dropout.forward(p.expand(batch, -1, -1));
