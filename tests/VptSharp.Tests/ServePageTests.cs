@@ -56,7 +56,7 @@ public class ServePageTests
         string png = Directory.GetFiles(images, "*.png", SearchOption.AllDirectories).Order().First();
         byte[] corrupt = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3, 4, 5, 6, 7, 8]; // a PNG signature, then junk
 
-        using var server = new ServeTests.Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--threads", "1", "--max-delay-ms", "2");
+        using var server = new ServeTests.Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--threads", "1", "--max-delay-ms", "2", "--precision", "fp32"); // fp32 answers and labels (auto picks bf16 on avx512_bf16 CPUs)
         using var http = new HttpClient { BaseAddress = server.Url };
 
         // Content types and security headers of the page and its files.
