@@ -65,7 +65,6 @@ internal static class UseCommands
             var files = r.GetValue(images)!;
             string device = r.GetValue(Common.Device)!;
             using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, Common.PrecisionFrom(r));
-            Console.Error.WriteLine($"precision {classifier.Precision}; {Common.CpuLine()}"); // stdout is the JSON
             var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
             var pre = classifier.Preprocessing;
             var tf = new ImageTransform(pre, train: false);
@@ -75,6 +74,8 @@ internal static class UseCommands
             var top = classifier.TopK(x, r.GetValue(topk));
             var output = files.Select((f, i) => new { file = f, top = top[i].Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) });
             Console.WriteLine(JsonSerializer.Serialize(output, JsonFormat.Indented));
+            // After the answer: stdout is the JSON, and a failure must stay one stderr line.
+            Console.Error.WriteLine($"precision {classifier.Precision}; {Common.CpuLine()}");
             return 0;
         }));
         return c;
