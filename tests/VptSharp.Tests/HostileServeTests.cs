@@ -18,30 +18,6 @@ namespace VptSharp.Tests;
 /// label injection into /metrics — and the good task keeps answering throughout.</summary>
 public class HostileServeTests(ITestOutputHelper output)
 {
-    sealed class Server : IDisposable
-    {
-        public readonly Process Process;
-        public readonly Uri Url;
-        public Server(params string[] args)
-        {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            psi.ArgumentList.Add(CliDll);
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            Process = Process.Start(psi)!;
-            var deadline = DateTime.UtcNow.AddSeconds(90);
-            while (DateTime.UtcNow < deadline)
-            {
-                var line = Process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("vpt serve exited: " + Process.StandardError.ReadToEnd());
-                int at = line.IndexOf("http://", StringComparison.Ordinal);
-                if (line.StartsWith("serving") && at >= 0) { Url = new Uri(line[at..].Split(' ')[0].TrimEnd(',') + "/"); break; }
-            }
-            if (Url is null) throw new TimeoutException("vpt serve did not start");
-            _ = Task.Run(() => { while (Process.StandardOutput.ReadLine() is not null) { } });
-            _ = Task.Run(() => { while (Process.StandardError.ReadLine() is not null) { } });
-        }
-        public void Dispose() { try { Process.Kill(true); } catch (InvalidOperationException) { } Process.Dispose(); }
-    }
-
     /// <summary>Raw HTTP/1.1 over a socket (what HttpClient would normalise or refuse to send); returns the status code.</summary>
     static async Task<int> Raw(Uri url, string head, byte[]? body = null, bool closeWrite = false)
     {
@@ -84,7 +60,7 @@ public class HostileServeTests(ITestOutputHelper output)
         string evilName = "evil\"} 1\nvpt_injected{x=\"";
         File.Copy(good, Path.Combine(tasks, evilName + ".vpt"));
 
-        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--max-body-kb", "256", "--rescan-seconds", "0.5", "--threads", "1");
+        using var server = new ServeTests.Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--max-body-kb", "256", "--rescan-seconds", "0.5", "--threads", "1");
         using var http = new HttpClient { BaseAddress = server.Url };
         var rows = new List<(string Case, string Got, bool Ok)>();
         void Row(string name, object got, bool ok) { rows.Add((name, got.ToString()!, ok)); }

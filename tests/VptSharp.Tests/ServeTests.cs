@@ -34,7 +34,7 @@ public class ServeTests
             psi.ArgumentList.Add(CliDll);
             foreach (var a in args) psi.ArgumentList.Add(a);
             Process = Process.Start(psi)!;
-            var deadline = DateTime.UtcNow.AddSeconds(60);
+            var deadline = DateTime.UtcNow.AddSeconds(90); // a loaded CI machine starts slowly
             while (DateTime.UtcNow < deadline)
             {
                 var line = Process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("vpt serve exited: " + Process.StandardError.ReadToEnd());
@@ -42,7 +42,8 @@ public class ServeTests
                 if (line.StartsWith("serving") && at >= 0) { Url = new Uri(line[at..].Split(' ')[0].TrimEnd(',') + "/"); break; }
             }
             if (Url is null) throw new TimeoutException("vpt serve did not start");
-            _ = Task.Run(() => { while (Process.StandardOutput.ReadLine() is not null) { } }); // keep the pipe drained
+            _ = Task.Run(() => { while (Process.StandardOutput.ReadLine() is not null) { } }); // keep both pipes drained
+            _ = Task.Run(() => { while (Process.StandardError.ReadLine() is not null) { } });
         }
         public void Dispose() { try { Process.Kill(true); } catch (InvalidOperationException) { } Process.Dispose(); }
     }
