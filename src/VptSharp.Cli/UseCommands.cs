@@ -65,7 +65,6 @@ internal static class UseCommands
             var files = r.GetValue(images)!;
             string device = r.GetValue(Common.Device)!;
             using var classifier = LoadedClassifier.Load(r.GetValue(Task)!, r.GetValue(BackboneOverride), device, Common.PrecisionFrom(r));
-            Console.Error.WriteLine($"precision {classifier.Precision}; {Common.CpuLine()}"); // stdout is the JSON
             var decoded = files.Select(FileImageDataset.Decode).ToList(); // fails on the first bad file, naming it
             var pre = classifier.Preprocessing;
             var tf = new ImageTransform(pre, train: false);
