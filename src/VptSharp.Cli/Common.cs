@@ -112,7 +112,10 @@ internal static class Common
             Console.Error.WriteLine($"error: out of memory ({e.GetType().Name}); use a smaller --batch-size or model");
             return ExitCodes.Failure;
         }
-        Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {OneLine(e.Message)}); please report this with the command line");
+        // The one line for the user; the whole exception (managed and native frames) kept for the report.
+        string report = Path.Combine(Path.GetTempPath(), $"vpt-internal-error-{Environment.ProcessId}.txt");
+        try { File.WriteAllText(report, $"{DateTime.UtcNow:O}\n{Environment.CommandLine}\n{e}\n"); } catch (Exception w) when (w is IOException or UnauthorizedAccessException) { report = "(could not be written)"; }
+        Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {OneLine(e.Message)}); please report this with the command line and {report}");
         return ExitCodes.InternalError;
     }
 

@@ -25,9 +25,9 @@ internal static class DemoCommand
     {
         var c = new Command("demo", "tune VPT-deep and Linear on an offline downstream task with the default backbone; print test accuracy; write task files");
         var outDir = new Option<string>("--out", "-o") { Description = "output folder", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
-        var epochs = new Option<int>("--epochs") { Description = "VPT-deep epochs", DefaultValueFactory = _ => 20 };
+        var epochs = new Option<int>("--epochs") { Description = "VPT-deep epochs", DefaultValueFactory = _ => 50 };
         var prompts = new Option<int>("--prompts", "-p") { Description = "VPT-deep prompt length", DefaultValueFactory = _ => 10 };
-        var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 2.5 };
+        var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 0.25 };
         var linearLr = new Option<double>("--linear-lr") { Description = "Linear base learning rate", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 42 };
         foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, Common.Precision, Common.Threads }) c.Options.Add(o);
