@@ -75,7 +75,7 @@ internal static class BenchProfile
         bool prefixed = model.method.Config is PromptConfig { PrefixForm: true };
         long b = batch, n = 1 + vit.NumPatches, t = n + model.method.ExtraTokens, d = vit.Width;
         long kvLen = t + (prefixed ? p : 0), hd = d / vit.Heads;
-        var block = bb.Model.blocks[0];
+        var block = bb.Vit!.blocks[0];
         Tensor Input(params long[] shape) => randn(shape).to(dtype).requires_grad_(true);
         using var x = Input(b, t, d);
         using var q = Input(b, vit.Heads, t, hd);

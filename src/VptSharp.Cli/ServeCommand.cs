@@ -44,7 +44,8 @@ internal static class ServeCommand
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
             // The shared backbone is frozen for every prefix task the engine serves (other tasks run on their own fp32 models).
             var precision = VptSharp.Hardware.PrecisionPolicy.Resolve(Common.PrecisionFrom(r), backboneFrozen: true, TorchSharp.DeviceType.CPU, VptSharp.Hardware.CpuFeatures.Current);
-            Console.WriteLine($"precision {precision} for the shared prefix-task backbone; {Common.CpuLine()}");
+            Console.WriteLine(MultiTaskEngine.Supports(bb) ? $"precision {precision} for the shared prefix-task backbone; {Common.CpuLine()}"
+                : $"precision fp32 (a {bb.Model.Family} backbone: every task runs its own model in float32); {Common.CpuLine()}");
             using var store = new TaskStore(bb, r.GetValue(tasksDir)!, precision.Dtype);
             store.Log += m => Console.WriteLine(m);
             store.Rescan();

@@ -85,7 +85,7 @@ public static class ServePage
     static object Overview(TaskStore store) => store.Use(view =>
     {
         var bb = store.Backbone;
-        long backboneParams = bb.Config.ParameterCount;
+        long backboneParams = bb.Vit?.Config.ParameterCount ?? bb.Model.BackboneParameterCount;
         var dtype = view.Engine?.BackboneDtype ?? ScalarType.Float32;
         string onePassPrecision = dtype == ScalarType.BFloat16 ? "bf16 backbone, fp32 head" : "fp32";
         return new
@@ -93,7 +93,9 @@ public static class ServePage
             backbone = new
             {
                 source = bb.Source, sha256 = bb.Sha256, parameters = backboneParams,
-                architecture = new { image_size = bb.Config.ImageSize, patch_size = bb.Config.PatchSize, width = bb.Config.Width, depth = bb.Config.Depth, heads = bb.Config.Heads },
+                architecture = bb.Vit is { } v
+                    ? (object)new { family = "vit", image_size = v.Config.ImageSize, patch_size = v.Config.PatchSize, width = v.Config.Width, depth = v.Config.Depth, heads = v.Config.Heads }
+                    : new { family = bb.Model.Family, image_size = bb.Model.ImageSize, width = bb.Model.NumFeatures, depth = bb.Model.Depth },
             },
             folder = store.Folder,
             version = TasksVersion(store),

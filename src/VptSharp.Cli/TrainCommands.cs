@@ -71,11 +71,7 @@ internal static class TrainCommands
             });
             var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone, methodCfg.Method);
             string outDir = opts.OutDir!;
-            var pre = new Preprocessing
-            {
-                ImageSize = bb.Config.ImageSize,
-                Resize = ParseResize(r.GetValue(Augment)),
-            };
+            var pre = bb.Preprocessing(ParseResize(r.GetValue(Augment)));
             torch.manual_seed(opts.Seed); // prompt and head init must not depend on the process
             var model = PromptedModel.Create(bb.Model, methodCfg, train.Classes.Count);
             var requested = Common.PrecisionFrom(r);
@@ -84,7 +80,7 @@ internal static class TrainCommands
             var precision = model.ApplyPrecision(requested, Devices.Parse(opts.Device).type);
             PrintParameterSummary(model, bb);
             Console.WriteLine($"precision {precision}; {Common.CpuLine()}"); // one unwrapped line: scripts read it
-            var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
+            var task = new TaskContext(BackboneRef.Of(bb), train.Classes.ToArray(), pre);
             var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
             string final = Path.Combine(outDir, "task.vpt");
             AtomicFile.Copy(result.BestTaskPath!, final);

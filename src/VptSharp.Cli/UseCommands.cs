@@ -97,7 +97,7 @@ internal static class UseCommands
             var table = new Table().AddColumns("field", "value");
             table.AddRow("source", Markup.Escape(bb.Source));
             table.AddRow("sha256", bb.Sha256);
-            table.AddRow("architecture", Markup.Escape(JsonSerializer.Serialize(bb.Config)));
+            table.AddRow("architecture", Markup.Escape($"{bb.Model.Family} " + JsonSerializer.Serialize(BackboneRef.Of(bb).Architecture)));
             table.AddRow("parameters", $"{bb.Model.BackboneParameterCount:N0}");
             foreach (var m in MethodRegistry.All)
             {
@@ -123,9 +123,9 @@ internal static class UseCommands
         table.AddRow("method", Markup.Escape($"{md.Method} {md.MethodConfig.ToJsonString()}"));
         table.AddRow("classes", Markup.Escape($"{md.Classes.Length}: {string.Join(", ", md.Classes.Take(10))}{(md.Classes.Length > 10 ? ", …" : "")}"));
         table.AddRow("backbone", Markup.Escape($"{md.Backbone.Source} sha256 {md.Backbone.Sha256}"));
-        table.AddRow("architecture", Markup.Escape(JsonSerializer.Serialize(md.Backbone.Config)));
+        table.AddRow("architecture", Markup.Escape($"{md.Backbone.FamilyName} " + JsonSerializer.Serialize(md.Backbone.Architecture)));
         table.AddRow("trainable parameters", $"{method:N0} method + {head:N0} head = {method + head:N0}");
-        long backboneParams = md.Backbone.Config.ParameterCount;
+        long backboneParams = md.Backbone.ParameterCount;
         table.AddRow("storage", MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()).TrainsWholeBackbone
             ? "[yellow]whole model[/]: full fine-tuning trains every backbone tensor, so this file is a complete copy of the backbone + head and shares nothing"
             : $"only what the method trains: {100.0 * (method + head) / Math.Max(1, backboneParams):F3}% of the backbone's {backboneParams:N0} parameters");
@@ -151,7 +151,7 @@ internal static class UseCommands
             Common.ApplyThreads(r);
             var files = r.GetValue(inputs)!;
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
-            int s = bb.Config.ImageSize;
+            int s = bb.Model.ImageSize;
             Tensor x;
             if (files.Length == 1 && files[0].EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
             {

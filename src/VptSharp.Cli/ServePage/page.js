@@ -84,7 +84,9 @@
     sha.textContent = bb.sha256.slice(0, 16) + "…";
     sha.title = bb.sha256;
     sha.setAttribute("aria-label", "sha256 " + bb.sha256);
-    $("bb-arch").textContent = `ViT ${a.image_size}px, patch ${a.patch_size}, d ${a.width}, ${a.depth} blocks · ${fmtInt(bb.parameters)} params`;
+    $("bb-arch").textContent = a.family && a.family !== "vit"
+      ? `${a.family} ${a.image_size}px, ${a.width}-d features, ${a.depth} blocks · ${fmtInt(bb.parameters)} params`
+      : `ViT ${a.image_size}px, patch ${a.patch_size}, d ${a.width}, ${a.depth} blocks · ${fmtInt(bb.parameters)} params`;
     const precisions = [...new Set(data.tasks.map((t) => t.precision))];
     $("bb-precision").textContent = precisions.length ? precisions.join(" / ") : "fp32";
   }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using VptSharp.Backbones;
+using VptSharp.Data;
 using static TorchSharp.torch;
 
 namespace VptSharp.Checkpoints;
@@ -25,16 +26,29 @@ public sealed record ArchOverrides
     };
 }
 
-/// <summary>A frozen, eval-mode backbone and where it came from.</summary>
-public sealed class LoadedBackbone(VisionTransformer model, string source, string sha256, string? path) : IDisposable
+/// <summary>A frozen, eval-mode backbone of any family and where it came from.</summary>
+public sealed class LoadedBackbone(Backbone model, string source, string sha256, string? path, Preprocessing? normalisation = null) : IDisposable
 {
-    public VisionTransformer Model { get; } = model;
-    /// <summary>"default", a file path, "hf:org/name" or "random:preset:seed".</summary>
+    public Backbone Model { get; } = model;
+    /// <summary>"default", a file path, "hf:org/name", "resnet18-imagenet" or "random:preset:seed".</summary>
     public string Source { get; } = source;
-    /// <summary>sha256 of the weights file: what task files are bound to.</summary>
+    /// <summary>sha256 of the weights file(s): what task files are bound to.</summary>
     public string Sha256 { get; } = sha256;
     public string? WeightsPath { get; } = path;
-    public VitConfig Config => Model.Config;
+    /// <summary>The backbone as a ViT, or null for another family.</summary>
+    public VisionTransformer? Vit => Model as VisionTransformer;
+    /// <summary>The ViT's architecture; only ViT-only features ask for it (a one-line refusal on other families).</summary>
+    public VitConfig Config => Vit?.Config ?? throw NotAVit("this needs a Vision Transformer's architecture");
+
+    /// <summary>The input normalisation the weights expect (ImageNet mean/std unless the source says otherwise, e.g. the
+    /// NuGet ResNet-18's folded mean image), at the backbone's image size.</summary>
+    public Preprocessing Preprocessing(ResizeMode resize = ResizeMode.Plain) =>
+        (normalisation ?? new Preprocessing()) with { ImageSize = Model.ImageSize, Resize = resize };
+
+    /// <summary>The one-line refusal of a ViT-only feature on another family.</summary>
+    public ArgumentException NotAVit(string why) =>
+        new($"backbone {Source} is a {Model.Family} backbone: {why}; use a ViT backbone (e.g. --backbone default) for it");
+
     public void Dispose() => Model.Dispose();
 }
 
@@ -52,7 +66,8 @@ public static class BackboneLoader
     {
         arch ??= new ArchOverrides();
         if (source == "default") return LoadDefault(arch);
-        if (source.StartsWith("random:")) return LoadRandom(source, arch);
+        if (source == ImageNetResNet18.Source) return ConvNetLoader.LoadImageNetResNet18();
+        if (source.StartsWith("random:")) return ConvNetLoader.TryRandom(source) ?? LoadRandom(source, arch);
         if (source.StartsWith("hf:"))
         {
             hub ??= new HubClient();
@@ -79,6 +94,7 @@ public static class BackboneLoader
     public static LoadedBackbone FromFile(string weightsPath, string? configJson, ArchOverrides arch, string source)
     {
         var raw = CheckpointReader.Read(weightsPath);
+        if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
         // VptSharp's own backbone files (vpt pretrain) carry their architecture in the safetensors metadata.

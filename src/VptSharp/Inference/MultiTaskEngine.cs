@@ -60,18 +60,25 @@ public sealed class MultiTaskEngine : IDisposable
     public IReadOnlyList<EngineTask> Tasks => tasks;
     public VitConfig Config => source.Config;
 
+    /// <summary>Why the engine is ViT-only (the refusal on other families).</summary>
+    public const string OnePassNeeds = "the one-pass multi-task engine (VPT-prefix) needs per-block attention keys/values, which only a ViT has";
+
+    /// <summary>Whether <paramref name="backbone"/> can carry an engine (else every task runs through its own model).</summary>
+    public static bool Supports(LoadedBackbone backbone) => backbone.Vit is not null && backbone.Model.Has(BackboneCapability.AttentionPrefix);
+
     /// <param name="backbone">The frozen backbone every task was trained on (not owned: the caller disposes it).</param>
     /// <param name="backboneDtype">float32, or bfloat16 to run the backbone in bf16 (an engine-owned copy).</param>
     public MultiTaskEngine(LoadedBackbone backbone, ScalarType backboneDtype = ScalarType.Float32)
     {
         if (backboneDtype is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"backbone dtype {backboneDtype}: use Float32 or BFloat16");
-        if (backbone.Model.cls_token.device_type != DeviceType.CPU)
+        var vit = backbone.Vit ?? throw backbone.NotAVit(OnePassNeeds);
+        if (vit.cls_token.device_type != DeviceType.CPU)
             throw new ArgumentException("the multi-task engine runs on the CPU; load the backbone there");
         source = backbone;
         BackboneDtype = backboneDtype;
-        if (backboneDtype == ScalarType.Float32) { this.backbone = backbone.Model; return; }
-        this.backbone = CopyAs(backbone.Model, backboneDtype);
+        if (backboneDtype == ScalarType.Float32) { this.backbone = vit; return; }
+        this.backbone = CopyAs(vit, backboneDtype);
         ownsRunningBackbone = true;
     }
 

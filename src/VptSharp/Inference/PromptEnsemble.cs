@@ -58,6 +58,8 @@ public sealed class EnsembleArtifact
                                             "ensemble members must have the same classes in the same order");
             if (JsonSerializer.Serialize(md.Preprocessing, JsonFormat.Options) != firstPre)
                 throw new ArgumentException($"{source} preprocesses images differently from {firstSource}: ensemble members see one batch");
+            if (md.Backbone.Config is null)
+                throw new ArgumentException($"{source} was trained on a {md.Backbone.FamilyName} backbone, and ensembles run on the multi-task engine: {MultiTaskEngine.OnePassNeeds}; ensemble tasks of a ViT backbone, or evaluate each task alone");
             try { PrefixRules.Check(MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()), md.Backbone.Config.Depth); }
             catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}"); }
         }
@@ -109,7 +111,8 @@ public sealed class EnsembleArtifact
     /// <summary>Loads the backbone the members name (or an override path) and the members on it.</summary>
     public EnsemblePredictor LoadPredictor(string? backboneOverride = null, ScalarType backboneDtype = ScalarType.Float32)
     {
-        var arch = new ArchOverrides { Heads = Backbone.Config.Heads, ImageSize = Backbone.Config.ImageSize };
+        var vit = Backbone.Config ?? throw new ArgumentException($"the ensemble's members were trained on a {Backbone.FamilyName} backbone, and ensembles run on the multi-task engine: {MultiTaskEngine.OnePassNeeds}");
+        var arch = new ArchOverrides { Heads = vit.Heads, ImageSize = vit.ImageSize };
         var bb = BackboneLoader.Load(backboneOverride ?? Backbone.Source, arch);
         try { return new EnsemblePredictor(this, bb, ownsBackbone: true, backboneDtype); }
         catch { bb.Dispose(); throw; }

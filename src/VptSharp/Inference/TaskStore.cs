@@ -81,8 +81,8 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
                 var art = TaskArtifact.Load(path);
                 if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
-                if (art.Metadata.Preprocessing.ImageSize != backbone.Config.ImageSize)
-                    throw new ArgumentException($"task takes {art.Metadata.Preprocessing.ImageSize}-pixel images but the shared backbone runs at {backbone.Config.ImageSize}; " +
+                if (art.Metadata.Preprocessing.ImageSize != backbone.Model.ImageSize)
+                    throw new ArgumentException($"task takes {art.Metadata.Preprocessing.ImageSize}-pixel images but the shared backbone runs at {backbone.Model.ImageSize}; " +
                         $"serve it from a server whose backbone runs at {art.Metadata.Preprocessing.ImageSize}");
                 var model = art.Attach(backbone, path);
                 loaded[name] = new ServedTask(name, path, art, model, info.LastWriteTimeUtc, info.Length);
@@ -151,8 +151,15 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
     void RebuildEngine()
     {
         engine?.Dispose();
-        engine = new MultiTaskEngine(backbone, engineDtype);
+        engine = null;
         engineIndex = new Dictionary<string, int>();
+        if (!MultiTaskEngine.Supports(backbone))
+        {
+            if (!engineRefusalLogged) Log?.Invoke($"{backbone.Model.Family} backbone: every task runs through its own model ({MultiTaskEngine.OnePassNeeds})");
+            engineRefusalLogged = true;
+            return;
+        }
+        engine = new MultiTaskEngine(backbone, engineDtype);
         foreach (var (name, t) in tasks.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             try { PrefixRules.Check(MethodRegistry.FromJson(t.Artifact.Metadata.Method, t.Artifact.Metadata.MethodConfig.ToJsonString()), backbone.Config.Depth); }
@@ -161,6 +168,8 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             catch (Exception e) { Log?.Invoke($"{name}: served through its own model ({FirstLine(e.Message)})"); } // one task never breaks the engine
         }
     }
+
+    bool engineRefusalLogged;
 
     bool ChangedSinceRejected(string name, FileInfo info) =>
         !rejectedStamp.TryGetValue(name, out var s) || s != (info.LastWriteTimeUtc, info.Length);

@@ -6,10 +6,10 @@ namespace VptSharp.Training;
 /// <summary>A copy of a backbone's tensors, to undo in-place training of shared backbone weights.</summary>
 public sealed class BackboneSnapshot : IDisposable
 {
-    readonly VisionTransformer model;
+    readonly Backbone model;
     readonly Dictionary<string, Tensor> saved;
 
-    public BackboneSnapshot(VisionTransformer model)
+    public BackboneSnapshot(Backbone model)
     {
         this.model = model;
         saved = model.BackboneParameters().ToDictionary(p => p.Name, p => p.Param.detach().clone());

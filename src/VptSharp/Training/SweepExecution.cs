@@ -25,7 +25,7 @@ public sealed partial class Sweep
         var train = tuning ? data.Train : data.TrainVal;
         if (spec.Fraction < 1) train = train.SubsampleBalanced(spec.Fraction, spec.Seed);
         var eval = tuning ? data.Val : data.Test;
-        var pre = new Preprocessing { ImageSize = backbone.Config.ImageSize, Resize = data.Task.Augment == "crop-flip" ? ResizeMode.CropFlip : ResizeMode.Plain };
+        var pre = backbone.Preprocessing(data.Task.Augment == "crop-flip" ? ResizeMode.CropFlip : ResizeMode.Plain);
         string work = Path.Combine(outDir, "work", spec.Task, spec.Method, spec.Id);
         var recipe = Recipe.For(spec.Method); // the reference's optimizer, warm-up and batch for the method
         int batch = options.BatchSize ?? recipe.BatchSize;

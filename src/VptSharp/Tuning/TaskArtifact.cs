@@ -1,6 +1,7 @@
 using VptSharp.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using TorchSharp;
 using VptSharp.Backbones;
 using VptSharp.Checkpoints;
@@ -9,8 +10,35 @@ using static TorchSharp.torch;
 
 namespace VptSharp.Tuning;
 
-/// <summary>Where a task's backbone came from, and the sha256 of its weights that binds the task to it.</summary>
-public sealed record BackboneRef(string Source, string Sha256, VitConfig Config);
+/// <summary>Where a task's backbone came from, and the sha256 of its weights that binds the task to it. A ViT's
+/// architecture is <see cref="Config"/> (files from before other families have only that); another family names itself
+/// in <see cref="Family"/> and records its architecture under its own field.</summary>
+public sealed record BackboneRef(string Source, string Sha256,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VitConfig? Config)
+{
+    /// <summary>"resnet", "convnext"; null (or "vit") for a ViT.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Family { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public ResNetConfig? Resnet { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public ConvNeXtConfig? Convnext { get; init; }
+
+    /// <summary>Backbone parameters (recorded for families whose config does not count them; a ViT's config does).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public long? Parameters { get; init; }
+
+    [JsonIgnore] public string FamilyName => Family ?? "vit";
+    /// <summary>The recorded architecture (ViT, ResNet or ConvNeXt config), for display.</summary>
+    [JsonIgnore] public object? Architecture => (object?)Config ?? (object?)Resnet ?? Convnext;
+    [JsonIgnore] public long ParameterCount => Config?.ParameterCount ?? Parameters ?? 0;
+    [JsonIgnore] public bool IsVit => FamilyName == "vit";
+
+    /// <summary>The record of a loaded backbone of any family.</summary>
+    public static BackboneRef Of(LoadedBackbone bb) => bb.Model switch
+    {
+        VisionTransformer v => new BackboneRef(bb.Source, bb.Sha256, v.Config),
+        ResNet r => new BackboneRef(bb.Source, bb.Sha256, null) { Family = r.Family, Resnet = r.Config, Parameters = r.BackboneParameterCount },
+        ConvNeXt c => new BackboneRef(bb.Source, bb.Sha256, null) { Family = c.Family, Convnext = c.Config, Parameters = c.BackboneParameterCount },
+        var m => throw new ArgumentException($"backbone {bb.Source}: task files cannot record a {m.Family} backbone yet"),
+    };
+}
 
 /// <summary>Everything a task file says besides its tensors.</summary>
 public sealed record TaskMetadata
@@ -74,7 +102,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
     public PromptedModel Attach(LoadedBackbone backbone, string taskPath = "task file")
     {
         CheckHash(backbone.Sha256, backbone.Source, taskPath);
-        TaskFileCheck.CheckSizes(Metadata, backbone.Config, Tensors, taskPath);
+        TaskFileCheck.CheckSizes(Metadata, MethodLimits.ShapeOf(backbone.Model), Tensors, taskPath);
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
         var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param);
@@ -114,13 +142,13 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
     {
         string source = backboneOverride ?? Metadata.Backbone.Source;
         string? early = source == "default" ? CheckpointReader.Sha256(BackboneLoader.DefaultBackboneBytes())
+            : source == ImageNetResNet18.Source ? ConvNetLoader.ImageNetResNet18Sha256()
             : source.StartsWith("random:") ? CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source))
             : File.Exists(source) ? CheckpointReader.Sha256OfFile(source) : null;
         if (early is not null) CheckHash(early, source, taskPath);
-        var arch = new ArchOverrides
-        {
-            Heads = Metadata.Backbone.Config.Heads, ImageSize = Metadata.Backbone.Config.ImageSize,
-        };
+        var vit = Metadata.Backbone.Config;
+        var arch = vit is null ? new ArchOverrides { ImageSize = Metadata.Preprocessing.ImageSize }
+            : new ArchOverrides { Heads = vit.Heads, ImageSize = vit.ImageSize };
         var bb = BackboneLoader.Load(source, arch, hub);
         return Attach(bb, taskPath);
     }

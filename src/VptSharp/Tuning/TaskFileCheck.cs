@@ -36,9 +36,7 @@ public static class TaskFileCheck
         if (md.Backbone is null) throw Bad(path, "field 'backbone' is missing");
         if (md.Backbone.Sha256 is null) throw Bad(path, "field 'backbone.sha256' is missing");
         if (md.Backbone.Source is null) throw Bad(path, "field 'backbone.source' is missing");
-        if (md.Backbone.Config is null) throw Bad(path, "field 'backbone.config' is missing");
-        try { md.Backbone.Config.Validate(); }
-        catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'backbone.config': {e.Message}"); }
+        var shape = BackboneShape(md.Backbone, path);
         var pre = md.Preprocessing ?? throw Bad(path, "field 'preprocessing' is missing");
         if (pre.ImageSize < 1 || pre.ImageSize > VitConfig.MaxImageSize)
             throw Bad(path, $"preprocessing.image_size {pre.ImageSize}: must be in 1..{VitConfig.MaxImageSize}");
@@ -49,9 +47,46 @@ public static class TaskFileCheck
         try { config = MethodRegistry.FromJson(md.Method, md.MethodConfig.ToJsonString()); }
         catch (JsonException e) { throw Bad(path, $"field 'method_config' does not fit method {md.Method} ({RunMessage(e)})"); }
         catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, e.Message); }
-        try { MethodLimits.Check(config, md.Backbone.Config); }
+        try { MethodLimits.Check(config, shape); }
         catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'method_config': {e.Message}"); }
         return md with { Metrics = md.Metrics ?? new() };
+    }
+
+    /// <summary>The recorded architecture of the task's backbone, checked, as the sizes method limits are judged by.</summary>
+    static VitConfig BackboneShape(BackboneRef bb, string path)
+    {
+        try
+        {
+            switch (bb.FamilyName)
+            {
+                case "vit":
+                    if (bb.Config is null) throw Bad(path, "field 'backbone.config' is missing");
+                    bb.Config.Validate();
+                    return bb.Config;
+                case "resnet":
+                    var r = bb.Resnet ?? throw Bad(path, "field 'backbone.resnet' is missing");
+                    CheckConvNet(r.Layers, r.Widths, r.ImageSize, r.InChannels, "backbone.resnet");
+                    r.Validate();
+                    return new VitConfig { Width = r.NumFeatures, Depth = r.Layers.Sum(), ImageSize = r.ImageSize, PatchSize = 1, Heads = 1 };
+                case "convnext":
+                    var c = bb.Convnext ?? throw Bad(path, "field 'backbone.convnext' is missing");
+                    CheckConvNet(c.Depths, c.Widths, c.ImageSize, c.InChannels, "backbone.convnext");
+                    c.Validate();
+                    return new VitConfig { Width = c.Widths[^1], Depth = c.Depths.Sum(), ImageSize = c.ImageSize, PatchSize = 1, Heads = 1 };
+                default:
+                    throw Bad(path, $"field 'backbone.family' is '{bb.Family}'; this build knows vit, resnet and convnext");
+            }
+        }
+        catch (Exception e) when (e is ArgumentException or (VptException and not CheckpointException))
+        { throw Bad(path, $"field 'backbone': {e.Message}"); }
+    }
+
+    static void CheckConvNet(int[] blocks, int[] widths, int imageSize, int inChannels, string field)
+    {
+        if (blocks is null || widths is null || blocks.Length > 8 || blocks.Any(n => n > VitConfig.MaxDepth) || widths.Any(w => w > VitConfig.MaxWidth))
+            throw new ArgumentException($"{field}: at most 8 stages of at most {VitConfig.MaxDepth} blocks and width {VitConfig.MaxWidth}");
+        if (imageSize < 1 || imageSize > VitConfig.MaxImageSize || inChannels < 1 || inChannels > 64)
+            throw new ArgumentException($"{field}: image size must be in 1..{VitConfig.MaxImageSize}, input channels in 1..64");
     }
 
     /// <summary>Before a model is built: the sizes the metadata implies must be those of the tensors in the file.</summary>
@@ -92,10 +127,12 @@ public static class MethodLimits
     {
         if (numClasses < 1 || numClasses > TaskFileCheck.MaxClasses)
             throw new ArgumentException($"{numClasses} classes: must be in 1..{TaskFileCheck.MaxClasses:N0}");
-        var vit = backbone is VisionTransformer v ? v.Config
-            : new VitConfig { Width = backbone.NumFeatures, Depth = backbone.Depth, ImageSize = backbone.ImageSize, PatchSize = 1, Heads = 1 };
-        Check(config, vit);
+        Check(config, ShapeOf(backbone));
     }
+
+    /// <summary>A ViT's config, or the sizes of another family in its terms (width = pooled features, depth = blocks).</summary>
+    public static VitConfig ShapeOf(Backbone backbone) => backbone is VisionTransformer v ? v.Config
+        : new VitConfig { Width = backbone.NumFeatures, Depth = backbone.Depth, ImageSize = backbone.ImageSize, PatchSize = 1, Heads = 1 };
 
     public static void Check(MethodConfig config, VitConfig vit)
     {
