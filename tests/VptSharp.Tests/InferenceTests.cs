@@ -16,7 +16,7 @@ public class InferenceTests(ITestOutputHelper output)
 
     /// <summary>A model whose task tensors moved away from their init (as if trained): head weights of std ≈ 0.2 give
     /// logits of order 1, so softmax outputs are neither uniform nor saturated and probability comparisons mean something.</summary>
-    static PromptedModel TrainedLike(VisionTransformer backbone, MethodConfig config, int classes, int seed)
+    static PromptedModel TrainedLike(Backbone backbone, MethodConfig config, int classes, int seed)
     {
         manual_seed(seed);
         var model = PromptedModel.Create(backbone, config, classes);

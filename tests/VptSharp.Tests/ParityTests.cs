@@ -48,7 +48,7 @@ public class ParityTests
     public void ResizedPositionEmbeddingMatchesBicubicReference()
     {
         using var bb = BackboneLoader.Load(Golden("vit_torchvision.pth"), new ArchOverrides { Heads = 2, ImageSize = 48 });
-        Assert.Equal(1 + 36, bb.Model.pos_embed.shape[1]);
+        Assert.Equal(1 + 36, bb.Vit!.pos_embed.shape[1]);
         var diff = MaxAbsDiff(Cls(bb, Npy.Read(Golden("input48.npy"))), Npy.Read(Golden("cls48.npy")));
         Assert.True(diff < Tol, $"max |diff| {diff:E2}");
     }
