@@ -21,6 +21,7 @@ internal static partial class ProtocolCommands
     static readonly Option<string> FullLrs = new("--full-lrs") { Description = "base lr grid for the reference's fine-tuning family (AdamW: full, partial-k, bias, adapter); reference: 0.001,0.0001,0.0005,0.005", DefaultValueFactory = _ => "0.001,0.0001" };
     static readonly Option<string> Wds = new("--wds") { Description = "weight-decay grid; paper: 0.01,0.001,0.0001,0", DefaultValueFactory = _ => "0.0001" };
     static readonly Option<string> PromptsOpt = new("--prompts", "-p") { Description = "prompt-length grid for prompt methods; paper: 1,5,10,50,100,200", DefaultValueFactory = _ => "10" };
+    static readonly Option<string> PadPixelsOpt = new("--pad-pixels") { Description = "pad-prompt width grid for vpt-pad (pixels per side); paper (ConvNets): 1,3,5,7,9,11", DefaultValueFactory = _ => "5" };
     static readonly Option<string> Reductions = new("--reductions") { Description = "adapter reduction grid; paper: 8,64,256", DefaultValueFactory = _ => "8" };
     static readonly Option<int> Epochs = new("--epochs") { Description = "epochs per run (paper: 100)", DefaultValueFactory = _ => 100 };
     static readonly Option<int?> Warmup = new("--warmup-epochs") { Description = "warm-up epochs (default: the method's reference recipe — 5 for the AdamW fine-tuning family, 10 otherwise)" };
@@ -49,7 +50,7 @@ internal static partial class ProtocolCommands
         var backbone = Common.Backbone();
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, SweepBatch,
+        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, PadPixelsOpt, Reductions, Epochs, Warmup, SweepBatch,
                      Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.Subcommands.Add(PlanCommand());
@@ -105,6 +106,7 @@ internal static partial class ProtocolCommands
             Methods = Names(r.GetValue(MethodsOpt)), Tasks = r.GetValue(TasksOpt) is string ts ? Names(ts) : null,
             Lrs = Doubles(r.GetValue(Lrs)!, "--lrs"), WholeBackboneLrs = Doubles(r.GetValue(FullLrs)!, "--full-lrs"),
             WeightDecays = Doubles(r.GetValue(Wds)!, "--wds"), Prompts = Ints(r.GetValue(PromptsOpt)!, "--prompts"),
+            PadPixels = Ints(r.GetValue(PadPixelsOpt)!, "--pad-pixels"),
             Reductions = Ints(r.GetValue(Reductions)!, "--reductions"), Epochs = r.GetValue(Epochs), WarmupEpochs = r.GetValue(Warmup),
             BatchSize = r.GetValue(SweepBatch), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],

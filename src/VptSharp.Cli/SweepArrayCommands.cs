@@ -16,7 +16,7 @@ internal static partial class ProtocolCommands
         var backbone = Common.Backbone();
         var c = new Command("plan", "write the sweep as a run list for job arrays: OUT/plan.jsonl (grid stage, then final stage) + OUT/plan.json");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, Reductions, Epochs, Warmup, SweepBatch,
+        foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, PadPixelsOpt, Reductions, Epochs, Warmup, SweepBatch,
                      Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>

@@ -37,7 +37,9 @@ internal static class UseCommands
                      : Directory.Exists(Path.Combine(spec, s)) ? Path.Combine(spec, s)
                      : spec.StartsWith("fashion-mnist:") ? $"fashion-mnist:{s}" : throw new FileNotFoundException($"{spec}: no {s}.txt or {s}/ for --split {s}");
             var ds = DatasetSpec.Open(spec, classifier.Classes, r.GetValue(Common.SkipBad));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var res = classifier.Evaluate(ds, r.GetValue(Common.BatchSize), device);
+            double seconds = clock.Elapsed.TotalSeconds; // decoding, preprocessing and the forward pass of every image
             AnsiConsole.MarkupLine($"top-1 [bold]{Common.Percent(res.Top1)}[/] ({res.Correct}/{res.Count}) on {Markup.Escape(spec)}");
             if (r.GetValue(json) is string j)
                 AtomicFile.WriteAllText(j, JsonSerializer.Serialize(new
@@ -45,6 +47,7 @@ internal static class UseCommands
                     top1 = res.Top1, count = res.Count, correct = res.Correct, loss = res.Loss, data = spec,
                     task = r.GetValue(Task), method = classifier.Method, backbone_sha256 = classifier.BackboneSha256,
                     precision = classifier.Precision.Name, cpu = VptSharp.Hardware.CpuFeatures.Current.VectorExtensions,
+                    seconds, images_per_second = res.Count / Math.Max(seconds, 1e-9), threads = TorchSharp.torch.get_num_threads(),
                 }, JsonFormat.Indented));
             return 0;
         }));

@@ -110,6 +110,21 @@ public class ConvNetCliTests
         Assert.StartsWith("error: ", line);
     }
 
+    /// <summary>A sweep searches pad widths (paper: 1..11 pixels) on their own axis, apart from ViT prompt lengths.</summary>
+    [Fact]
+    public void SweepSearchesPadPixelsOnTheirOwnAxis()
+    {
+        using var bb = BackboneLoader.Load("random:resnet18:0");
+        var task = new Data.SuiteTask { Name = "a", Group = "Natural", Classes = 2, Train = "fractal:2:2", Val = "fractal:2:2", TrainVal = "fractal:2:2", Test = "fractal:2:2" };
+        var suite = new Data.Suite { Name = "s", Root = ".", Tasks = [task] };
+        var options = new Training.SweepOptions { Methods = ["vpt-pad", "vpt-deep"], Lrs = [1.0], Prompts = [10, 50], PadPixels = [1, 3, 5] };
+        var sweep = new Training.Sweep(suite, bb, options, TempDir());
+        Assert.Equal([1, 3, 5], sweep.TuneRuns(task, "vpt-pad").Select(r => r.Prompts!.Value));
+        Assert.Equal([10, 50], sweep.TuneRuns(task, "vpt-deep").Select(r => r.Prompts!.Value));
+        Assert.Equal(3, MethodRegistry.FromOptions("vpt-pad", new MethodOptions { Prompts = 3 }) is PadPromptConfig { Pixels: 3 } ? 3 : 0);
+        Assert.Throws<InvalidSettingException>(() => MethodLimits.Check(new PadPromptConfig { Pixels = 100_000 }, bb.Model, 2));
+    }
+
     /// <summary>Task-file metadata of a family this build does not know, or a ConvNet record without its config, is refused
     /// naming the field.</summary>
     [Fact]

@@ -19,6 +19,9 @@ public sealed record SweepOptions
     public IReadOnlyList<double> WeightDecays { get; init; } = [1e-4];
     /// <summary>Prompt lengths searched for prompt methods (paper: 1, 5, 10, 50, 100, 200).</summary>
     public IReadOnlyList<int> Prompts { get; init; } = [10];
+    /// <summary>Pad-prompt widths (pixels per side) searched for vpt-pad (paper, ConvNets: 1, 3, 5, 7, 9, 11); a run's
+    /// <see cref="RunSpec.Prompts"/> carries the width.</summary>
+    public IReadOnlyList<int> PadPixels { get; init; } = [5];
     /// <summary>Adapter reductions searched (paper: 8, 64, 256).</summary>
     public IReadOnlyList<int> Reductions { get; init; } = [8];
     public int Epochs { get; init; } = 100;

@@ -68,6 +68,9 @@ public enum SweepAxis
     PromptLength,
     /// <summary>Adapter reduction r.</summary>
     Reduction,
+    /// <summary>Pad-prompt width in pixels per side (VPT-pad on ConvNets; paper grid 1, 3, 5, 7, 9, 11): a grid of its own,
+    /// so one sweep can search token counts for ViT prompts and pixel widths for pad prompts.</summary>
+    PadPixels,
     /// <summary>Which blocks get prompts: the depth curve (paper Fig. 7) after selection, not a tuning axis.</summary>
     PromptDepth,
 }

@@ -122,6 +122,8 @@ public static class MethodLimits
 {
     /// <summary>Longest prompt (the paper uses at most 200); --prompt-location add may also use one per patch.</summary>
     public const int MaxPrompts = 1024;
+    /// <summary>Widest pad prompt (the paper's grid ends at 11 pixels per side).</summary>
+    public const int MaxPadPixels = 256;
 
     public static void Check(MethodConfig config, Backbone backbone, int numClasses)
     {
@@ -154,6 +156,8 @@ public static class MethodLimits
                 throw new InvalidSettingException("method", $"mlp-{m.Layers}", "an MLP head has 1..32 layers");
             case PartialConfig pa when pa.Blocks < 1 || pa.Blocks > vit.Depth:
                 throw new InvalidSettingException("method", $"partial-{pa.Blocks}", $"the backbone has {vit.Depth} blocks");
+            case PadPromptConfig pad when pad.Pixels < 1 || pad.Pixels > MaxPadPixels:
+                throw new InvalidSettingException("prompts", pad.Pixels, $"a pad prompt is 1..{MaxPadPixels} pixels wide");
             case SidetuneConfig s when s.Width < 1 || s.Width > 1024:
                 throw new InvalidSettingException("side-width", s.Width, "the side network width must be in 1..1024");
         }
