@@ -30,7 +30,10 @@ internal static class DemoCommand
         var lr = new Option<double>("--lr") { Description = "VPT-deep base learning rate (× batch / 256)", DefaultValueFactory = _ => 0.25 };
         var linearLr = new Option<double>("--linear-lr") { Description = "Linear base learning rate", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 42 };
-        foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, Common.Precision, Common.Threads }) c.Options.Add(o);
+        // Another backbone for the same task (e.g. resnet18-imagenet, the demo-decision measurement of issue 12): a
+        // backbone without a token sequence gets VPT's ConvNet form, vpt-pad with --prompts pixels per side.
+        var backbone = Common.Backbone();
+        foreach (var o in new Option[] { outDir, epochs, prompts, lr, linearLr, seed, backbone, Common.Precision, Common.Threads }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
@@ -42,8 +45,10 @@ internal static class DemoCommand
             var (_, thousand) = pool.SplitTrainVal(1000.0 / pool.Count, s);
             var (train, val) = thousand.SplitTrainVal(0.2, s);
             var test = DatasetSpec.Open(TestSpec);
-            using var bb = BackboneLoader.Load("default");
-            var pre = new Preprocessing { ImageSize = bb.Config.ImageSize };
+            using var bb = Common.LoadBackbone(r.GetValue(backbone)!, new ArchOverrides());
+            var pre = bb.Preprocessing();
+            bool tokens = bb.Model.Has(VptSharp.Backbones.BackboneCapability.TokenSequence);
+            string vpt = tokens ? "vpt-deep" : "vpt-pad";
             AnsiConsole.MarkupLine($"task: Fashion-MNIST classes the default backbone never saw ({string.Join(", ", train.Classes)}): " +
                 $"{train.Count} train / {val.Count} val from its train split, {test.Count} test images");
 
@@ -54,7 +59,7 @@ internal static class DemoCommand
             foreach (var (name, cfg, opts) in new (string, MethodConfig, TrainOptions)[]
             {
                 ("linear", new LinearProbeConfig(), new TrainOptions { Epochs = 50, BatchSize = 64, BaseLr = r.GetValue(linearLr), WeightDecay = 0, WarmupEpochs = 5, Seed = s }),
-                ("vpt-deep", new PromptConfig { Tokens = r.GetValue(prompts), Deep = true, Dropout = 0.1 },
+                (vpt, tokens ? (MethodConfig)new PromptConfig { Tokens = r.GetValue(prompts), Deep = true, Dropout = 0.1 } : new PadPromptConfig { Pixels = r.GetValue(prompts) },
                     new TrainOptions { Epochs = r.GetValue(epochs), BatchSize = 64, BaseLr = r.GetValue(lr), WeightDecay = 1e-4, WarmupEpochs = Math.Max(1, r.GetValue(epochs) / 10), Seed = s }),
             })
             {
@@ -65,7 +70,7 @@ internal static class DemoCommand
                 var precision = model.ApplyPrecision(requested);
                 AnsiConsole.MarkupLine(Markup.Escape($"precision {precision}"));
                 string dir = Path.Combine(root, name);
-                var task = new TaskContext(new BackboneRef(bb.Source, bb.Sha256, bb.Config), train.Classes.ToArray(), pre);
+                var task = new TaskContext(BackboneRef.Of(bb), train.Classes.ToArray(), pre);
                 var result = TrainCommands.RunWithProgress(new Trainer(opts with { OutDir = dir }), model, train, val, pre, task);
                 var best = TaskArtifact.Load(result.BestTaskPath!);
                 var bestModel = best.Attach(bb, result.BestTaskPath!);
@@ -81,11 +86,11 @@ internal static class DemoCommand
                 table.AddRow(row.Method, row.Precision, $"{row.Params:N0}", Common.Percent(row.Val), Common.Percent(row.Test), $"{row.Seconds:F0} s");
             AnsiConsole.Write(table);
             double gain = rows[1].Test - rows[0].Test;
-            AnsiConsole.MarkupLine($"VPT-deep vs Linear on test: [bold]{(gain >= 0 ? "+" : "")}{100 * gain:F2} points[/]; task file {Markup.Escape(Path.Combine(root, "vpt-deep", "task.vpt"))} " +
-                $"({new FileInfo(Path.Combine(root, "vpt-deep", "task.vpt")).Length / 1024.0:F1} KiB); total {wall.Elapsed.TotalMinutes:F1} min");
+            AnsiConsole.MarkupLine($"{vpt} vs Linear on test: [bold]{(gain >= 0 ? "+" : "")}{100 * gain:F2} points[/]; task file {Markup.Escape(Path.Combine(root, vpt, "task.vpt"))} " +
+                $"({new FileInfo(Path.Combine(root, vpt, "task.vpt")).Length / 1024.0:F1} KiB); total {wall.Elapsed.TotalMinutes:F1} min");
             AtomicFile.WriteAllText(Path.Combine(root, "demo.json"), JsonSerializer.Serialize(new
             {
-                train = TrainSpec, test = TestSpec, seed = s, backbone_sha256 = bb.Sha256, threads = TorchSharp.torch.get_num_threads(),
+                train = TrainSpec, test = TestSpec, seed = s, backbone = bb.Source, backbone_sha256 = bb.Sha256, threads = TorchSharp.torch.get_num_threads(),
                 cpu = VptSharp.Hardware.CpuFeatures.Current.Model, cpu_vector_extensions = VptSharp.Hardware.CpuFeatures.Current.VectorExtensions,
                 results = rows.Select(x => new { method = x.Method, precision = x.Precision, trainable = x.Params, val_top1 = x.Val, test_top1 = x.Test, seconds = x.Seconds }),
                 wall_seconds = wall.Elapsed.TotalSeconds,
