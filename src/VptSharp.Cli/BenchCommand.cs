@@ -170,8 +170,8 @@ internal static class BenchCommand
         if (kind == "matmul") return TimeMatmul(spec, p, half, batch, iters, threads); // a kernel check: no backbone needed
         using var bb = BackboneLoader.Load(backboneSource);
         manual_seed(0);
-        int size = bb.Config.ImageSize;
-        using var images = randn(batch, 3, size, size);
+        int size = bb.Model.ImageSize; // infer:plain and train rows time any family; the VPT-prefix rows ask for a ViT
+        using var images = randn(batch, bb.Model.InChannels, size, size);
         using var labels = randint(0, 100, batch, dtype: ScalarType.Int64);
         Action step;
         var disposables = new List<IDisposable>();
