@@ -27,7 +27,17 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
     public IReadOnlyDictionary<string, ServedSegmentationTask> Tasks { get { lock (sync) return new Dictionary<string, ServedSegmentationTask>(tasks); } }
     public IReadOnlyCollection<RejectedTask> Rejected { get { lock (sync) return rejected.Values.ToList(); } }
 
+    readonly object rescanGate = new();
+
+    /// <summary>Loads new and changed segmentation task files, drops removed ones; a rescan already running makes this one skip.</summary>
     public int Rescan()
+    {
+        if (!Monitor.TryEnter(rescanGate)) return 0;
+        try { return RescanOnce(); }
+        finally { Monitor.Exit(rescanGate); }
+    }
+
+    int RescanOnce()
     {
         if (!Directory.Exists(folder)) throw new InputFileException(folder, "no such task folder", setting: "tasks-folder");
         var files = Directory.EnumerateFiles(folder, "*.vpt").ToDictionary(f => Path.GetFileNameWithoutExtension(f), f => f);

@@ -132,7 +132,7 @@ public sealed class SegmentationTrainer(SegmentationTrainOptions options)
                     options.Stride ?? SlideOptions.DefaultStride(crop), metrics);
                 lastPath = Path.Combine(dir, "last.vpt");
                 art.Save(lastPath);
-                if (best is null || (miou ?? -1) > best)
+                if (val is null || best is null || miou > best) // without val, best = last
                 {
                     bestPath = Path.Combine(dir, "best.vpt");
                     art.Save(bestPath);
@@ -140,7 +140,7 @@ public sealed class SegmentationTrainer(SegmentationTrainOptions options)
                 metricsLines.Add(JsonSerializer.Serialize(new { epoch, train_loss = e.TrainLoss, lr, val_miou = miou, val_pixel_accuracy = pacc, seconds = e.Seconds }));
                 AtomicFile.WriteAllText(Path.Combine(dir, "metrics.jsonl"), string.Join("\n", metricsLines) + "\n");
             }
-            if (best is null || (miou ?? -1) > best) { best = miou ?? -1; bestEpoch = epoch; }
+            if (val is null || best is null || miou > best) { best = miou; bestEpoch = epoch; }
             onEpoch?.Invoke(e);
         }
         return new SegmentationTrainResult(epochs, val is null ? null : best, bestEpoch, bestPath, lastPath);

@@ -2,7 +2,7 @@ namespace VptSharp.Data.Segmentation;
 
 /// <summary>
 /// SETR's training augmentation (mmseg's ADE20K pipeline): random resize with ratio in [<see cref="MinRatio"/>,
-/// <see cref="MaxRatio"/>] of a base scale (4·crop, crop) keeping the aspect ratio (ADE20K: (2048, 512) for a 512 crop),
+/// <see cref="MaxRatio"/>] of a base scale keeping the aspect ratio (the image's own size, at least the crop on the shorter side),
 /// random crop whose largest class covers at most <see cref="CatMaxRatio"/> of it (10 tries), horizontal flip with
 /// probability ½, photometric distortion (brightness ±32, contrast and saturation ×[0.5, 1.5], hue ±18 OpenCV units =
 /// ±36°, each with probability ½, contrast before or after the HSV steps), then padding to the crop (image 0, labels 255).
@@ -20,10 +20,12 @@ public sealed class SegmentationAugment(int crop)
     {
         if (image.Width != mask.Width || image.Height != mask.Height)
             throw new ArgumentException($"image {image.Width}×{image.Height} and mask {mask.Width}×{mask.Height} differ");
-        // Random resize: the image fits in (4·crop·r, crop·r), aspect ratio kept (mmcv's rescale).
+        // Random resize by r of the base scale, aspect ratio kept. The base is the image's own size, or the size that
+        // makes its shorter side the crop when it is smaller (ADE20K's base (2048, 512) for a 512 crop is about its
+        // images' own size; a fixed base of the crop would shrink larger images before the ratio applies).
         double r = MinRatio + (MaxRatio - MinRatio) * rng.NextDouble();
-        double longSide = Math.Max(image.Width, image.Height), shortSide = Math.Min(image.Width, image.Height);
-        double f = Math.Min(4 * crop * r / longSide, crop * r / shortSide);
+        double shortSide = Math.Min(image.Width, image.Height);
+        double f = r * Math.Max(1, crop / shortSide);
         int w = Math.Max(1, (int)(image.Width * f + 0.5)), h = Math.Max(1, (int)(image.Height * f + 0.5));
         image = ImageTransform.Resize(image, w, h);
         mask = mask.Resize(w, h);
