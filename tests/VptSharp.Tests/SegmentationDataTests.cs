@@ -153,6 +153,7 @@ public class SegmentationDataTests
     static string SquaresFolder(string root, int count, int seed)
     {
         var rng = new Random(seed);
+        Directory.CreateDirectory(root);
         File.WriteAllLines(Path.Combine(root, "classes.txt"), ["background", "square"]);
         for (int i = 0; i < count; i++)
         {
