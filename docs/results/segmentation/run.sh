@@ -16,7 +16,7 @@ $VPT data make seg-shapes --out "$OUT/data" > /dev/null
 D="$OUT/data/seg-shapes"
 for m in $METHODS; do
   for s in $SEEDS; do
-    R="$OUT/$m/s$s"
+    R="$OUT/$m/s$s"; mkdir -p "$OUT/$m"
     start=$(date +%s.%N)
     $VPT segment train --backbone default --data "$D/train" --val "$D/val" --method "$m" --prompts 10 --epochs "$EPOCHS" \
       --seed "$s" --out "$R" --threads 2 --force > "$R.train.log"
