@@ -55,10 +55,11 @@ internal static class SegmentCommands
         var seed = new Option<int>("--seed") { Description = "seed of init, order and augmentation", DefaultValueFactory = _ => 0 };
         var valLimit = new Option<int?>("--val-limit") { Description = "validate on the first N images only" };
         var outDir = new Option<string>("--out", "-o") { Description = "run folder: best.vpt, last.vpt, metrics.jsonl", Required = true };
+        var augment = new Option<string>("--augment") { Description = "setr (random resize ×0.5–2, crop, flip, photometric), crop-flip, or none (random crop only)", DefaultValueFactory = _ => "setr" };
         var backbone = Common.Backbone();
         var c = new Command("train", "train a SETR-PUP decoder (+ prompts, biases or the whole backbone) on per-pixel labels");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { data, Split, val, method, prompts, epochs, batch, lr, wd, channels, Stride, ReduceZeroLabel, seed, valLimit, outDir, Guards.Force, Common.Threads })
+        foreach (var o in new Option[] { data, Split, val, method, prompts, epochs, batch, lr, wd, channels, Stride, ReduceZeroLabel, seed, valLimit, augment, outDir, Guards.Force, Common.Threads })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -71,9 +72,10 @@ internal static class SegmentCommands
             var options = new SegmentationTrainOptions
             {
                 Epochs = r.GetValue(epochs), BatchSize = r.GetValue(batch), BaseLr = r.GetValue(lr), WeightDecay = r.GetValue(wd),
-                Seed = r.GetValue(seed), Stride = r.GetValue(Stride), ValLimit = r.GetValue(valLimit), OutDir = dir,
+                Seed = r.GetValue(seed), Stride = r.GetValue(Stride), ValLimit = r.GetValue(valLimit), OutDir = dir, Augment = r.GetValue(augment)!,
             };
             options.Validate();
+            SegmentationAugment.Named(options.Augment, 32);
             bool reduce = r.GetValue(ReduceZeroLabel);
             var train = Open(r.GetValue(data)!, r.GetValue(Split), reduce);
             var valData = r.GetValue(val) is string v ? Open(v, "validation", reduce) : null;

@@ -28,7 +28,8 @@ for m in methods:
     per_class = [statistics.mean([(r["class_iou"][c] or 0) * 100 for r in res]) for c in classes]
     rows.append((m, res[0]["trainable"], statistics.mean(mi), sd(mi), statistics.mean(pa), sd(pa), per_class,
                  statistics.mean(r["seconds"] for r in res), len(res)))
-json.dump(raw, open(os.path.join(out, "results.json"), "w"), indent=1)
+augment = open(os.path.join(run, "augment.txt")).read().strip()
+json.dump(raw, open(os.path.join(out, f"results-{augment}.json"), "w"), indent=1)
 
 # Example pictures: test images 0..5; columns image | truth | each method's prediction (seed 0).
 def palette(labels):
@@ -53,37 +54,48 @@ for i in range(6):
     tiles += [Image.open(os.path.join(run, m, "pred", f"{i:04d}.mask.png")).convert("RGB") for m in methods]
     for j, t in enumerate(tiles):
         sheet.paste(t.resize((S, S), Image.NEAREST), (j * (S + 4), i * (S + 4)))
-sheet.save(os.path.join(out, "examples.png"))
+sheet.save(os.path.join(out, f"examples-{augment}.png"))
 
 machine = open(os.path.join(run, "machine.txt")).read().strip().splitlines()
 legend = ", ".join(f"{c} {'black' if k == 0 else ''}".strip() for k, c in enumerate(classes))
 cols_rgb = [tuple(int(v) for v in palette(np.array([k]))[0]) for k in range(len(classes))]
-lines = [
+
+table = [
+    f"### Training augmentation `--augment {augment}`, {rows[0][-1]} seeds",
+    "",
+    "Machine: " + "; ".join(machine) + ".",
+    "",
+    "| method | trainable params | test mIoU % (mean ± std) | pixel acc % | " + " | ".join(f"IoU {c}" for c in classes) + " | s / run |",
+    "|---|---:|---:|---:|" + "---:|" * len(classes) + "---:|",
+]
+for m, p, mi, mis, pa, pas, pc, secs, n in rows:
+    table.append(f"| {m} | {p:,} | {mi:.2f} ± {mis:.2f} | {pa:.2f} ± {pas:.2f} | " + " | ".join(f"{v:.1f}" for v in pc) + f" | {secs:.0f} |")
+table += ["", f"Example test predictions (seed 0). Columns: image, ground truth, " + ", ".join(methods) + ".", "",
+          f"![seg-shapes test predictions, --augment {augment}](segmentation/examples-{augment}.png)", ""]
+open(os.path.join(out, f"table-{augment}.md"), "w").write("\n".join(table))
+
+colours = ", ".join(f"{c} rgb{cols_rgb[k]}" for k, c in enumerate(classes))
+page = [
     "# Segmentation on the procedural seg-shapes task (issue 15)",
     "",
     "SETR-PUP decoder (Zheng et al., CVPR 2021) on the embedded default backbone (`--backbone default`: ViT patch 4, 32 px,",
     "width 128, depth 6, pretrained on five Fashion-MNIST classes), trained with each trainable set of the VPT paper's",
     "§4.3 / Table 3 on `vpt data make seg-shapes` (48×48 images, 400 train / 100 val / 200 test, 5 classes: background, disk,",
-    "square, triangle — solid random colours, any rotation — and stripes, a texture), 3 seeds each; best val mIoU picks the",
-    "epoch; test mIoU with the sliding window (32-px crops, stride 22), single scale. Regenerate with",
-    "`flock /tmp/vpt-heavy.lock docs/results/segmentation/run.sh` (raw numbers: [segmentation/results.json](segmentation/results.json)).",
+    "square, triangle — solid random colours, any rotation — and stripes, a texture), VPT-deep with p = 10, 12 epochs,",
+    "batch 16, each method's default optimizer and learning rate (SGD 0.05 for head-only and VPT-deep, AdamW 0.001 for",
+    "bias and full; poly decay), 3 seeds each; best val mIoU picks the epoch; test mIoU with the sliding window (32-px",
+    "crops, stride 22), single scale. Trainable parameters include the decoder (PUP, 64 channels, 2 stages for patch 4:",
+    "111,429 of them at 5 classes). Regenerate with `AUGMENT=crop-flip flock /tmp/vpt-heavy.lock docs/results/segmentation/run.sh`",
+    "(and `AUGMENT=setr`); raw numbers in `segmentation/results-*.json`. Results are deterministic per CPU type (libtorch",
+    "kernels differ between AVX2 and AVX-512); the machine was shared (load average ~3 on 2 cores), which changes only the",
+    "seconds. Mask colours: " + colours + ".",
     "",
-    "Machine: " + "; ".join(machine) + ". Results are deterministic per CPU type (libtorch kernels differ between AVX2 and AVX-512).",
-    "",
-    "| method | trainable params | test mIoU % (mean ± std, 3 seeds) | pixel acc % | " + " | ".join(f"IoU {c}" for c in classes) + " | s / run |",
-    "|---|---:|---:|---:|" + "---:|" * len(classes) + "---:|",
-]
-for m, p, mi, mis, pa, pas, pc, secs, n in rows:
-    lines.append(f"| {m} | {p:,} | {mi:.2f} ± {mis:.2f} | {pa:.2f} ± {pas:.2f} | " + " | ".join(f"{v:.1f}" for v in pc) + f" | {secs:.0f} |")
-lines += [
-    "",
-    "Trainable parameters include the decoder (PUP, 64 channels, 2 stages for patch 4: 111,429 of them at 5 classes).",
-    "",
-    "Example test predictions (seed 0). Columns: image, ground truth, " + ", ".join(methods) + ". Colours: " +
-    ", ".join(f"{c} rgb{cols_rgb[k]}" for k, c in enumerate(classes)) + ".",
-    "",
-    "![seg-shapes test predictions](segmentation/examples.png)",
+    "@@FINDINGS@@",
     "",
 ]
-open(os.path.join(os.path.dirname(os.path.abspath(out)), "segmentation.md"), "w").write("\n".join(lines))
-print("\n".join(lines))
+for aug in ["crop-flip", "setr"]:
+    t = os.path.join(out, f"table-{aug}.md")
+    if os.path.exists(t):
+        page.append(open(t).read())
+open(os.path.join(os.path.dirname(os.path.abspath(out)), "segmentation.md"), "w").write("\n".join(page))
+print("\n".join(table))

@@ -30,6 +30,8 @@ public sealed record SegmentationTrainOptions
     public string? OutDir { get; init; }
     /// <summary>Keep decoded training images in memory (small datasets).</summary>
     public bool CacheImages { get; init; } = true;
+    /// <summary>Training augmentation: setr (default), crop-flip or none (<see cref="SegmentationAugment.Named"/>).</summary>
+    public string Augment { get; init; } = "setr";
 
     public void Validate()
     {
@@ -71,7 +73,7 @@ public sealed class SegmentationTrainer(SegmentationTrainOptions options)
             ? (OptimizerHelper)optim.AdamW([new AdamW.ParamGroup(decay, baseLr, 0.9, 0.999, Recipe.AdamWEpsilon, wd),
                                              new AdamW.ParamGroup(noDecay, baseLr, 0.9, 0.999, Recipe.AdamWEpsilon, 0.0)], baseLr)
             : optim.SGD([new SGD.ParamGroup(decay, baseLr, 0.9, 0, wd, false, false), new SGD.ParamGroup(noDecay, baseLr, 0.9, 0, 0, false, false)], baseLr);
-        var augment = new SegmentationAugment(crop);
+        var augment = SegmentationAugment.Named(options.Augment, crop);
         var cache = new ConcurrentDictionary<int, (RgbImage, LabelMask)>();
         (RgbImage, LabelMask) Sample(int i) => options.CacheImages ? cache.GetOrAdd(i, train.Load) : train.Load(i);
         int steps = (train.Count + options.BatchSize - 1) / options.BatchSize, total = steps * options.Epochs, step = 0;

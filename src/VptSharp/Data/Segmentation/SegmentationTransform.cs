@@ -15,6 +15,18 @@ public sealed class SegmentationAugment(int crop)
     public double MaxRatio { get; init; } = 2.0;
     public double CatMaxRatio { get; init; } = 0.75;
     public bool Photometric { get; init; } = true;
+    /// <summary>Random resize (off: the image keeps its size; a crop and flip remain).</summary>
+    public bool RandomResize { get; init; } = true;
+
+    /// <summary>"setr" (everything), "crop-flip" (random crop + flip only) or "none" (random crop only).</summary>
+    public static SegmentationAugment Named(string name, int crop) => name switch
+    {
+        "setr" => new SegmentationAugment(crop),
+        "crop-flip" => new SegmentationAugment(crop) { RandomResize = false, Photometric = false },
+        "none" => new SegmentationAugment(crop) { RandomResize = false, Photometric = false, Flips = false },
+        _ => throw new InvalidSettingException("augment", name, "use setr, crop-flip or none"),
+    };
+    public bool Flips { get; init; } = true;
 
     public (RgbImage Image, LabelMask Mask) Apply(RgbImage image, LabelMask mask, Random rng)
     {
@@ -23,7 +35,7 @@ public sealed class SegmentationAugment(int crop)
         // Random resize by r of the base scale, aspect ratio kept. The base is the image's own size, or the size that
         // makes its shorter side the crop when it is smaller (ADE20K's base (2048, 512) for a 512 crop is about its
         // images' own size; a fixed base of the crop would shrink larger images before the ratio applies).
-        double r = MinRatio + (MaxRatio - MinRatio) * rng.NextDouble();
+        double r = RandomResize ? MinRatio + (MaxRatio - MinRatio) * rng.NextDouble() : 1;
         double shortSide = Math.Min(image.Width, image.Height);
         double f = r * Math.Max(1, crop / shortSide);
         int w = Math.Max(1, (int)(image.Width * f + 0.5)), h = Math.Max(1, (int)(image.Height * f + 0.5));
@@ -36,7 +48,7 @@ public sealed class SegmentationAugment(int crop)
             x0 = rng.Next(w - cw + 1); y0 = rng.Next(h - ch + 1);
             if (CatMaxRatio >= 1 || Balanced(mask, x0, y0, cw, ch)) break;
         }
-        bool flip = rng.NextDouble() < 0.5;
+        bool flip = rng.NextDouble() < 0.5 && Flips;
         var px = new byte[crop * crop * 3];
         var labels = Enumerable.Repeat(LabelMask.Ignore, crop * crop).ToArray();
         for (int y = 0; y < ch; y++)
