@@ -130,6 +130,10 @@ public class SegmentationDataTests
         // Photometric distortion changes pixels, never labels.
         var photo = new SegmentationAugment(16).Apply(new RgbImage(40, 20, px), new LabelMask(40, 20, labels), new Random(3));
         Assert.Equal(a1.Mask.Labels, photo.Mask.Labels);
+        // Without random resize and flip, a crop of an image the crop's size is the image itself.
+        var none = SegmentationAugment.Named("none", 16).Apply(new RgbImage(40, 20, px), new LabelMask(40, 20, labels), new Random(1));
+        Assert.DoesNotContain((byte)255, none.Mask.Labels);
+        Assert.Throws<InvalidSettingException>(() => SegmentationAugment.Named("bogus", 16));
     }
 
     [Fact]

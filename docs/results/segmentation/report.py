@@ -90,7 +90,7 @@ page = [
     "kernels differ between AVX2 and AVX-512); the machine was shared (load average ~3 on 2 cores), which changes only the",
     "seconds. Mask colours: " + colours + ".",
     "",
-    "@@FINDINGS@@",
+    open(os.path.join(out, "findings.md")).read().strip() if os.path.exists(os.path.join(out, "findings.md")) else "",
     "",
 ]
 for aug in ["crop-flip", "setr"]:
