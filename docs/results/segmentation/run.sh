@@ -1,7 +1,8 @@
 #!/bin/bash
 # Offline evidence for issue 15 (docs/results/segmentation.md): the procedural seg-shapes task, the embedded default
 # backbone, head-only vs bias vs VPT-deep vs full, 3 seeds, test mIoU; example predictions of seed 0.
-# AUGMENT=crop-flip (default) or setr; each gets its own table in the page.
+# AUGMENT=crop-flip (default) or setr; each gets its own table in the page. The multi-scale + flip numbers of the page:
+#   vpt segment eval --task runs/seg-evidence-crop-flip/M/s0/best.vpt --data …/test --scales 0.75,1,1.25 --flip --json …
 # Run from the repository root after `dotnet build -c Release` (the CPU is shared: take the heavy lock around it):
 #   flock /tmp/vpt-heavy.lock docs/results/segmentation/run.sh
 set -euo pipefail
