@@ -124,19 +124,7 @@ public sealed class SegmentationArtifact(SegmentationTaskMetadata metadata, Dict
         if (!string.Equals(backbone.Sha256, Metadata.Backbone.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new BackboneMismatchException($"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Short(Metadata.Backbone.Sha256)}) but {backbone.Source} has sha256 {Short(backbone.Sha256)}");
         var model = SegmentationModel.Create(backbone.Model, MethodConfig, Metadata.Classes.Length, Metadata.Decoder);
-        var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Tensor);
-        var missing = expected.Keys.Except(Tensors.Keys).ToList();
-        var extra = Tensors.Keys.Except(expected.Keys).ToList();
-        if (missing.Count > 0 || extra.Count > 0)
-            throw new CheckpointException($"{taskPath}: tensors do not match method {Metadata.Method}: missing [{string.Join(", ", missing.Take(5))}] unexpected [{string.Join(", ", extra.Take(5))}]");
-        using (no_grad())
-            foreach (var (name, t) in expected)
-            {
-                var src = Tensors[name];
-                if (!src.shape.SequenceEqual(t.shape))
-                    throw new CheckpointException($"{taskPath}: '{name}' has shape [{string.Join(",", src.shape)}], expected [{string.Join(",", t.shape)}]");
-                t.copy_(src);
-            }
+        TaskArtifact.CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => p.Tensor), Tensors, taskPath, Metadata.Method);
         model.eval();
         return model;
     }

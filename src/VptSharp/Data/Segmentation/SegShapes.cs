@@ -129,14 +129,7 @@ public static class SegShapesWriter
                 });
             }
             File.WriteAllLines(Path.Combine(tmp, "classes.txt"), SegShapesTask.Classes);
-            if (Directory.Exists(final))
-            {
-                string old = $"{final}.old-{Environment.ProcessId}-{Guid.NewGuid():N}";
-                Directory.Move(final, old);
-                Directory.Move(tmp, final);
-                Directory.Delete(old, recursive: true);
-            }
-            else Directory.Move(tmp, final);
+            AtomicFile.ReplaceDirectory(tmp, final);
         }
         finally
         {
