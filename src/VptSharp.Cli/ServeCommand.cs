@@ -140,7 +140,7 @@ internal static class ServeCommand
             metrics.Request("*", status, clock.Elapsed);
             return Results.Json(body, statusCode: status);
         });
-        if (segments is not null) ServeSegment.Map(app, segments, maxBody); // POST /v1/tasks/{task}/segment → PNG
+        if (segments is not null) ServeSegment.Map(app, segments, maxBody, metrics); // POST /v1/tasks/{task}/segment → PNG
         ServePage.Map(app, store, () => metrics.Prometheus(store.Tasks.Count, batcher.QueueLength)); // GET /, /v1/overview, /v1/stats
         return app;
     }

@@ -17,7 +17,7 @@ internal static class ServeSegment
 {
     public const int MaxConcurrent = 2;
 
-    public static void Map(WebApplication app, SegmentationStore store, long maxBody)
+    public static void Map(WebApplication app, SegmentationStore store, long maxBody, ServeMetrics? metrics = null)
     {
         var gate = new SemaphoreSlim(MaxConcurrent);
         app.MapGet("/v1/segmentation-tasks", () => Results.Json(new
@@ -30,6 +30,15 @@ internal static class ServeSegment
             rejected = store.Rejected.Select(x => new { name = x.Name, file = x.Path, reason = x.Reason }),
         }));
         app.MapPost("/v1/tasks/{task}/segment", async (HttpContext ctx, string task) =>
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var result = await Segment(ctx, task);
+            // Counted like predict requests; task labels only for loaded tasks (bounded cardinality).
+            metrics?.Request(store.Tasks.ContainsKey(task) ? task : "(unknown)", (result as IStatusCodeHttpResult)?.StatusCode ?? 200, clock.Elapsed);
+            return result;
+        });
+
+        async Task<IResult> Segment(HttpContext ctx, string task)
         {
             if (!store.Tasks.TryGetValue(task, out var served))
                 return Results.Json(Error($"unknown segmentation task {task}; GET /v1/segmentation-tasks lists them"), statusCode: 404);
@@ -63,7 +72,7 @@ internal static class ServeSegment
                 return Results.Json(Error("internal error while segmenting; the server log has the details"), statusCode: 500);
             }
             finally { gate.Release(); }
-        });
+        }
     }
 
     static object Error(string message) => new { error = message };

@@ -258,6 +258,8 @@ public class SegmentationDataTests
         var notImage = await http.PostAsync("v1/tasks/shapes/segment", new ByteArrayContent("hello"u8.ToArray()));
         Assert.Equal(HttpStatusCode.BadRequest, notImage.StatusCode);
         Assert.Contains("error", await notImage.Content.ReadAsStringAsync());
+        var prom = await http.GetStringAsync("metrics");
+        Assert.Contains("task=\"shapes\"", prom);
         // The classification store leaves the segmentation file alone (not listed as rejected).
         using var list = JsonDocument.Parse(await http.GetStringAsync("v1/tasks"));
         Assert.Empty(list.RootElement.GetProperty("rejected").EnumerateArray());
