@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Spectre.Console;
 using VptSharp.Data;
 using VptSharp.Data.MiniSuite;
+using VptSharp.Data.Segmentation;
 
 namespace VptSharp.Cli;
 
@@ -21,7 +22,7 @@ internal static class DataCommands
 
     static Command Make()
     {
-        var task = new Argument<string>("task") { Description = $"a mini-suite task ({string.Join(", ", MiniTasks.Names)}) or all" };
+        var task = new Argument<string>("task") { Description = $"a mini-suite task ({string.Join(", ", MiniTasks.Names)}) or all; or {SegShapesTask.Name} (segmentation: image/mask folders)" };
         var outDir = new Option<string>("--out", "-o") { Description = "data folder; each task goes to OUT/<task>/ (suites/mini.json expects data/mini at the repo root)", Required = true };
         var seed = new Option<int>("--seed") { Description = "generator seed (same seed: byte-identical files)", DefaultValueFactory = _ => 0 };
         var fontDir = new Option<string?>("--font-dir") { Description = $"glyphs: fonts to draw with (default {GlyphsTask.DefaultFontDir})" };
@@ -31,6 +32,7 @@ internal static class DataCommands
         c.SetAction(r => Common.Run(() =>
         {
             string name = r.GetValue(task)!, dir = r.GetValue(outDir)!;
+            if (name == SegShapesTask.Name) return SegmentDataCommands.MakeSegShapes(dir, r.GetValue(seed));
             var names = name == "all" ? MiniTasks.Names : [name];
             var tasks = names.Select(n => MiniTasks.Create(n, r.GetValue(seed), r.GetValue(fontDir))).ToList();
             var sizes = new MiniSplitSizes();

@@ -18,6 +18,7 @@ root.Subcommands.Add(AnalysisCommands.Tsne());
 root.Subcommands.Add(InferenceCommands.Ensemble());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DataCommands.Create());
+root.Subcommands.Add(SegmentCommands.Create());
 
 // One top-level handler: whatever escapes a command (or the parser) is one line and an exit code, never a stack trace.
 AppDomain.CurrentDomain.UnhandledException += (_, e) =>

@@ -49,15 +49,18 @@ internal static class ServeCommand
             using var store = new TaskStore(bb, r.GetValue(tasksDir)!, precision.Dtype);
             store.Log += m => Console.WriteLine(m);
             store.Rescan();
+            using var segments = new SegmentationStore(bb, r.GetValue(tasksDir)!);
+            segments.Log += m => Console.WriteLine(m);
+            segments.Rescan();
             var metrics = new ServeMetrics();
             var batcher = new MicroBatcher<PredictionRequest, ClassScore[]>(batch => TaskBatch.Predict(store, batch), r.GetValue(maxBatch),
                 TimeSpan.FromMilliseconds(r.GetValue(maxDelay)), r.GetValue(queue));
             batcher.BatchProcessed += (n, t) => metrics.Batch(n, t);
-            var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L, replica);
-            using var timer = new Timer(_ => { try { store.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {ErrorMessages.For(e)}"); } },
+            var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L, replica, segments);
+            using var timer = new Timer(_ => { try { store.Rescan(); segments.Rescan(); } catch (Exception e) { Console.Error.WriteLine($"rescan: {ErrorMessages.For(e)}"); } },
                 null, TimeSpan.FromSeconds(r.GetValue(rescan)), TimeSpan.FromSeconds(r.GetValue(rescan)));
             app.Start();
-            Console.WriteLine($"serving {store.Tasks.Count} task(s) from {store.Folder} on {string.Join(", ", app.Urls)} (backbone {bb.Source}, sha256 {bb.Sha256[..12]}…)");
+            Console.WriteLine($"serving {store.Tasks.Count} task(s) + {segments.Tasks.Count} segmentation task(s) from {store.Folder} on {string.Join(", ", app.Urls)} (backbone {bb.Source}, sha256 {bb.Sha256[..12]}…)");
             app.WaitForShutdown();
             batcher.DisposeAsync().AsTask().Wait();
             return 0;
@@ -80,7 +83,7 @@ internal static class ServeCommand
     }
 
     public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody,
-        ServeReplica? replica = null)
+        ServeReplica? replica = null, SegmentationStore? segments = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         replica?.Configure(builder);
@@ -137,6 +140,7 @@ internal static class ServeCommand
             metrics.Request("*", status, clock.Elapsed);
             return Results.Json(body, statusCode: status);
         });
+        if (segments is not null) ServeSegment.Map(app, segments, maxBody, metrics); // POST /v1/tasks/{task}/segment → PNG
         ServePage.Map(app, store, () => metrics.Prometheus(store.Tasks.Count, batcher.QueueLength)); // GET /, /v1/overview, /v1/stats
         return app;
     }

@@ -36,6 +36,21 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>Moves the complete folder <paramref name="built"/> (made beside <paramref name="final"/>, e.g. at
+    /// <see cref="TempPathFor"/>) to <paramref name="final"/>, replacing any folder there: readers see the old folder or the
+    /// new one, and the old one is removed after the swap.</summary>
+    public static void ReplaceDirectory(string built, string final)
+    {
+        if (Directory.Exists(final))
+        {
+            string old = $"{final}.old-{Environment.ProcessId}-{Guid.NewGuid():N}";
+            Directory.Move(final, old);
+            Directory.Move(built, final);
+            Directory.Delete(old, recursive: true);
+        }
+        else Directory.Move(built, final);
+    }
+
     /// <summary>A unique name beside <paramref name="path"/> (same folder, so the final move is a rename) for a file or folder being built.</summary>
     public static string TempPathFor(string path) => $"{Path.GetFullPath(path)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
 }

@@ -78,6 +78,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             try
             {
                 if (WhyNotARegularFile(info) is string why) throw new CheckpointException($"{path}: {why}");
+                if (VptSharp.Segmentation.SegmentationArtifact.IsSegmentationTask(path)) continue; // served by SegmentationStore
                 var art = TaskArtifact.Load(path);
                 if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");

@@ -105,23 +105,29 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         TaskFileCheck.CheckSizes(Metadata, MethodLimits.ShapeOf(backbone.Model), Tensors, taskPath);
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
-        var expected = model.TaskTensors().ToDictionary(p => p.Name, p => p.Param);
-        var missing = expected.Keys.Except(Tensors.Keys).ToList();
-        var extra = Tensors.Keys.Except(expected.Keys).ToList();
+        CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param), Tensors, taskPath, Metadata.Method);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Copies a task file's tensors into a freshly built model's: every expected tensor must be in the file with its
+    /// shape, and the file must hold nothing else (a file of another method or size is refused, naming the tensors).</summary>
+    public static void CopyTensors(IReadOnlyDictionary<string, Tensor> expected, IReadOnlyDictionary<string, Tensor> stored, string taskPath, string method)
+    {
+        var missing = expected.Keys.Except(stored.Keys).ToList();
+        var extra = stored.Keys.Except(expected.Keys).ToList();
         if (missing.Count > 0 || extra.Count > 0)
-            throw new CheckpointException($"{taskPath}: tensors do not match method {Metadata.Method}: missing [{string.Join(", ", missing)}] unexpected [{string.Join(", ", extra)}]");
+            throw new CheckpointException($"{taskPath}: tensors do not match method {method}: missing [{string.Join(", ", missing)}] unexpected [{string.Join(", ", extra)}]");
         using (no_grad())
         {
             foreach (var (name, p) in expected)
             {
-                var src = Tensors[name];
+                var src = stored[name];
                 if (!src.shape.SequenceEqual(p.shape))
                     throw new CheckpointException($"{taskPath}: '{name}' has shape [{string.Join(",", src.shape)}], expected [{string.Join(",", p.shape)}]");
                 p.copy_(src);
             }
         }
-        model.eval();
-        return model;
     }
 
     /// <summary>Refuses a backbone whose weights hash differs from the one the task was trained on (any malformed hash too).</summary>

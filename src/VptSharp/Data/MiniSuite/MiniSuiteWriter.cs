@@ -55,14 +55,7 @@ public static class MiniSuiteWriter
             File.WriteAllText(Path.Combine(tmp, TrainValFile(sizes)), Lines(MiniSplit.Train) + Lines(MiniSplit.Val));
             File.WriteAllText(Path.Combine(tmp, TestFile), Lines(MiniSplit.Test));
 
-            if (Directory.Exists(final))
-            {
-                string old = $"{final}.old-{Environment.ProcessId}-{Guid.NewGuid():N}";
-                Directory.Move(final, old);
-                Directory.Move(tmp, final);
-                Directory.Delete(old, recursive: true);
-            }
-            else Directory.Move(tmp, final);
+            AtomicFile.ReplaceDirectory(tmp, final);
         }
         finally
         {

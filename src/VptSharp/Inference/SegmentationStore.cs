@@ -1,0 +1,105 @@
+using VptSharp.Checkpoints;
+using VptSharp.Data;
+using VptSharp.Data.Segmentation;
+using VptSharp.Segmentation;
+
+namespace VptSharp.Inference;
+
+/// <summary>A segmentation task being served: its file and model (used by one request at a time).</summary>
+public sealed record ServedSegmentationTask(string Name, string Path, SegmentationArtifact Artifact, SegmentationModel Model, DateTime ModifiedUtc, long Length)
+{
+    internal readonly object Gate = new();
+}
+
+/// <summary>
+/// The segmentation task files (<see cref="SegmentationArtifact"/>) of a served folder, on the server's shared frozen
+/// backbone (name = file name without ".vpt"); classification files in the same folder are <see cref="TaskStore"/>'s.
+/// Each file is judged alone: a task that trains backbone tensors (bias, full), was trained on other weights or at
+/// another image size is listed as rejected with the reason, and the others keep serving.
+/// </summary>
+public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : IDisposable
+{
+    readonly object sync = new();
+    Dictionary<string, ServedSegmentationTask> tasks = new();
+    Dictionary<string, RejectedTask> rejected = new();
+
+    public event Action<string>? Log;
+    public IReadOnlyDictionary<string, ServedSegmentationTask> Tasks { get { lock (sync) return new Dictionary<string, ServedSegmentationTask>(tasks); } }
+    public IReadOnlyCollection<RejectedTask> Rejected { get { lock (sync) return rejected.Values.ToList(); } }
+
+    readonly object rescanGate = new();
+
+    /// <summary>Loads new and changed segmentation task files, drops removed ones; a rescan already running makes this one skip.</summary>
+    public int Rescan()
+    {
+        if (!Monitor.TryEnter(rescanGate)) return 0;
+        try { return RescanOnce(); }
+        finally { Monitor.Exit(rescanGate); }
+    }
+
+    int RescanOnce()
+    {
+        if (!Directory.Exists(folder)) throw new InputFileException(folder, "no such task folder", setting: "tasks-folder");
+        var files = Directory.EnumerateFiles(folder, "*.vpt").ToDictionary(f => Path.GetFileNameWithoutExtension(f), f => f);
+        Dictionary<string, ServedSegmentationTask> current;
+        lock (sync) current = new(tasks);
+        var next = new Dictionary<string, ServedSegmentationTask>();
+        var nextRejected = new Dictionary<string, RejectedTask>();
+        int changes = 0;
+        foreach (var (name, path) in files)
+        {
+            var info = new FileInfo(path);
+            // Only regular, non-empty files are opened (a FIFO would block); the header says whether it is ours.
+            if (info.LinkTarget is not null || info.Length == 0 || info.Length > TaskStore.MaxTaskFileBytes || !SegmentationArtifact.IsSegmentationTask(path)) continue;
+            if (current.TryGetValue(name, out var have) && have.ModifiedUtc == info.LastWriteTimeUtc && have.Length == info.Length) { next[name] = have; continue; }
+            lock (sync)
+                if (rejected.TryGetValue(name, out var r) && File.GetLastWriteTimeUtc(path) <= stamp.GetValueOrDefault(name)) { nextRejected[name] = r; continue; }
+            try
+            {
+                var art = SegmentationArtifact.Load(path);
+                if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
+                    throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
+                if (art.Metadata.Preprocessing.ImageSize != backbone.Config.ImageSize)
+                    throw new ArgumentException($"task takes {art.Metadata.Preprocessing.ImageSize}-pixel crops but the shared backbone runs at {backbone.Config.ImageSize}");
+                next[name] = new ServedSegmentationTask(name, path, art, art.Attach(backbone, path), info.LastWriteTimeUtc, info.Length);
+                changes++;
+                Log?.Invoke($"loaded {name} (segmentation, {art.Metadata.Method}, {art.Metadata.Classes.Length} classes)");
+            }
+            catch (Exception e) when (e is VptException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException or UnauthorizedAccessException)
+            {
+                string reason = e.Message.Split('\n')[0];
+                nextRejected[name] = new RejectedTask(name, path, reason);
+                stamp[name] = info.LastWriteTimeUtc;
+                Log?.Invoke($"refused {path}: {reason}");
+            }
+        }
+        List<ServedSegmentationTask> retired;
+        lock (sync)
+        {
+            retired = tasks.Values.Where(t => !next.TryGetValue(t.Name, out var n) || !ReferenceEquals(n, t)).ToList();
+            changes += tasks.Keys.Except(next.Keys).Count();
+            tasks = next;
+            rejected = nextRejected;
+        }
+        foreach (var t in retired) lock (t.Gate) t.Model.Dispose(); // never the shared backbone
+        return changes;
+    }
+
+    readonly Dictionary<string, DateTime> stamp = new();
+
+    /// <summary>The label mask of an image (sliding window at the task's stride).</summary>
+    public LabelMask Segment(ServedSegmentationTask task, RgbImage image)
+    {
+        var md = task.Artifact.Metadata;
+        lock (task.Gate) return SegmentationInference.Predict(task.Model, image, md.Preprocessing, new SlideOptions { Stride = md.Stride });
+    }
+
+    public void Dispose()
+    {
+        lock (sync)
+        {
+            foreach (var t in tasks.Values) t.Model.Dispose();
+            tasks.Clear();
+        }
+    }
+}
