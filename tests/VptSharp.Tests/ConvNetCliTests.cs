@@ -110,6 +110,28 @@ public class ConvNetCliTests
         Assert.StartsWith("error: ", line);
     }
 
+    /// <summary>BackboneLoader tells the families apart by their keys: torchvision / timm ResNet and ConvNeXt files load as
+    /// such (features equal torchvision's goldens), and a ViT file still loads as a ViT.</summary>
+    [Theory]
+    [InlineData("resnet_basic.pth", "resnet_basic", 64)]
+    [InlineData("resnet_bottleneck_timm.safetensors", "resnet_bottleneck", 64)]
+    [InlineData("convnext.pth", "convnext", 32)]
+    [InlineData("convnext_timm.safetensors", "convnext", 32)]
+    public void LoaderReadsConvNetFilesByTheirKeys(string file, string golden, int image)
+    {
+        string G(string f) => Golden(Path.Combine("convnets", f));
+        using var bb = BackboneLoader.Load(G(file), new ArchOverrides { ImageSize = image });
+        Assert.Equal(golden.StartsWith("resnet") ? "resnet" : "convnext", bb.Model.Family);
+        Assert.Equal(image, bb.Preprocessing().ImageSize);
+        Assert.All(bb.Model.parameters(), p => Assert.False(p.requires_grad));
+        using var _ = TorchSharp.torch.no_grad();
+        var x = Npy.Read(G($"{golden}_input.npy"));
+        using var f = bb.Model.ForwardFeatures(x);
+        Assert.True(MaxAbsDiff(bb.Model.ForwardHead(f, preLogits: true), Npy.Read(G($"{golden}_features.npy"))) < 1e-4);
+        using var vit = BackboneLoader.Load(SaveTinyBackbone(TempDir()));
+        Assert.Equal("vit", vit.Model.Family);
+    }
+
     /// <summary>A sweep searches pad widths (paper: 1..11 pixels) on their own axis, apart from ViT prompt lengths.</summary>
     [Fact]
     public void SweepSearchesPadPixelsOnTheirOwnAxis()

@@ -152,7 +152,7 @@ public class ConvNetTests
         foreach (int p in new[] { 1, 3, 5, 7, 9, 11 })
             Assert.Equal(3L * ((224 + 2 * p) * (224 + 2 * p) - 224 * 224), new PadPrompts(new PadPromptConfig { Pixels = p }, 3, 224, 224).parameters().Sum(t => t.numel()));
         Assert.Equal("vpt-pad p=5", MethodRegistry.FromOptions("vpt-pad", new MethodOptions { Prompts = 5 }).Label);
-        Assert.Equal([SweepAxis.PromptLength], MethodRegistry.Get("vpt-pad").SweepAxes);
+        Assert.Equal([SweepAxis.PadPixels], MethodRegistry.Get("vpt-pad").SweepAxes); // its own grid (paper: 1,3,5,7,9,11 pixels), not the token counts
     }
 
     /// <summary>A ViT's position embeddings fix its input size: vpt-pad is refused there in one line (VPT's ViT form is tokens).</summary>

@@ -71,6 +71,10 @@ public static class ConvNetLoader
         }
         else
         {
+            // Only a state dict with ConvNeXt's stem (torchvision features.0.0 or timm stem.0) goes through its key mapping:
+            // that mapping refuses foreign keys, and a ViT (timm's head.weight, blocks.*) must fall through to the ViT reader.
+            static string Bare(string k) => k.StartsWith("module.") ? k["module.".Length..] : k;
+            if (!raw.Keys.Select(Bare).Any(k => k == "features.0.0.weight" || k == "stem.0.weight")) return null;
             var convnext = ConvNeXtCheckpointKeys.ToTorchvision(raw);
             if (!ConvNeXtCheckpointKeys.Looks(convnext)) return null;
             var c = new ConvNeXt(ConvNeXtCheckpointKeys.InferConfig(convnext, size));
