@@ -56,8 +56,15 @@ public sealed record PromptConfig : MethodConfig
         _ => BackboneCapability.TokenSequence,
     };
 
+    /// <summary>On a backbone with windowed attention (Swin) prepended prompts join its windows (paper §4.2); elsewhere
+    /// they need <see cref="Requires"/>.</summary>
+    public override BackboneCapability RequiresOf(Backbone backbone) =>
+        Location == PromptLocation.Prepend && PrefixForm != true && backbone.Has(BackboneCapability.WindowPrompts)
+            ? BackboneCapability.WindowPrompts : Requires;
+
     protected override TuningMethod Create(Backbone backbone)
     {
+        if (RequiresOf(backbone) == BackboneCapability.WindowPrompts) return new WindowedPrompts(this with { PrefixForm = false }, backbone);
         // Unless told, VPT-deep computes in its prefix form wherever that is exact and the backbone takes prefixes.
         var resolved = PrefixForm is null
             ? this with { PrefixForm = PromptsInexactReason(backbone.Depth) is null && backbone.Capabilities.HasFlag(BackboneCapability.AttentionPrefix) }
