@@ -276,3 +276,42 @@ public class SwinTests
         Assert.Equal(3 * 16 + 3 * 32, range.MethodCount);
     }
 }
+
+/// <summary>`vpt train --backbone SWIN.safetensors` end to end: VPT-deep inside the windows of a tiny Swin, then eval and info.</summary>
+public class SwinCliTests
+{
+    [Fact]
+    public void TrainEvalInfoOnATinySwin()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 12);
+        string bb = Path.Combine(dir, "tiny-swin.safetensors");
+        using (var net = SwinTests.TinySwin(1))
+            SafetensorsFile.Save(bb, net.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value),
+                new Dictionary<string, string> { ["swin_config"] = System.Text.Json.JsonSerializer.Serialize(net.Config) });
+        string run = Path.Combine(dir, "run");
+        var train = RunCli("train", "--backbone", bb, "--data", data, "--val-fraction", "0.25", "--method", "vpt-deep", "--prompts", "2",
+            "--epochs", "10", "--warmup-epochs", "1", "--batch-size", "8", "--lr", "1", "--precision", "fp32", "--out", run);
+        Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
+        Assert.Contains($"{2 * (2 * 16 + 2 * 32):N0} method", train.Stdout); // Σ_s depth_s·p·C_s = 2·2·16 + 2·2·32
+        string task = Path.Combine(run, "task.vpt");
+
+        string json = Path.Combine(dir, "eval.json");
+        var eval = RunCli("eval", "--task", task, "--data", data, "--json", json, "--precision", "fp32");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+        Assert.Equal(36, doc.RootElement.GetProperty("count").GetInt32());
+        double top1 = doc.RootElement.GetProperty("top1").GetDouble();
+        Assert.True(top1 > 0.5, $"top-1 {top1:P1} on three colour classes (chance 33%)");
+
+        var info = RunCli("info", task);
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("swin", info.Stdout);
+        Assert.Contains("method.stage1", info.Stdout);
+
+        var refused = RunCli("train", "--backbone", bb, "--data", data, "--method", "cls-learned", "--epochs", "1", "--out", Path.Combine(dir, "run2"));
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("needs a learnable class token, which the swin backbone does not offer", refused.Stderr);
+        Assert.Single(refused.Stderr.Trim().Split('\n'));
+    }
+}

@@ -15,6 +15,9 @@ public static class SwinCheckpointKeys
     /// <summary>Buffers a Swin computes from its window size; never read from a checkpoint.</summary>
     public static bool IsDerivedBuffer(string key) => key.EndsWith(".relative_position_index") || key.EndsWith(".attn_mask");
 
+    /// <summary>True when the raw tensors (any of the three layouts) are a Swin's: window attention has a relative-position table.</summary>
+    public static bool IsSwin(IReadOnlyDictionary<string, Tensor> raw) => raw.Keys.Any(k => k.EndsWith(".attn.relative_position_bias_table"));
+
     public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw)
     {
         var stripped = raw.ToDictionary(kv => kv.Key.StartsWith("module.") ? kv.Key["module.".Length..] : kv.Key, kv => kv.Value);

@@ -32,7 +32,7 @@ public sealed record SwinConfig
 
     public void Validate()
     {
-        if (Depths.Length == 0 || Depths.Length != Heads.Length || Depths.Any(d => d < 1) || Heads.Any(h => h < 1))
+        if (Depths is null || Heads is null || Depths.Length == 0 || Depths.Length != Heads.Length || Depths.Any(d => d < 1) || Heads.Any(h => h < 1))
             throw new ArgumentException("Swin config: Depths and Heads need one positive entry per stage");
         var widths = Widths;
         for (int s = 0; s < Depths.Length; s++)
