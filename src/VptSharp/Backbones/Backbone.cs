@@ -156,6 +156,11 @@ public interface ITokenSequenceBackbone
     int PatchSize { get; }
     int NumPatches { get; }
     Parameter ClassToken { get; }
+    /// <summary>True when the head input is a global average (MAE): <see cref="PoolTokens"/>, not the class token; the
+    /// blocks' output is then not normed.</summary>
+    bool GlobalPool { get; }
+    /// <summary>The global-pooling head input over tokens first … first + count − 1 (mean, then the post-pool norm).</summary>
+    Tensor PoolTokens(Tensor features, long first, long count);
 }
 
 /// <summary><see cref="BackboneCapability.AttentionPrefix"/>: per-block attention geometry and the frozen projection of

@@ -104,6 +104,8 @@ public static class BackboneLoader
             fromJson = JsonSerializer.Deserialize<VitConfig>(vc);
         var cfg = fromJson ?? (arch.Preset is not null ? VitConfig.Preset(arch.Preset) : VitCheckpointKeys.InferConfig(mapped, arch.Heads));
         cfg = arch.Apply(cfg);
+        // MAE (its pretraining file: mask_token and decoder; fine-tuned: fc_norm) is read with its own head: global pooling.
+        if (raw.Keys.Any(k => k == "mask_token" || k.StartsWith("decoder_") || k == "fc_norm.weight")) cfg = cfg with { GlobalPool = true };
         CheckShapesBeforeBuild(cfg, mapped, configJson ?? weightsPath);
         var model = Build(cfg, mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
         return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
@@ -209,8 +211,17 @@ public static class BackboneLoader
     {
         var model = new VisionTransformer(cfg);
         var expected = model.state_dict();
-        var given = timmTensors.Where(kv => !kv.Key.StartsWith("head.") && !kv.Key.StartsWith("fc_norm.") && kv.Key != "norm_pre.weight" && kv.Key != "norm_pre.bias")
+        // A classifier (or MoCo v3's projection MLP under head.*) is never read. With global pooling (MAE) the encoder norm
+        // is not used, as MAE's models_vit.py deletes it; fc_norm comes from the file or, for a pretraining checkpoint that
+        // has none, starts at LayerNorm's init (weight 1, bias 0) as the reference's strict=False load leaves it.
+        var given = timmTensors.Where(kv => !kv.Key.StartsWith("head.") && kv.Key != "norm_pre.weight" && kv.Key != "norm_pre.bias"
+                && !(cfg.GlobalPool ? kv.Key.StartsWith("norm.") : kv.Key.StartsWith("fc_norm.")))
             .ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (cfg.GlobalPool && !given.ContainsKey("fc_norm.weight"))
+        {
+            given["fc_norm.weight"] = ones(cfg.Width);
+            given["fc_norm.bias"] = zeros(cfg.Width);
+        }
         var missing = expected.Keys.Where(k => !given.ContainsKey(k)).ToList();
         var unexpected = given.Keys.Where(k => !expected.ContainsKey(k)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
