@@ -94,8 +94,8 @@ public static class BackboneLoader
     public static LoadedBackbone FromFile(string weightsPath, string? configJson, ArchOverrides arch, string source)
     {
         var raw = CheckpointReader.Read(weightsPath);
-        if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         if (SwinCheckpointKeys.IsSwin(raw)) return FromSwinFile(raw, weightsPath, arch, source);
+        if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
         // VptSharp's own backbone files (vpt pretrain) carry their architecture in the safetensors metadata.

@@ -71,7 +71,10 @@ public static class ConvNetLoader
         }
         else
         {
-            var convnext = ConvNeXtCheckpointKeys.ToTorchvision(raw);
+            // A file with a head.* tensor timm's ConvNeXt layout does not have (a ViT's classifier) is not a ConvNeXt.
+            Dictionary<string, Tensor> convnext;
+            try { convnext = ConvNeXtCheckpointKeys.ToTorchvision(raw); }
+            catch (CheckpointException) { return null; }
             if (!ConvNeXtCheckpointKeys.Looks(convnext)) return null;
             var c = new ConvNeXt(ConvNeXtCheckpointKeys.InferConfig(convnext, size));
             c.LoadTorchvision(F32(convnext), weightsPath);
