@@ -105,7 +105,7 @@ internal static class UseCommands
             foreach (var m in MethodRegistry.All)
             {
                 var cfg = m.FromOptions(new MethodOptions());
-                if (!bb.Model.Has(cfg.Requires)) { table.AddRow($"trainable: {cfg.Label}", $"n/a on a {bb.Model.Family} backbone"); continue; }
+                if (!bb.Model.Has(cfg.RequiresOf(bb.Model))) { table.AddRow($"trainable: {cfg.Label}", $"n/a on a {bb.Model.Family} backbone"); continue; }
                 using var pm = PromptedModel.Create(bb.Model, cfg, 1);
                 table.AddRow($"trainable: {cfg.Label} (excl. head)", $"{pm.MethodCount:N0} ({100.0 * pm.MethodCount / bb.Model.BackboneParameterCount:F3}%)");
             }

@@ -172,7 +172,8 @@ public class CliTests
         const double d = 192, t = 17, depth = 12, p = 4;
         Assert.Equal(2 * t * d * 3 * d * depth / 1e9, ops["qkv linear"], 9);        // per image: batch cancels
         Assert.Equal(2 * t * d * 4 * d * depth / 1e9, ops["mlp fc1"], 9);
-        Assert.Equal(4 * t * (t + p) * d * depth / 1e9, ops["attention (sdpa)"], 9); // queries over prefix + own keys
+        Assert.Equal(4 * t * (t + p) * d * depth / 1e9, ops["attention"], 9); // queries over prefix + own keys
+        Assert.Equal(ops["attention"], ops["(attention as fused sdpa)"], 9); // the comparison row times the same product
         Assert.Equal(2 * p * d * 2 * d * depth / 1e9, ops["prompt k/v"], 9);
         var bad = RunCli("bench", "--backbone", "random:vit-ti8-32", "--profile", "infer:plain:0", "--out", json);
         Assert.Equal(1, bad.ExitCode);

@@ -31,6 +31,10 @@ public enum BackboneCapability
     /// <summary>The blocks take images of any size (convolutions and global pooling, no position embeddings), so a
     /// method may enlarge the input: VPT's pad prompts for ConvNets. ConvNets: yes. ViT: no.</summary>
     AnyImageSize = 32,
+    /// <summary>Local-window attention that takes prompt tokens into every window of a block and carries their outputs
+    /// to the next block of the same stage, never through patch merging (<see cref="IWindowPromptBackbone"/>,
+    /// <see cref="IBlockHooks.WindowPrompts"/>): VPT on hierarchical Transformers (paper §4.2). Swin: yes.</summary>
+    WindowPrompts = 64,
 }
 
 public static class BackboneCapabilities
@@ -45,6 +49,7 @@ public static class BackboneCapabilities
             BackboneCapability.PatchProjection => "a linear patch projection",
             BackboneCapability.ClassToken => "a learnable class token",
             BackboneCapability.AnyImageSize => "to take images larger than it was built for",
+            BackboneCapability.WindowPrompts => "windowed attention that takes prompt tokens",
             _ => c.ToString(),
         }).ToList();
 }
@@ -80,6 +85,9 @@ public abstract class Backbone(string name) : Module<Tensor, Tensor>(name)
     public abstract int NumFeatures { get; }
     /// <summary>Number of hooked blocks (hook indices 0 … Depth − 1).</summary>
     public abstract int Depth { get; }
+    /// <summary>Channel width of block <paramref name="block"/>'s tokens (and of its MLP output): <see cref="NumFeatures"/>
+    /// unless the family widens stage by stage (Swin).</summary>
+    public virtual int BlockWidth(int block) => NumFeatures;
     /// <summary>Input resolution the weights (position embeddings) were built for.</summary>
     public abstract int ImageSize { get; }
     public abstract int InChannels { get; }
@@ -148,6 +156,11 @@ public interface ITokenSequenceBackbone
     int PatchSize { get; }
     int NumPatches { get; }
     Parameter ClassToken { get; }
+    /// <summary>True when the head input is a global average (MAE): <see cref="PoolTokens"/>, not the class token; the
+    /// blocks' output is then not normed.</summary>
+    bool GlobalPool { get; }
+    /// <summary>The global-pooling head input over tokens first … first + count − 1 (mean, then the post-pool norm).</summary>
+    Tensor PoolTokens(Tensor features, long first, long count);
 }
 
 /// <summary><see cref="BackboneCapability.AttentionPrefix"/>: per-block attention geometry and the frozen projection of
@@ -167,4 +180,15 @@ public interface IPatchProjectionBackbone
     int PatchSize { get; }
     /// <summary>Pixel patches [p, C, P, P] → tokens [p, d] through the patch projection (its bias included).</summary>
     Tensor ProjectPatches(Tensor pixelPatches);
+}
+
+/// <summary><see cref="BackboneCapability.WindowPrompts"/>: a hierarchy of stages (blocks and width per stage) whose blocks
+/// attend within local windows; prompts given to a block by <see cref="IBlockHooks.WindowPrompts"/> join each of its windows.</summary>
+public interface IWindowPromptBackbone
+{
+    int PatchSize { get; }
+    IReadOnlyList<int> StageDepths { get; }
+    IReadOnlyList<int> StageWidths { get; }
+    /// <summary>The 0-based stage of hooked block <paramref name="block"/>.</summary>
+    int StageOf(int block);
 }

@@ -28,6 +28,14 @@ public interface IBlockHooks
     /// <see cref="PrefixKeyValues"/> gives none; null = none (the default).
     /// </summary>
     Tensor? KeyValueTokens(int block, long batch) => null;
+
+    /// <summary>
+    /// Window-attention backbones (<see cref="BackboneCapability.WindowPrompts"/>): the prompt tokens [1 or
+    /// <paramref name="batch"/>, p, width of the block] that join every window of block <paramref name="block"/>, given
+    /// <paramref name="carried"/> — the prompt outputs of the previous block of the same stage (null at a stage's first
+    /// block: patch merging drops prompts). Null = none. The default carries on what it is given.
+    /// </summary>
+    Tensor? WindowPrompts(int block, Tensor? carried, long batch) => carried;
 }
 
 /// <summary>

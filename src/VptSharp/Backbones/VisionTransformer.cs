@@ -159,8 +159,13 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
     public readonly PatchEmbed patch_embed;
     public readonly Parameter cls_token, pos_embed;
     public readonly ModuleList<Block> blocks;
-    public readonly LayerNorm norm;
+    /// <summary>The final norm over the sequence (null with <see cref="VitConfig.GlobalPool"/>).</summary>
+    public readonly LayerNorm? norm;
+    /// <summary>MAE's norm after global pooling (only with <see cref="VitConfig.GlobalPool"/>).</summary>
+    public readonly LayerNorm? fc_norm;
     public Linear? head;
+    LayerNorm FinalNorm => norm ?? fc_norm!;
+    string FinalName => norm is null ? "fc_norm" : "norm";
 
     public VisionTransformer(VitConfig config, int numClasses = 0) : base("VisionTransformer")
     {
@@ -170,7 +175,8 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         cls_token = Parameter(zeros(1, 1, config.Width));
         pos_embed = Parameter(zeros(1, 1 + config.NumPatches, config.Width));
         blocks = new ModuleList<Block>(Enumerable.Range(0, config.Depth).Select(_ => new Block(config)).ToArray());
-        norm = LayerNorm(config.Width, config.LayerNormEps);
+        if (config.GlobalPool) fc_norm = LayerNorm(config.Width, config.LayerNormEps);
+        else norm = LayerNorm(config.Width, config.LayerNormEps);
         head = numClasses > 0 ? Linear(config.Width, numClasses) : null;
         RegisterComponents();
         InitWeights();
@@ -217,18 +223,30 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         return (cat([cls, patches], 1) + pos_embed).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence [B, T, d].</summary>
+    /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence [B, T, d] (with
+    /// global pooling, MAE, the sequence is returned un-normed: its norm comes after pooling).</summary>
     public override Tensor ForwardBlocks(Tensor tokens, IBlockHooks hooks)
     {
         using var scope = NewDisposeScope();
         var x = tokens;
         for (int i = 0; i < blocks.Count; i++)
             x = blocks[i].Forward(hooks.BeforeBlock(i, x), i, hooks);
-        return norm.call(x).MoveToOuterDisposeScope();
+        return (norm is null ? x.alias() : norm.call(x)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The class token of a final-norm sequence (token 0).</summary>
-    public override Tensor Pool(Tensor features) => features.select(1, 0);
+    /// <summary>The class token of a final-norm sequence (token 0); with global pooling (MAE) fc_norm of the mean of every
+    /// token after the class token.</summary>
+    public override Tensor Pool(Tensor features) => fc_norm is null ? features.select(1, 0) : PoolTokens(features, 1, features.shape[1] - 1);
+
+    public bool GlobalPool => fc_norm is not null;
+
+    /// <summary>fc_norm(mean of tokens first … first + count − 1) of an un-normed sequence (global pooling).</summary>
+    public Tensor PoolTokens(Tensor features, long first, long count)
+    {
+        if (fc_norm is null) throw new InvalidOperationException("PoolTokens is the global-pooling head; this ViT pools its class token");
+        using var mean = features.narrow(1, first, count).mean([1]);
+        return fc_norm.call(mean);
+    }
 
     public KeyValuePrefix KeyValuesOf(int block, Tensor tokens) => blocks[block].attn.KeyValuesOf(blocks[block].norm1.forward(tokens));
 
@@ -259,12 +277,12 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         // Patch projection, each block's (both norms, qkv, attention projection, both MLP layers), final norm.
         ParameterGroup.Biases => new[] { ("patch_embed.proj.bias", patch_embed.proj.bias!) }
             .Concat(blocks.SelectMany((b, i) => b.Biases().Select(p => ($"blocks.{i}.{p.Name}", p.Param))))
-            .Append(("norm.bias", norm.bias!)),
+            .Append((FinalName + ".bias", FinalNorm.bias!)),
         ParameterGroup.Norms => blocks.SelectMany((b, i) => new[]
             {
                 ($"blocks.{i}.norm1.weight", b.norm1.weight!), ($"blocks.{i}.norm1.bias", b.norm1.bias!),
                 ($"blocks.{i}.norm2.weight", b.norm2.weight!), ($"blocks.{i}.norm2.bias", b.norm2.bias!),
-            }).Concat([("norm.weight", norm.weight!), ("norm.bias", norm.bias!)]),
+            }).Concat([(FinalName + ".weight", FinalNorm.weight!), (FinalName + ".bias", FinalNorm.bias!)]),
         ParameterGroup.LastBlocks => LastBlocks(count),
         ParameterGroup.PatchProjection => [("patch_embed.proj.weight", patch_embed.proj.weight!), ("patch_embed.proj.bias", patch_embed.proj.bias!)],
         _ => throw new ArgumentOutOfRangeException(nameof(group), group, null),
@@ -275,6 +293,6 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         if (count < 1 || count > Config.Depth) throw new ArgumentOutOfRangeException(nameof(count), count, $"the backbone has {Config.Depth} blocks");
         return Enumerable.Range(Config.Depth - count, count)
             .SelectMany(i => blocks[i].named_parameters().Select(p => ($"blocks.{i}.{p.name}", p.parameter)))
-            .Concat(norm.named_parameters().Select(p => ($"norm.{p.name}", p.parameter)));
+            .Concat(FinalNorm.named_parameters().Select(p => ($"{FinalName}.{p.name}", p.parameter)));
     }
 }

@@ -14,6 +14,9 @@ public sealed record VitConfig
     public int MlpDim { get; init; } = 3072;
     public int InChannels { get; init; } = 3;
     public double LayerNormEps { get; init; } = 1e-6;
+    /// <summary>MAE's head (models_vit.py, global_pool=True, as the reference VPT code builds its MAE backbone): no final
+    /// norm over the sequence; the head input is fc_norm(mean of the tokens after CLS). False: the final-norm CLS token.</summary>
+    public bool GlobalPool { get; init; }
 
     [JsonIgnore] public int GridSize => ImageSize / PatchSize;
     [JsonIgnore] public int NumPatches => GridSize * GridSize;

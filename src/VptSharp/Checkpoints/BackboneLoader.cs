@@ -94,6 +94,7 @@ public static class BackboneLoader
     public static LoadedBackbone FromFile(string weightsPath, string? configJson, ArchOverrides arch, string source)
     {
         var raw = CheckpointReader.Read(weightsPath);
+        if (SwinCheckpointKeys.IsSwin(raw)) return FromSwinFile(raw, weightsPath, arch, source);
         if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
@@ -103,6 +104,8 @@ public static class BackboneLoader
             fromJson = JsonSerializer.Deserialize<VitConfig>(vc);
         var cfg = fromJson ?? (arch.Preset is not null ? VitConfig.Preset(arch.Preset) : VitCheckpointKeys.InferConfig(mapped, arch.Heads));
         cfg = arch.Apply(cfg);
+        // MAE (its pretraining file: mask_token and decoder; fine-tuned: fc_norm) is read with its own head: global pooling.
+        if (raw.Keys.Any(k => k == "mask_token" || k.StartsWith("decoder_") || k == "fc_norm.weight")) cfg = cfg with { GlobalPool = true };
         CheckShapesBeforeBuild(cfg, mapped, configJson ?? weightsPath);
         var model = Build(cfg, mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
         return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
@@ -129,9 +132,33 @@ public static class BackboneLoader
         return ms.ToArray();
     }
 
+    /// <summary>A Swin in torchvision's, timm's or the official layout (architecture from the tensors' shapes; image size
+    /// from a VptSharp swin_config, else the flag, else 224).</summary>
+    static LoadedBackbone FromSwinFile(Dictionary<string, Tensor> raw, string weightsPath, ArchOverrides arch, string source)
+    {
+        var mapped = SwinCheckpointKeys.ToTorchvision(raw);
+        int imageSize = arch.ImageSize ?? 224;
+        if (weightsPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
+            && SafetensorsFile.ReadMetadata(weightsPath).TryGetValue("swin_config", out var sc))
+            imageSize = arch.ImageSize ?? JsonSerializer.Deserialize<SwinConfig>(sc)!.ImageSize;
+        var cfg = SwinCheckpointKeys.InferConfig(mapped, imageSize);
+        var model = new SwinTransformer(cfg);
+        model.LoadTorchvision(mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
+        model.Freeze();
+        return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
+    }
+
     static LoadedBackbone LoadRandom(string source, ArchOverrides arch)
     {
         var parts = source.Split(':');
+        if (parts.Length > 1 && parts[1].StartsWith("swin", StringComparison.OrdinalIgnoreCase))
+        {
+            var swinCfg = SwinConfig.Preset(parts[1]) with { ImageSize = arch.ImageSize ?? 224 };
+            manual_seed(parts.Length > 2 ? long.Parse(parts[2]) : 0);
+            var swin = new SwinTransformer(swinCfg);
+            swin.Freeze();
+            return new LoadedBackbone(swin, source, CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source)), null);
+        }
         var cfg = arch.Apply(VitConfig.Preset(parts.Length > 1 ? parts[1] : "vit-b16"));
         long seed = parts.Length > 2 ? long.Parse(parts[2]) : 0;
         manual_seed(seed);
@@ -184,8 +211,17 @@ public static class BackboneLoader
     {
         var model = new VisionTransformer(cfg);
         var expected = model.state_dict();
-        var given = timmTensors.Where(kv => !kv.Key.StartsWith("head.") && !kv.Key.StartsWith("fc_norm.") && kv.Key != "norm_pre.weight" && kv.Key != "norm_pre.bias")
+        // A classifier (or MoCo v3's projection MLP under head.*) is never read. With global pooling (MAE) the encoder norm
+        // is not used, as MAE's models_vit.py deletes it; fc_norm comes from the file or, for a pretraining checkpoint that
+        // has none, starts at LayerNorm's init (weight 1, bias 0) as the reference's strict=False load leaves it.
+        var given = timmTensors.Where(kv => !kv.Key.StartsWith("head.") && kv.Key != "norm_pre.weight" && kv.Key != "norm_pre.bias"
+                && !(cfg.GlobalPool ? kv.Key.StartsWith("norm.") : kv.Key.StartsWith("fc_norm.")))
             .ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (cfg.GlobalPool && !given.ContainsKey("fc_norm.weight"))
+        {
+            given["fc_norm.weight"] = ones(cfg.Width);
+            given["fc_norm.bias"] = zeros(cfg.Width);
+        }
         var missing = expected.Keys.Where(k => !given.ContainsKey(k)).ToList();
         var unexpected = given.Keys.Where(k => !expected.ContainsKey(k)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)

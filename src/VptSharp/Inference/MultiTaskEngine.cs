@@ -64,7 +64,7 @@ public sealed class MultiTaskEngine : IDisposable
     public const string OnePassNeeds = "the one-pass multi-task engine (VPT-prefix) needs per-block attention keys/values, which only a ViT has";
 
     /// <summary>Whether <paramref name="backbone"/> can carry an engine (else every task runs through its own model).</summary>
-    public static bool Supports(LoadedBackbone backbone) => backbone.Vit is not null && backbone.Model.Has(BackboneCapability.AttentionPrefix);
+    public static bool Supports(LoadedBackbone backbone) => backbone.Vit is { GlobalPool: false } && backbone.Model.Has(BackboneCapability.AttentionPrefix);
 
     /// <param name="backbone">The frozen backbone every task was trained on (not owned: the caller disposes it).</param>
     /// <param name="backboneDtype">float32, or bfloat16 to run the backbone in bf16 (an engine-owned copy).</param>
@@ -73,6 +73,8 @@ public sealed class MultiTaskEngine : IDisposable
         if (backboneDtype is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"backbone dtype {backboneDtype}: use Float32 or BFloat16");
         var vit = backbone.Vit ?? throw backbone.NotAVit(OnePassNeeds);
+        if (vit.GlobalPool)
+            throw new InvalidSettingException("backbone", backbone.Source, "serving many tasks in one pass reads the final-norm class token; this backbone pools globally (MAE): evaluate its tasks one at a time");
         if (vit.cls_token.device_type != DeviceType.CPU)
             throw new ArgumentException("the multi-task engine runs on the CPU; load the backbone there");
         source = backbone;

@@ -22,7 +22,8 @@ public sealed record AdapterConfig : MethodConfig
     public override BackboneCapability Requires => BackboneCapability.MlpHook;
     protected override TuningMethod Create(Backbone backbone)
     {
-        if (Reduction < 1 || backbone.NumFeatures / Reduction < 1) throw new ArgumentException($"adapter reduction {Reduction} does not fit width {backbone.NumFeatures}");
+        int narrowest = Enumerable.Range(0, backbone.Depth).Min(backbone.BlockWidth);
+        if (Reduction < 1 || narrowest / Reduction < 1) throw new ArgumentException($"adapter reduction {Reduction} does not fit width {narrowest}");
         return new Adapter(this, backbone);
     }
 
@@ -50,9 +51,10 @@ public sealed class Adapter : TuningMethod
     public Adapter(AdapterConfig config, Backbone backbone) : base("Adapter")
     {
         this.config = config;
-        int width = backbone.NumFeatures, bottleneck = width / config.Reduction;
-        down = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(width, bottleneck)).ToArray());
-        up = new ModuleList<Linear>(Enumerable.Range(0, backbone.Depth).Select(_ => Linear(bottleneck, width)).ToArray());
+        // Each block's adapter at that block's width (a Swin widens stage by stage).
+        int[] widths = Enumerable.Range(0, backbone.Depth).Select(backbone.BlockWidth).ToArray();
+        down = new ModuleList<Linear>(widths.Select(w => Linear(w, w / config.Reduction)).ToArray());
+        up = new ModuleList<Linear>(widths.Select(w => Linear(w / config.Reduction, w)).ToArray());
         using (no_grad())
         {
             foreach (var u in up) { u.weight!.zero_(); u.bias!.zero_(); }

@@ -16,6 +16,10 @@ public abstract record MethodConfig
     /// <summary>The backbone capabilities <see cref="Create"/> relies on; <see cref="Attach"/> refuses a backbone without them.</summary>
     [JsonIgnore] public virtual BackboneCapability Requires => BackboneCapability.None;
 
+    /// <summary>What the method needs of this backbone: <see cref="Requires"/>, unless the method has a form for a
+    /// capability the family offers instead (VPT: window prompts on a Swin, prompt tokens on a ViT).</summary>
+    public virtual BackboneCapability RequiresOf(Backbone backbone) => Requires;
+
     /// <summary>True when every backbone weight trains: such methods default to AdamW (as the reference does for end-to-end
     /// fine-tuning) and their task file is necessarily a whole model.</summary>
     [JsonIgnore] public virtual bool TrainsWholeBackbone => false;
@@ -33,7 +37,7 @@ public abstract record MethodConfig
     /// <summary>Builds the method's module for <paramref name="backbone"/>, after checking the backbone offers what it needs.</summary>
     public TuningMethod Attach(Backbone backbone)
     {
-        var missing = Requires & ~backbone.Capabilities;
+        var missing = RequiresOf(backbone) & ~backbone.Capabilities;
         if (missing != BackboneCapability.None)
             throw new UnsupportedMethodException(Method, backbone.Family, BackboneCapabilities.Describe(missing));
         return Create(backbone);

@@ -56,11 +56,19 @@ public sealed record PromptConfig : MethodConfig
         _ => BackboneCapability.TokenSequence,
     };
 
+    /// <summary>On a backbone with windowed attention (Swin) prepended prompts join its windows (paper §4.2); elsewhere
+    /// they need <see cref="Requires"/>.</summary>
+    public override BackboneCapability RequiresOf(Backbone backbone) =>
+        Location == PromptLocation.Prepend && PrefixForm != true && backbone.Has(BackboneCapability.WindowPrompts)
+            ? BackboneCapability.WindowPrompts : Requires;
+
     protected override TuningMethod Create(Backbone backbone)
     {
+        if (RequiresOf(backbone) == BackboneCapability.WindowPrompts) return new WindowedPrompts(this with { PrefixForm = false }, backbone);
         // Unless told, VPT-deep computes in its prefix form wherever that is exact and the backbone takes prefixes.
         var resolved = PrefixForm is null
-            ? this with { PrefixForm = PromptsInexactReason(backbone.Depth) is null && backbone.Capabilities.HasFlag(BackboneCapability.AttentionPrefix) }
+            ? this with { PrefixForm = PromptsInexactReason(backbone.Depth) is null && backbone.Capabilities.HasFlag(BackboneCapability.AttentionPrefix)
+                && !(backbone is ITokenSequenceBackbone { GlobalPool: true } && Output is PromptOutput.Cls or PromptOutput.GlobalPool) }
             : this;
         return Location switch
         {
@@ -112,6 +120,21 @@ public sealed record PromptConfig : MethodConfig
         int last = Math.Max(FirstBlock ?? 1, LastBlock ?? depth);
         return last == depth ? null
             : $"prompt depth ending at block {last} of {depth} is not a prefix: the last prompted block's prompt outputs stay in the sequence for blocks {last + 1}→{depth}";
+    }
+
+    /// <summary>On a globally pooling backbone (MAE) the head input as the reference's pool types (vit_prompt/vit_mae.py):
+    /// cls = its default ("original": every token after CLS, prompts included), image-pool, prompt-pool, global-pool;
+    /// each the mean, then the backbone's post-pool norm.</summary>
+    public Tensor PoolGlobal(ITokenSequenceBackbone vit, Tensor tokens, int promptTokens)
+    {
+        long after = tokens.shape[1] - 1;
+        return Output switch
+        {
+            PromptOutput.ImagePool => vit.PoolTokens(tokens, 1 + promptTokens, after - promptTokens),
+            PromptOutput.PromptPool when promptTokens > 0 => vit.PoolTokens(tokens, 1, promptTokens),
+            PromptOutput.PromptPool => throw new InvalidSettingException("prompt-output", "prompt-pool", $"needs prompt tokens in the sequence; prompt location {KebabCase.Of(Location)} adds none"),
+            _ => vit.PoolTokens(tokens, 1, after),
+        };
     }
 
     /// <summary>The pooled feature for <see cref="Output"/>, given how many prompt tokens follow CLS.</summary>

@@ -20,13 +20,14 @@ public sealed record BackboneRef(string Source, string Sha256,
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Family { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public ResNetConfig? Resnet { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public ConvNeXtConfig? Convnext { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public SwinConfig? Swin { get; init; }
 
     /// <summary>Backbone parameters (recorded for families whose config does not count them; a ViT's config does).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public long? Parameters { get; init; }
 
     [JsonIgnore] public string FamilyName => Family ?? "vit";
     /// <summary>The recorded architecture (ViT, ResNet or ConvNeXt config), for display.</summary>
-    [JsonIgnore] public object? Architecture => (object?)Config ?? (object?)Resnet ?? Convnext;
+    [JsonIgnore] public object? Architecture => (object?)Config ?? (object?)Resnet ?? (object?)Convnext ?? Swin;
     [JsonIgnore] public long ParameterCount => Config?.ParameterCount ?? Parameters ?? 0;
     [JsonIgnore] public bool IsVit => FamilyName == "vit";
 
@@ -36,6 +37,7 @@ public sealed record BackboneRef(string Source, string Sha256,
         VisionTransformer v => new BackboneRef(bb.Source, bb.Sha256, v.Config),
         ResNet r => new BackboneRef(bb.Source, bb.Sha256, null) { Family = r.Family, Resnet = r.Config, Parameters = r.BackboneParameterCount },
         ConvNeXt c => new BackboneRef(bb.Source, bb.Sha256, null) { Family = c.Family, Convnext = c.Config, Parameters = c.BackboneParameterCount },
+        SwinTransformer s => new BackboneRef(bb.Source, bb.Sha256, null) { Family = s.Family, Swin = s.Config, Parameters = s.BackboneParameterCount },
         var m => throw new ArgumentException($"backbone {bb.Source}: task files cannot record a {m.Family} backbone yet"),
     };
 }

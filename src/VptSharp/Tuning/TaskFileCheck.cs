@@ -73,8 +73,13 @@ public static class TaskFileCheck
                     CheckConvNet(c.Depths, c.Widths, c.ImageSize, c.InChannels, "backbone.convnext");
                     c.Validate();
                     return new VitConfig { Width = c.Widths[^1], Depth = c.Depths.Sum(), ImageSize = c.ImageSize, PatchSize = 1, Heads = 1 };
+                case "swin":
+                    var s = bb.Swin ?? throw Bad(path, "field 'backbone.swin' is missing");
+                    CheckConvNet(s.Depths, s.Depths?.Select((_, i) => s.EmbedDim << Math.Min(i, 16)).ToArray()!, s.ImageSize, s.InChannels, "backbone.swin");
+                    s.Validate();
+                    return new VitConfig { Width = s.Widths[^1], Depth = s.Depths.Sum(), ImageSize = s.ImageSize, PatchSize = s.PatchSize, Heads = 1 };
                 default:
-                    throw Bad(path, $"field 'backbone.family' is '{bb.Family}'; this build knows vit, resnet and convnext");
+                    throw Bad(path, $"field 'backbone.family' is '{bb.Family}'; this build knows vit, resnet, convnext and swin");
             }
         }
         catch (Exception e) when (e is ArgumentException or (VptException and not CheckpointException))
@@ -97,7 +102,7 @@ public static class TaskFileCheck
         catch (Exception e) when (e is ArgumentException or VptException) { throw Bad(path, $"field 'method_config': {e.Message}"); }
         if (tensors.TryGetValue("head.weight", out var hw) && (hw.dim() != 2 || hw.shape[0] != md.Classes.Length))
             throw Bad(path, $"{md.Classes.Length} class names but head.weight is [{string.Join(",", hw.shape)}]");
-        if (config is PromptConfig pc)
+        if (config is PromptConfig pc && md.Backbone.FamilyName != "swin") // a Swin's window prompts: one tensor per stage, checked on attach
         {
             bool oneVector = pc.Sharing is PromptSharing.Intra or PromptSharing.All;
             (string name, int dim, long want) = pc.Location switch

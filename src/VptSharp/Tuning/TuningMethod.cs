@@ -23,6 +23,8 @@ public abstract class TuningMethod(string name) : nn.Module(name), IBlockHooks
 
     public virtual Tensor? KeyValueTokens(int block, long batch) => null;
 
+    public virtual Tensor? WindowPrompts(int block, Tensor? carried, long batch) => carried;
+
     /// <summary>The feature the head sees, from the backbone's final features: the backbone's own pooling unless the
     /// method says otherwise.</summary>
     public virtual Tensor Pool(Backbone backbone, Tensor features) => backbone.Pool(features);

@@ -35,6 +35,8 @@ public sealed class VisualPrompts : TuningMethod
         (first, last) = config.Deep ? PromptedRange(config, backbone.Depth) : (0, 0);
         if (config.PrefixForm == true && config.PromptsInexactReason(backbone.Depth) is string why)
             throw new InvalidSettingException("prefix-form", null, why);
+        if (config.PrefixForm == true && vit.GlobalPool && config.Output is PromptOutput.Cls or PromptOutput.GlobalPool)
+            throw new InvalidSettingException("prefix-form", null, "this backbone pools globally (MAE) and pools the prompt outputs too, which a prefix never computes: use --prompt-output image-pool");
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
         bool oneVectorPerBlock = config.Sharing is PromptSharing.Intra or PromptSharing.All;
@@ -105,7 +107,8 @@ public sealed class VisualPrompts : TuningMethod
         return p.MoveToOuterDisposeScope();
     }
 
-    public override Tensor Pool(Backbone backbone, Tensor tokens) => config.Pool(tokens, ExtraTokens);
+    public override Tensor Pool(Backbone backbone, Tensor tokens) => backbone is ITokenSequenceBackbone { GlobalPool: true } vit
+        ? config.PoolGlobal(vit, tokens, ExtraTokens) : config.Pool(tokens, ExtraTokens);
 
     /// <summary>VPT-prefix: block i's prompts (after any projection, without dropout) serve only as its keys/values.</summary>
     public override Tensor? PrefixTokens(int block) => block < first || block > last ? null : PromptsFor(block);
