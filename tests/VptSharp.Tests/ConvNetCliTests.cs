@@ -166,7 +166,7 @@ public class ConvNetCliTests
 
         foreach (var (backbone, field) in new[]
         {
-            (good.Metadata.Backbone with { Family = "swin" }, "backbone.family"),
+            (good.Metadata.Backbone with { Family = "mamba" }, "backbone.family"),
             (good.Metadata.Backbone with { Resnet = null }, "backbone.resnet"),
             (good.Metadata.Backbone with { Family = null }, "backbone.config"), // read as a ViT: its config is missing
         })
