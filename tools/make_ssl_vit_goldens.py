@@ -24,6 +24,7 @@ Each with an input and the pooled features.
 import os
 import sys
 
+import golden_io
 import numpy as np
 import torch
 import torch.nn as nn
@@ -38,7 +39,7 @@ IMAGE, PATCH, WIDTH, DEPTH, HEADS, MLP = 32, 8, 32, 2, 2, 64
 
 
 def save_npy(name, t):
-    np.save(os.path.join(OUT, name), t.detach().cpu().numpy().astype(np.float32))
+    golden_io.save_npy(OUT, name, t)
 
 
 def tiny_vit():

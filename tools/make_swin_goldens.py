@@ -24,6 +24,8 @@ import json
 import os
 import sys
 
+import golden_io
+from golden_io import save_safetensors
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,25 +40,9 @@ CLASSES = 5
 
 
 def save_npy(name, t):
-    np.save(os.path.join(OUT, name), t.detach().cpu().numpy().astype(np.float32))
+    golden_io.save_npy(OUT, name, t)
 
 
-def save_safetensors(path, tensors):
-    """The safetensors format (8-byte little-endian header length, JSON header, raw data), from numpy."""
-    header, blobs, offset = {}, [], 0
-    for k, v in tensors.items():
-        a = v.detach().cpu().numpy()
-        a = np.ascontiguousarray(a.astype("<i8") if a.dtype.kind in "iu" else a.astype("<f4"))
-        header[k] = {"dtype": "I64" if a.dtype.kind == "i" else "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        blobs.append(a.tobytes())
-        offset += a.nbytes
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def timm_swin(sd, depths, official=False):
