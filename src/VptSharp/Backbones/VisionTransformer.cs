@@ -71,7 +71,10 @@ public sealed class Attention : Module<Tensor, Tensor>
     {
         if (q.device_type != DeviceType.CPU) return functional.scaled_dot_product_attention(q, k, v, attn_mask: additiveMask);
         using var scope = NewDisposeScope();
-        var scores = q.mul(1.0 / Math.Sqrt(q.shape[^1])).matmul(k.transpose(-2, -1));
+        // An explicit, disposed-after-use Scalar: an implicit double → Scalar conversion can be finalized by the GC while
+        // libtorch still reads it (seen here as "Unknown scalar type" from at::native::mul mid-training).
+        using var scale = (1.0 / Math.Sqrt(q.shape[^1])).ToScalar();
+        var scores = q.mul(scale).matmul(k.transpose(-2, -1));
         if (additiveMask is not null) scores = scores.add(additiveMask);
         return functional.softmax(scores, -1).matmul(v).MoveToOuterDisposeScope();
     }
