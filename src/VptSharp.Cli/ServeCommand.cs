@@ -165,48 +165,8 @@ internal static class ServeCommand
                 ctx.Response.Headers.RetryAfter = "1";
                 return (429, Error("server busy: request queue full; retry after a second"));
             }
-            if (ctx.Request.ContentLength is long declared && declared > limit)
-            {
-                ctx.Response.Headers.Connection = "close"; // the unread body is not drained: the client must not reuse this connection
-                return (413, Error($"image body of {declared} bytes exceeds the {limit}-byte limit (--max-body-kb)"));
-            }
-            // Kestrel enforces the limit while streaming, so an oversized body is never buffered.
-            if (ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } cap) cap.MaxRequestBodySize = limit;
-            byte[] bytes;
-            using (var ms = new MemoryStream())
-            {
-                var buf = new byte[81920];
-                try
-                {
-                    int n;
-                    while ((n = await ctx.Request.Body.ReadAsync(buf, ctx.RequestAborted)) > 0)
-                    {
-                        if (ms.Length + n > limit)
-                        {
-                            ctx.Response.Headers.Connection = "close";
-                            return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
-                        }
-                        ms.Write(buf, 0, n);
-                    }
-                }
-                catch (BadHttpRequestException e) when (e.StatusCode == 413)
-                {
-                    ctx.Response.Headers.Connection = "close";
-                    return (413, Error($"image body exceeds the {limit}-byte limit (--max-body-kb)"));
-                }
-                catch (BadHttpRequestException e) { return (400, Error($"malformed request body ({Common.OneLine(e.Message)})")); }
-                bytes = ms.ToArray();
-            }
-            if (bytes.Length == 0) return (400, Error("empty body; POST the image bytes"));
-            RgbImage image;
-            try
-            {
-                var (w, h) = ImageDecoder.ReadSize(bytes, "request body");
-                if (ImageDecoder.TooLarge(w, h))
-                    return (413, Error($"image of {w}×{h} pixels exceeds the {ImageDecoder.MaxPixels:N0}-pixel limit; downscale it"));
-                image = FileImageDataset.Decode(bytes, "request body");
-            }
-            catch (BadImageException e) { return (400, Error(e.Message)); }
+            var (status, image, error) = await ServeSegment.ReadImage(ctx, limit);
+            if (image is null) return (status, Error(error!));
             var pending = new List<(string Name, Task<ClassScore[]> Result)>();
             foreach (var name in names)
             {

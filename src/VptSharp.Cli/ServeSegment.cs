@@ -77,14 +77,17 @@ internal static class ServeSegment
 
     static object Error(string message) => new { error = message };
 
-    /// <summary>The body as a decoded image, with the body cap enforced while streaming and the pixel cap from the header.</summary>
-    static async Task<(int Status, RgbImage? Image, string? Error)> ReadImage(HttpContext ctx, long limit)
+    /// <summary>The body as a decoded image, with the body cap enforced while streaming and the pixel cap from the header;
+    /// on failure the status and one-line error (both the predict and the segment endpoints read images through this).</summary>
+    internal static async Task<(int Status, RgbImage? Image, string? Error)> ReadImage(HttpContext ctx, long limit)
     {
         if (ctx.Request.ContentLength is long declared && declared > limit)
         {
-            ctx.Response.Headers.Connection = "close";
+            ctx.Response.Headers.Connection = "close"; // the unread body is not drained: the client must not reuse this connection
             return (413, null, $"image body of {declared} bytes exceeds the {limit}-byte limit (--max-body-kb)");
         }
+        // Kestrel enforces the limit while streaming, so an oversized body is never buffered.
+        if (ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } cap) cap.MaxRequestBodySize = limit;
         using var ms = new MemoryStream();
         var buf = new byte[81920];
         try
@@ -100,7 +103,11 @@ internal static class ServeSegment
                 ms.Write(buf, 0, n);
             }
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == 413) { return (413, null, $"image body exceeds the {limit}-byte limit (--max-body-kb)"); }
+        catch (BadHttpRequestException e) when (e.StatusCode == 413)
+        {
+            ctx.Response.Headers.Connection = "close";
+            return (413, null, $"image body exceeds the {limit}-byte limit (--max-body-kb)");
+        }
         catch (BadHttpRequestException e) { return (400, null, $"malformed request body ({Common.OneLine(e.Message)})"); }
         var bytes = ms.ToArray();
         if (bytes.Length == 0) return (400, null, "empty body; POST the image bytes");

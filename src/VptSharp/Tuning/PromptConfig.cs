@@ -109,6 +109,16 @@ public sealed record PromptConfig : MethodConfig
             : PromptsInexactReason(depth);
 
     /// <summary><see cref="PrefixInexactReason"/> for the prompts alone (what --prefix-form training needs).</summary>
+    /// <summary>The deep prompts' blocks, 0-based inclusive, on a backbone of <paramref name="depth"/> blocks;
+    /// "from→to" in either direction names the same set, e.g. 12→7 = 7→12.</summary>
+    public (int First, int Last) PromptedBlocks(int depth)
+    {
+        int a = FirstBlock ?? 1, b = LastBlock ?? depth;
+        (a, b) = (Math.Min(a, b), Math.Max(a, b));
+        if (a < 1 || b > depth) throw new ArgumentException($"prompt depth {a}→{b} is outside blocks 1→{depth}");
+        return (a - 1, b - 1);
+    }
+
     public string? PromptsInexactReason(int depth)
     {
         if (Location != PromptLocation.Prepend)

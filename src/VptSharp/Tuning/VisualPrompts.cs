@@ -32,7 +32,7 @@ public sealed class VisualPrompts : TuningMethod
             throw new InvalidSettingException("prompt-output", "prompt-pool", "needs prompt tokens; prompt location add adds none");
         if (config.Location is not (PromptLocation.Prepend or PromptLocation.Add))
             throw new ArgumentException($"location {config.Location} is built by PromptConfig.Create, not VisualPrompts");
-        (first, last) = config.Deep ? PromptedRange(config, backbone.Depth) : (0, 0);
+        (first, last) = config.Deep ? config.PromptedBlocks(backbone.Depth) : (0, 0);
         if (config.PrefixForm == true && config.PromptsInexactReason(backbone.Depth) is string why)
             throw new InvalidSettingException("prefix-form", null, why);
         if (config.PrefixForm == true && vit.GlobalPool && config.Output is PromptOutput.Cls or PromptOutput.GlobalPool)
@@ -54,14 +54,6 @@ public sealed class VisualPrompts : TuningMethod
         RegisterComponents();
     }
 
-    /// <summary>"from→to" in either direction names the same set of blocks; e.g. 12→7 = 7→12.</summary>
-    static (int First, int Last) PromptedRange(PromptConfig c, int depth)
-    {
-        int a = c.FirstBlock ?? 1, b = c.LastBlock ?? depth;
-        (a, b) = (Math.Min(a, b), Math.Max(a, b));
-        if (a < 1 || b > depth) throw new ArgumentException($"prompt depth {a}→{b} is outside blocks 1→{depth}");
-        return (a - 1, b - 1);
-    }
 
     public override MethodConfig Config => config;
     /// <summary>The blocks that get prompts, 0-based inclusive (VPT-shallow: block 0 only).</summary>

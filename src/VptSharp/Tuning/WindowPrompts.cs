@@ -44,7 +44,7 @@ public sealed class WindowedPrompts : TuningMethod
         if (unsupported is var (setting, value, why))
             throw new InvalidSettingException(setting, value, $"not defined for VPT on a {backbone.Family} backbone, whose prompts join its attention windows: {why}");
         if (config.Tokens < 1) throw new InvalidSettingException("prompts", config.Tokens, "prompt length must be at least 1");
-        (first, last) = config.Deep ? PromptedRange(config, backbone.Depth) : (0, 0);
+        (first, last) = config.Deep ? config.PromptedBlocks(backbone.Depth) : (0, 0);
         dropout = Dropout(config.Dropout);
         register_module("dropout", dropout);
         // Xavier-uniform over a patch-sized fan-in at the first stage's width, in every stage as the reference:
@@ -65,13 +65,6 @@ public sealed class WindowedPrompts : TuningMethod
         }
     }
 
-    static (int First, int Last) PromptedRange(PromptConfig c, int depth)
-    {
-        int a = c.FirstBlock ?? 1, b = c.LastBlock ?? depth;
-        (a, b) = (Math.Min(a, b), Math.Max(a, b));
-        if (a < 1 || b > depth) throw new ArgumentException($"prompt depth {a}→{b} is outside blocks 1→{depth}");
-        return (a - 1, b - 1);
-    }
 
     public override MethodConfig Config => config;
     /// <summary>The blocks that get their own prompts, 0-based inclusive (VPT-shallow: block 0 only).</summary>
