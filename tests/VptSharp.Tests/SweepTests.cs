@@ -24,6 +24,19 @@ public class SweepTests
         Assert.Equal((1e-4, 10), (best.WeightDecay, best.Prompts!.Value)); // then smaller wd, then fewer prompts
     }
 
+    [Fact]
+    public void RunWhoseLossEndsAboveItsStartIsNeverSelected()
+    {
+        var steady = Tune("linear", 0.1, 0, 0.60) with { FirstTrainLoss = 2.0, FinalTrainLoss = 0.9 };
+        var risen = Tune("linear", 2.5, 0, 0.75) with { FirstTrainLoss = 2.0, FinalTrainLoss = 6.5 };
+        Assert.True(risen.LossRose);
+        Assert.False(steady.LossRose);
+        Assert.Equal(0.1, Sweep.SelectBest([risen, steady]).Lr); // higher val, but its loss ran away
+        var diverged = Tune("linear", 0.5, 0, 0) with { Diverged = true, ValTop1 = null };
+        Assert.Equal(2.5, Sweep.SelectBest([diverged, risen]).Lr); // all unstable: still the best of them
+        Assert.False((Tune("linear", 1, 0, 0.5) with { FinalTrainLoss = 3 }).LossRose); // older results: no first loss recorded
+    }
+
     /// <summary>A 2-task suite of coloured squares on disk: class folders for train / val / train+val / test.</summary>
     static Suite TinySuite(string dir)
     {

@@ -13,6 +13,11 @@ public sealed record RunResult
     public int TrainImages { get; init; }
     public int EvalImages { get; init; }
     public double FinalTrainLoss { get; init; }
+    /// <summary>Mean training loss of the first epoch (absent in results written before it was recorded).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? FirstTrainLoss { get; init; }
+    /// <summary>The loss ended above where it started: the run learned nothing stable (issue 13: a tuning run whose
+    /// loss ends above its start counts as divergent and is never selected, even if its val score looks fine).</summary>
+    [JsonIgnore] public bool LossRose => FirstTrainLoss is double first && double.IsFinite(first) && FinalTrainLoss > first;
     public double Seconds { get; init; }
     /// <summary>The loss became non-finite: the run has no score (a tuning run is then never selected).</summary>
     public bool Diverged { get; init; }

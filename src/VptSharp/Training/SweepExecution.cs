@@ -60,7 +60,7 @@ public sealed partial class Sweep
             {
                 Spec = spec, ValTop1 = tuning ? score.Top1 : null, TestTop1 = tuning ? null : score.Top1,
                 TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
-                TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = history[^1].TrainLoss,
+                TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = history[^1].TrainLoss, FirstTrainLoss = history[0].TrainLoss,
                 Seconds = clock.Elapsed.TotalSeconds, Backbone = backbone.Source, BackboneSha256 = backbone.Sha256,
                 Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
             };

@@ -28,9 +28,12 @@ public sealed partial class Sweep
                         yield return new RunSpec { Task = task.Name, Group = task.Group, Method = method, Phase = "tune", Lr = lr, WeightDecay = wd, Prompts = p, Reduction = r };
     }
 
-    /// <summary>Best val top-1; ties go to the smaller lr, then smaller weight decay, then fewer prompts / larger reduction.</summary>
+    /// <summary>Best val top-1 among the runs that neither diverged nor ended with a loss above their first epoch's
+    /// (only if every run did, the best of them); ties go to the smaller lr, then smaller weight decay, then fewer
+    /// prompts / larger reduction.</summary>
     public static RunSpec SelectBest(IEnumerable<RunResult> tuneResults) =>
-        tuneResults.OrderByDescending(r => r.ValTop1 ?? double.NegativeInfinity)
+        tuneResults.OrderBy(r => r.Diverged || r.LossRose)
+            .ThenByDescending(r => r.ValTop1 ?? double.NegativeInfinity)
             .ThenBy(r => r.Spec.Lr).ThenBy(r => r.Spec.WeightDecay)
             .ThenBy(r => r.Spec.Prompts ?? 0).ThenByDescending(r => r.Spec.Reduction ?? 0)
             .First().Spec;

@@ -91,6 +91,10 @@ public sealed class SweepReport
         if (diverged.Count > 0)
             md.AppendLine($"{diverged.Count} run(s) diverged (non-finite loss; no score): " +
                           string.Join(", ", diverged.Select(r => $"{r.Spec.Task}/{r.Spec.Method}/{r.Spec.Id}")) + ".").AppendLine();
+        var rose = results.Where(r => r.LossRose).ToList();
+        if (rose.Count > 0)
+            md.AppendLine($"{rose.Count} run(s) ended with a training loss above their first epoch's (never selected): " +
+                          string.Join(", ", rose.Select(r => $"{r.Spec.Task}/{r.Spec.Method}/{r.Spec.Id} ({r.FirstTrainLoss:F2} → {r.FinalTrainLoss:F2})")) + ".").AppendLine();
         bool hasFull = methods.Contains("full");
 
         // Table 1 shape.
