@@ -16,6 +16,7 @@ internal static class Common
     public static readonly Option<string?> Arch = new("--arch") { Description = "architecture preset when the checkpoint has no config.json, e.g. vit-b16, vit-s16-384, vit-ti4-32" };
     public static readonly Option<int?> Heads = new("--heads") { Description = "attention heads (shapes cannot tell; default: width/64)" };
     public static readonly Option<int?> ImageSize = new("--image-size") { Description = "input size; position embeddings are resized bicubically if it differs" };
+    public static readonly Option<int?> Window = new("--window") { Description = "Swin: attention window to build (a checkpoint's relative-position tables are resized bicubically); --arch swin_base_patch4_window12_384 sets window and size together" };
     public static readonly Option<int?> PatchSize = new("--patch-size") { Description = "override the patch size" };
     public static readonly Option<int?> Width = new("--width") { Description = "override the embedding width d" };
     public static readonly Option<int?> Depth = new("--depth") { Description = "override the number of blocks" };
@@ -31,13 +32,14 @@ internal static class Common
     public static void AddBackboneOptions(Command c, Option<string> backbone)
     {
         c.Options.Add(backbone);
-        foreach (var o in new Option[] { Arch, Heads, ImageSize, PatchSize, Width, Depth, MlpDim }) c.Options.Add(o);
+        foreach (var o in new Option[] { Arch, Heads, ImageSize, Window, PatchSize, Width, Depth, MlpDim }) c.Options.Add(o);
     }
 
     public static ArchOverrides ArchFrom(ParseResult r) => new()
     {
         Preset = r.GetValue(Arch), Heads = r.GetValue(Heads), ImageSize = r.GetValue(ImageSize),
         PatchSize = r.GetValue(PatchSize), Width = r.GetValue(Width), Depth = r.GetValue(Depth), MlpDim = r.GetValue(MlpDim),
+        Window = r.GetValue(Window),
     };
 
     /// <summary>--precision, with --bf16 as its alias for bf16.</summary>

@@ -181,7 +181,7 @@ internal static class TrainCommands
 
     public static Command Pretrain()
     {
-        var c = new Command("pretrain", "supervised pretraining of a ViT from scratch (how the embedded default backbone was made)");
+        var c = new Command("pretrain", "supervised pretraining of a ViT (or, with --family swin, a Swin) from scratch (how the embedded default backbone was made)");
         var arch = new Option<string>("--arch") { Description = "preset, or 'custom' with --width/--depth/--heads/--patch", DefaultValueFactory = _ => "custom" };
         var width = new Option<int>("--width") { DefaultValueFactory = _ => 192 };
         var depth = new Option<int>("--depth") { DefaultValueFactory = _ => 6 };
@@ -192,17 +192,18 @@ internal static class TrainCommands
         var valData = new Option<string?>("--val") { Description = "validation data; default: a 2% split of --data" };
         foreach (var o in new Option[] { Data, valData, arch, width, depth, heads, patch, image, Augment, Epochs, Common.BatchSize, Lr, WeightDecay, Warmup, Seed, Out, Resume, Workers, minutes, Common.Threads, Common.Device })
             c.Options.Add(o);
+        var swin = SwinPretrainOptions.AddTo(c);
         c.SetAction(r => Common.Run(() =>
         {
             Common.ApplyThreads(r);
             var clock = Stopwatch.StartNew();
-            var cfg = r.GetValue(arch) == "custom"
+            VitConfig Vit() => r.GetValue(arch) == "custom"
                 ? new VitConfig { Width = r.GetValue(width), Depth = r.GetValue(depth), Heads = r.GetValue(heads), PatchSize = r.GetValue(patch), ImageSize = r.GetValue(image), MlpDim = 4 * r.GetValue(width) }
                 : VitConfig.Preset(r.GetValue(arch)!) with { ImageSize = r.GetValue(image) };
             var data = DatasetSpec.Open(r.GetValue(Data)!);
             var (train, val) = r.GetValue(valData) is string vs ? (data, DatasetSpec.Open(vs, data.Classes)) : data.SplitTrainVal(0.02, r.GetValue(Seed));
             torch.manual_seed(r.GetValue(Seed));
-            var vit = new VisionTransformer(cfg);
+            var (vit, configKey, configJson) = swin.Build(r, Vit, r.GetValue(arch)!, r.GetValue(width), r.GetValue(heads), r.GetValue(patch), r.GetValue(image));
             var model = PromptedModel.Create(vit, new FullConfig(), train.Classes.Count);
             var opts = OptionsFrom(r, wholeBackbone: true) with { CacheFeatures = false };
             var trainer = new Trainer(opts);
@@ -210,7 +211,7 @@ internal static class TrainCommands
             var cts = new CancellationTokenSource();
             if (limit > 0) trainer.EpochEnd += _ => { if (clock.Elapsed.TotalMinutes >= limit) cts.Cancel(); };
             TrainResult? result = null;
-            var pre = new Preprocessing { ImageSize = cfg.ImageSize, Resize = ParseResize(r.GetValue(Augment)) };
+            var pre = new Preprocessing { ImageSize = vit.ImageSize, Resize = ParseResize(r.GetValue(Augment)) };
             try { result = RunWithProgress(trainer, model, train, val, pre, null, cts.Token); }
             catch (OperationCanceledException) { AnsiConsole.MarkupLine($"[yellow]stopped at the {limit}-minute limit[/]"); }
             // Pretrained weights: the backbone only (the pretraining head is dropped), fp16 to halve the file.
@@ -219,14 +220,15 @@ internal static class TrainCommands
             string path = Path.Combine(outDir, "backbone.safetensors");
             SafetensorsFile.Save(path, tensors, new Dictionary<string, string>
             {
-                ["vit_config"] = JsonSerializer.Serialize(cfg),
+                [configKey] = configJson,
                 ["pretrained_on"] = r.GetValue(Data)!,
                 ["command"] = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             });
             var final = Evaluation.Evaluate(model, val, pre, 256, opts.Device, opts.Workers);
             var summary = new
             {
-                data = r.GetValue(Data), classes = train.Classes.Count, train_images = train.Count, val_images = val.Count, config = cfg,
+                data = r.GetValue(Data), classes = train.Classes.Count, train_images = train.Count, val_images = val.Count, family = vit.Family,
+                config = System.Text.Json.Nodes.JsonNode.Parse(configJson),
                 epochs_run = File.Exists(Path.Combine(outDir, "metrics.jsonl")) ? File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Length : 0,
                 final_val_top1 = final.Top1, wall_seconds = clock.Elapsed.TotalSeconds, threads = torch.get_num_threads(),
                 backbone_params = vit.BackboneParameterCount, file_bytes = new FileInfo(path).Length,

@@ -89,7 +89,7 @@ internal static class UseCommands
         var c = new Command("info", "describe a checkpoint or task file: architecture, parameter counts, hash");
         var target = new Argument<string>("target") { Description = "task.vpt, a checkpoint, a folder, hf:org/name or 'default'" };
         c.Arguments.Add(target);
-        foreach (var o in new Option[] { Common.Arch, Common.Heads, Common.ImageSize, Common.PatchSize, Common.Width, Common.Depth, Common.MlpDim }) c.Options.Add(o);
+        foreach (var o in new Option[] { Common.Arch, Common.Heads, Common.ImageSize, Common.Window, Common.PatchSize, Common.Width, Common.Depth, Common.MlpDim }) c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
             string t = r.GetValue(target)!;

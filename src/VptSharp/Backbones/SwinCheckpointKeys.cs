@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace VptSharp.Backbones;
@@ -41,6 +42,21 @@ public static class SwinCheckpointKeys
             outp[mapped] = t;
         }
         return outp;
+    }
+
+    /// <summary>A relative-position table [(2W−1)², heads] of window W resized to window <paramref name="newWindow"/>: each
+    /// head's (2W−1)×(2W−1) grid of biases resampled bicubically (align_corners false) to (2W'−1)×(2W'−1), as timm's
+    /// resize_rel_pos_bias_table and the official Swin's load_pretrained do when a checkpoint meets another window
+    /// (e.g. Swin-B 224/window 7 → 384/window 12).</summary>
+    public static Tensor ResizeRelativePositionTable(Tensor table, int newWindow)
+    {
+        using var scope = NewDisposeScope();
+        long rows = table.shape[0], heads = table.shape[1];
+        int side = (int)Math.Round(Math.Sqrt(rows)), newSide = 2 * newWindow - 1;
+        if (side == newSide) return table.alias().MoveToOuterDisposeScope();
+        var grid = table.to(float32).permute(1, 0).reshape(1, heads, side, side);
+        var resized = nn.functional.interpolate(grid, [newSide, newSide], mode: InterpolationMode.Bicubic, align_corners: false);
+        return resized.reshape(heads, (long)newSide * newSide).permute(1, 0).contiguous().to(table.dtype).MoveToOuterDisposeScope();
     }
 
     public static bool Looks(IReadOnlyDictionary<string, Tensor> mapped) =>

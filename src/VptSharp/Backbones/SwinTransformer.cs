@@ -30,6 +30,18 @@ public sealed record SwinConfig
         _ => throw new ArgumentException($"unknown Swin '{name}'; known: swin_t, swin_s, swin_b, swin_l"),
     };
 
+    /// <summary>timm's names (swin_base_patch4_window12_384, swin_tiny_patch4_window7_224, …; suffixes such as .ms_in22k
+    /// ignored): the preset with that patch size, window and image size. Null for other names.</summary>
+    public static SwinConfig? FromTimmName(string name)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(name.ToLowerInvariant(), @"^swin_(tiny|small|base|large)_patch(\d+)_window(\d+)_(\d+)(?:$|[._])");
+        if (!m.Success) return null;
+        return Preset("swin_" + m.Groups[1].Value) with
+        {
+            PatchSize = int.Parse(m.Groups[2].Value), Window = int.Parse(m.Groups[3].Value), ImageSize = int.Parse(m.Groups[4].Value),
+        };
+    }
+
     public void Validate()
     {
         if (Depths is null || Heads is null || Depths.Length == 0 || Depths.Length != Heads.Length || Depths.Any(d => d < 1) || Heads.Any(h => h < 1))

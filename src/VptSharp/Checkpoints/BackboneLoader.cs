@@ -18,6 +18,8 @@ public sealed record ArchOverrides
     public int? Width { get; init; }
     public int? Depth { get; init; }
     public int? MlpDim { get; init; }
+    /// <summary>Swin: the attention window to build (a checkpoint's relative-position tables are resized to it).</summary>
+    public int? Window { get; init; }
 
     public VitConfig Apply(VitConfig c) => c with
     {
@@ -94,7 +96,7 @@ public static class BackboneLoader
     public static LoadedBackbone FromFile(string weightsPath, string? configJson, ArchOverrides arch, string source)
     {
         var raw = CheckpointReader.Read(weightsPath);
-        if (SwinCheckpointKeys.IsSwin(raw)) return FromSwinFile(raw, weightsPath, arch, source);
+        if (SwinCheckpointKeys.IsSwin(raw)) return SwinLoader.FromFile(raw, weightsPath, arch, source);
         if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
@@ -132,33 +134,11 @@ public static class BackboneLoader
         return ms.ToArray();
     }
 
-    /// <summary>A Swin in torchvision's, timm's or the official layout (architecture from the tensors' shapes; image size
-    /// from a VptSharp swin_config, else the flag, else 224).</summary>
-    static LoadedBackbone FromSwinFile(Dictionary<string, Tensor> raw, string weightsPath, ArchOverrides arch, string source)
-    {
-        var mapped = SwinCheckpointKeys.ToTorchvision(raw);
-        int imageSize = arch.ImageSize ?? 224;
-        if (weightsPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
-            && SafetensorsFile.ReadMetadata(weightsPath).TryGetValue("swin_config", out var sc))
-            imageSize = arch.ImageSize ?? JsonSerializer.Deserialize<SwinConfig>(sc)!.ImageSize;
-        var cfg = SwinCheckpointKeys.InferConfig(mapped, imageSize);
-        var model = new SwinTransformer(cfg);
-        model.LoadTorchvision(mapped.ToDictionary(kv => kv.Key, kv => kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32)), weightsPath);
-        model.Freeze();
-        return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
-    }
-
     static LoadedBackbone LoadRandom(string source, ArchOverrides arch)
     {
         var parts = source.Split(':');
         if (parts.Length > 1 && parts[1].StartsWith("swin", StringComparison.OrdinalIgnoreCase))
-        {
-            var swinCfg = SwinConfig.Preset(parts[1]) with { ImageSize = arch.ImageSize ?? 224 };
-            manual_seed(parts.Length > 2 ? long.Parse(parts[2]) : 0);
-            var swin = new SwinTransformer(swinCfg);
-            swin.Freeze();
-            return new LoadedBackbone(swin, source, CheckpointReader.Sha256(System.Text.Encoding.UTF8.GetBytes(source)), null);
-        }
+            return SwinLoader.Random(parts[1], parts.Length > 2 ? long.Parse(parts[2]) : 0, arch, source);
         var cfg = arch.Apply(VitConfig.Preset(parts.Length > 1 ? parts[1] : "vit-b16"));
         long seed = parts.Length > 2 ? long.Parse(parts[2]) : 0;
         manual_seed(seed);

@@ -155,7 +155,7 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
             : File.Exists(source) ? CheckpointReader.Sha256OfFile(source) : null;
         if (early is not null) CheckHash(early, source, taskPath);
         var vit = Metadata.Backbone.Config;
-        var arch = vit is null ? new ArchOverrides { ImageSize = Metadata.Preprocessing.ImageSize }
+        var arch = vit is null ? new ArchOverrides { ImageSize = Metadata.Preprocessing.ImageSize, Window = Metadata.Backbone.Swin?.Window }
             : new ArchOverrides { Heads = vit.Heads, ImageSize = vit.ImageSize };
         var bb = BackboneLoader.Load(source, arch, hub);
         return Attach(bb, taskPath);
