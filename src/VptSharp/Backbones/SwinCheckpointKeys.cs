@@ -27,6 +27,8 @@ public static class SwinCheckpointKeys
         foreach (var (k, t) in stripped)
         {
             if (IsDerivedBuffer(k)) continue;
+            if (k == "absolute_pos_embed")
+                throw new CheckpointException("'absolute_pos_embed': a Swin with absolute position embeddings (ape=True) is not supported; the released Swin v1 checkpoints have none");
             if (k.StartsWith("features.") || k.StartsWith("norm.") || k is "head.weight" or "head.bias") { outp[k] = t; continue; } // torchvision already (official heads too)
             var p = k.Split('.');
             string? mapped = p[0] switch

@@ -19,7 +19,9 @@ public static class SwinLoader
 
     public static LoadedBackbone FromFile(Dictionary<string, Tensor> raw, string weightsPath, ArchOverrides arch, string source)
     {
-        var mapped = SwinCheckpointKeys.ToTorchvision(raw);
+        Dictionary<string, Tensor> mapped;
+        try { mapped = SwinCheckpointKeys.ToTorchvision(raw); }
+        catch (CheckpointException e) { throw new CheckpointException($"{weightsPath}: {e.Message}"); }
         int? fileImage = null;
         if (weightsPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             && SafetensorsFile.ReadMetadata(weightsPath).TryGetValue("swin_config", out var sc))
