@@ -128,3 +128,37 @@ public class SwinResizeTests
         Assert.Equal((6, 48), (swin.Config.Window, swin.Config.ImageSize));
     }
 }
+
+/// <summary>`vpt pretrain --family swin`: a Swin from scratch, saved in torchvision's names with its swin_config, loads
+/// back as exactly that architecture (how docs/results/swin.md's backbone was made).</summary>
+public class SwinPretrainTests
+{
+    [Fact]
+    public void PretrainsATinySwinThatLoadsBack()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 3, 16, size: 16);
+        string outDir = Path.Combine(dir, "pt");
+        var r = RunCli("pretrain", "--family", "swin", "--data", data, "--val", data, "--width", "16", "--stages", "1,1", "--heads", "1",
+            "--window", "2", "--patch", "4", "--image-size", "16", "--epochs", "6", "--warmup-epochs", "0", "--batch-size", "16",
+            "--lr", "0.004", "--weight-decay", "0", "--seed", "0", "--out", outDir);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        using var bb = BackboneLoader.Load(Path.Combine(outDir, "backbone.safetensors"));
+        var swin = Assert.IsType<SwinTransformer>(bb.Model);
+        Assert.Equal((16, 2, 4, 16), (swin.Config.EmbedDim, swin.Config.Window, swin.Config.PatchSize, swin.Config.ImageSize));
+        Assert.Equal([1, 1], swin.Config.Depths);
+        Assert.Equal([1, 2], swin.Config.Heads);
+        // patch conv 3·16·4² + 16, its norm 2·16; a block of width d, h heads, window w: 12d² + 13d + (2w−1)²·h;
+        // merging 2·4·16 + 4·16·32; final norm 2·32.
+        static long Block(long d, long h) => 12 * d * d + 13 * d + 9 * h;
+        Assert.Equal(3 * 16 * 16 + 16 + 32 + Block(16, 1) + 128 + 2048 + Block(32, 2) + 64, swin.BackboneParameterCount);
+        var losses = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl"))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("train_loss").GetDouble()).ToList();
+        Assert.True(losses[^1] < losses[0], $"train loss {string.Join(" → ", losses)}");
+
+        var bad = RunCli("pretrain", "--family", "swin", "--data", data, "--stages", "2,x", "--out", Path.Combine(dir, "bad"));
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Single(bad.Stderr.Trim().Split('\n'));
+        Assert.Contains("--stages '2,x'", bad.Stderr);
+    }
+}
