@@ -289,6 +289,11 @@ sealed class SwinBlock : Module<Tensor, Tensor>
 
     /// <summary>Image tokens [B, H, W, C] (and prompts [B or 1, p, C], or null) through the block. The MLP hook sees the
     /// image tokens' MLP output.</summary>
+    /// <summary>The alpha of every residual add, held for the process's lifetime: TorchSharp's tensor + tensor converts 1 to
+    /// a Scalar implicitly, which the GC may finalize while libtorch still reads it (seen here as "Expected false to be
+    /// true" from Scalar::toFloat inside at::add during a sweep).</summary>
+    internal static readonly Scalar One = 1.ToScalar();
+
     public (Tensor X, Tensor? Prompts) Forward(Tensor x, Tensor? prompts, int index, IBlockHooks hooks)
     {
         using var scope = NewDisposeScope();
@@ -298,13 +303,13 @@ sealed class SwinBlock : Module<Tensor, Tensor>
             if (prompts.shape[0] != x.shape[0]) prompts = prompts.expand(x.shape[0], -1, -1);
         }
         var (a, pa) = attn.Forward(norm1.call(x), prompts is null ? null : norm1.call(prompts));
-        var h = x + a;
-        var y = h + hooks.AfterMlp(index, Mlp(norm2.call(h)));
+        var h = x.add(a, One);
+        var y = h.add(hooks.AfterMlp(index, Mlp(norm2.call(h))), One);
         Tensor? py = null;
         if (prompts is not null)
         {
-            var ph = prompts + pa!;
-            py = (ph + Mlp(norm2.call(ph))).MoveToOuterDisposeScope();
+            var ph = prompts.add(pa!, One);
+            py = ph.add(Mlp(norm2.call(ph)), One).MoveToOuterDisposeScope();
         }
         return (y.MoveToOuterDisposeScope(), py);
     }
@@ -392,16 +397,17 @@ public sealed class WindowAttention : Module<Tensor, Tensor>
         var seq = prompts is null ? t : cat([prompts.repeat_interleave(nW, dim: 0), t], 1);
         long len = p + n, hd = c / heads;
         var qkvOut = qkv.call(seq).reshape(b * nW, len, 3, heads, hd).permute(2, 0, 3, 1, 4);
-        var q = qkvOut[0] * Math.Pow(hd, -0.5);
+        using var scale = Math.Pow(hd, -0.5).ToScalar(); // explicit and disposed after use (see SwinBlock.One)
+        var q = qkvOut[0].mul(scale);
         var logits = q.matmul(qkvOut[1].transpose(-2, -1));
         var bias = relative_position_bias_table.index_select(0, tensor(index, device: x.device)).reshape(n, n, heads).permute(2, 0, 1);
         if (p > 0) bias = functional.pad(bias, [p, 0, p, 0]); // prompts: no relative position
-        logits = logits + bias.to(logits.dtype);
+        logits = logits.add(bias.to(logits.dtype), SwinBlock.One);
         if (sH + sW > 0)
         {
             var mask = ShiftMask(pH, pW, sH, sW, logits);
             if (p > 0) mask = functional.pad(mask, [p, 0, p, 0]); // prompts are in no image region: never masked
-            logits = (logits.view(b, nW, heads, len, len) + mask.unsqueeze(1).unsqueeze(0)).view(b * nW, heads, len, len);
+            logits = logits.view(b, nW, heads, len, len).add(mask.unsqueeze(1).unsqueeze(0), SwinBlock.One).view(b * nW, heads, len, len);
         }
         var o = proj.call(logits.softmax(-1).matmul(qkvOut[2]).transpose(1, 2).reshape(b * nW, len, c));
         Tensor? promptOut = p > 0 ? o.narrow(1, 0, p).reshape(b, nW, p, c).mean([1]) : null;
