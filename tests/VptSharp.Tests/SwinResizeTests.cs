@@ -110,6 +110,17 @@ public class SwinResizeTests
         Assert.True(ok.ExitCode == 0, ok.Stderr);
     }
 
+    /// <summary>Absolute position embeddings (timm's ape=True; no released Swin v1 has them) are refused by name, not
+    /// reported as an unknown tensor or silently dropped.</summary>
+    [Fact]
+    public void AbsolutePositionEmbeddingsAreRefusedByName()
+    {
+        var raw = CheckpointReader.Read(G("swin_tiny_timm.safetensors"));
+        raw["absolute_pos_embed"] = zeros(1, 64, 32);
+        var e = Assert.Throws<CheckpointException>(() => SwinCheckpointKeys.ToTorchvision(raw));
+        Assert.Contains("'absolute_pos_embed': a Swin with absolute position embeddings (ape=True) is not supported", e.Message);
+    }
+
     /// <summary>A task trained on the resized Swin records its window and size, and reloading it rebuilds that model.</summary>
     [Fact]
     public void TaskFilesRebuildTheResizedSwin()
