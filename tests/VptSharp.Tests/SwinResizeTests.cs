@@ -106,6 +106,10 @@ public class SwinResizeTests
             Assert.Contains("swin_tiny.pth", r.Stderr);
             foreach (var s in says) Assert.Contains(s, r.Stderr);
         }
+        var vit = RunCli("info", "default", "--window", "7");
+        Assert.NotEqual(0, vit.ExitCode);
+        Assert.Single(vit.Stderr.Trim().Split('\n'));
+        Assert.Contains("the embedded default backbone is not a Swin: an attention window (7) applies only to a Swin backbone; check --window", vit.Stderr);
         var ok = RunCli("info", file, "--image-size", "48", "--window", "6");
         Assert.True(ok.ExitCode == 0, ok.Stderr);
     }

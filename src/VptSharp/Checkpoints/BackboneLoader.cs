@@ -97,6 +97,7 @@ public static class BackboneLoader
     {
         var raw = CheckpointReader.Read(weightsPath);
         if (SwinCheckpointKeys.IsSwin(raw)) return SwinLoader.FromFile(raw, weightsPath, arch, source);
+        SwinLoader.RefuseWindow(arch, weightsPath);
         if (ConvNetLoader.TryFromTensors(raw, weightsPath, arch, source) is LoadedBackbone convNet) return convNet;
         var mapped = VitCheckpointKeys.ToTimm(raw);
         VitConfig? fromJson = configJson is null ? null : ConfigFromJson(configJson);
@@ -115,6 +116,7 @@ public static class BackboneLoader
 
     public static LoadedBackbone LoadDefault(ArchOverrides arch)
     {
+        SwinLoader.RefuseWindow(arch, "the embedded default backbone");
         var bytes = DefaultBackboneBytes();
         using var ms = new MemoryStream(bytes);
         var meta = SafetensorsFile.ReadMetadata(ms, "embedded default backbone");
@@ -139,6 +141,7 @@ public static class BackboneLoader
         var parts = source.Split(':');
         if (parts.Length > 1 && parts[1].StartsWith("swin", StringComparison.OrdinalIgnoreCase))
             return SwinLoader.Random(parts[1], parts.Length > 2 ? long.Parse(parts[2]) : 0, arch, source);
+        SwinLoader.RefuseWindow(arch, source);
         var cfg = arch.Apply(VitConfig.Preset(parts.Length > 1 ? parts[1] : "vit-b16"));
         long seed = parts.Length > 2 ? long.Parse(parts[2]) : 0;
         manual_seed(seed);

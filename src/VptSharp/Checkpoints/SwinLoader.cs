@@ -85,6 +85,13 @@ public static class SwinLoader
         return cfg;
     }
 
+    /// <summary>A window asked of a backbone that has none (ViT, ConvNets) is refused rather than ignored.</summary>
+    public static void RefuseWindow(ArchOverrides arch, string what)
+    {
+        if (arch.Window is int w)
+            throw new ConfigMismatchException($"{what} is not a Swin: an attention window ({w}) applies only to a Swin backbone", "window");
+    }
+
     /// <summary>The combinations no Swin can run: a window below 1 or above <see cref="MaxWindow"/>; an image size that is not
     /// a whole number of patches (the patch convolution would silently drop the last rows and columns; timm refuses it too).</summary>
     static void Check(SwinConfig cfg, string what)
