@@ -292,7 +292,7 @@ sealed class SwinBlock : Module<Tensor, Tensor>
     /// <summary>The alpha of every residual add, held for the process's lifetime: TorchSharp's tensor + tensor converts 1 to
     /// a Scalar implicitly, which the GC may finalize while libtorch still reads it (seen here as "Expected false to be
     /// true" from Scalar::toFloat inside at::add during a sweep).</summary>
-    internal static readonly Scalar One = 1.ToScalar();
+    internal static Scalar One => Scalars.One;
 
     public (Tensor X, Tensor? Prompts) Forward(Tensor x, Tensor? prompts, int index, IBlockHooks hooks)
     {

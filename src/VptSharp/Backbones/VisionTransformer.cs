@@ -75,7 +75,7 @@ public sealed class Attention : Module<Tensor, Tensor>
         // libtorch still reads it (seen here as "Unknown scalar type" from at::native::mul mid-training).
         using var scale = (1.0 / Math.Sqrt(q.shape[^1])).ToScalar();
         var scores = q.mul(scale).matmul(k.transpose(-2, -1));
-        if (additiveMask is not null) scores = scores.add(additiveMask);
+        if (additiveMask is not null) scores = scores.add(additiveMask, Scalars.One);
         return functional.softmax(scores, -1).matmul(v).MoveToOuterDisposeScope();
     }
 }
@@ -121,10 +121,10 @@ public sealed class Block : Module<Tensor, Tensor>
         var prefix = hooks.PrefixKeyValues(index);
         if (prefix is null && hooks.KeyValueTokens(index, x.shape[0]) is Tensor kvTokens)
             prefix = attn.KeyValuesOf(norm1.call(kvTokens.to(x.dtype)));
-        var h = x + (prefix is KeyValuePrefix pre
+        var h = x.add(prefix is KeyValuePrefix pre
             ? attn.Forward(norm1.call(x), pre)
-            : attn.call(norm1.call(x)));
-        return (h + hooks.AfterMlp(index, mlp.call(norm2.call(h)))).MoveToOuterDisposeScope();
+            : attn.call(norm1.call(x)), Scalars.One);
+        return h.add(hooks.AfterMlp(index, mlp.call(norm2.call(h))), Scalars.One).MoveToOuterDisposeScope();
     }
 
     /// <summary>Every bias of the block (both norms, qkv, attention projection, both MLP layers).</summary>
@@ -223,7 +223,7 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
         using var scope = NewDisposeScope();
         var patches = patch_embed.forward(images);
         var cls = cls_token.expand(images.shape[0], -1, -1);
-        return (cat([cls, patches], 1) + pos_embed).MoveToOuterDisposeScope();
+        return cat([cls, patches], 1).add(pos_embed, Scalars.One).MoveToOuterDisposeScope();
     }
 
     /// <summary>Runs the blocks (calling the hooks before each) and the final norm over the token sequence [B, T, d] (with
