@@ -12,23 +12,28 @@ OUT=${OUT:-runs/seg-evidence-$AUGMENT}
 EPOCHS=${EPOCHS:-12}
 METHODS=${METHODS:-"head-only bias vpt-deep full"}
 SEEDS=${SEEDS:-"0 1 2"}
+PROMPTS=${PROMPTS:-10}
+VAL_LIMIT=${VAL_LIMIT:-100}
+# Base learning rate per method (empty: the trainer's default), e.g. LR_VPT_DEEP=0.5; chosen on val, never on test.
+lr_of() { local v="LR_$(echo "$1" | tr 'a-z-' 'A-Z_')"; echo "${!v:-}"; }
 mkdir -p "$OUT"
 echo "$AUGMENT" > "$OUT/augment.txt"
-{ echo "start $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; grep -m1 'model name' /proc/cpuinfo;
-  grep -m1 -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } > "$OUT/machine.txt"
-$VPT data make seg-shapes --out "$OUT/data" > /dev/null
+{ echo "start $METHODS seeds $SEEDS $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; grep -m1 'model name' /proc/cpuinfo;
+  grep -m1 -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } >> "$OUT/machine.txt"
+[ -d "$OUT/data/seg-shapes" ] || $VPT data make seg-shapes --out "$OUT/data" > /dev/null
 D="$OUT/data/seg-shapes"
 for m in $METHODS; do
   for s in $SEEDS; do
     R="$OUT/$m/s$s"; mkdir -p "$OUT/$m"
     start=$(date +%s.%N)
-    $VPT segment train --backbone default --data "$D/train" --val "$D/val" --method "$m" --prompts 10 --epochs "$EPOCHS" \
-      --augment "$AUGMENT" --seed "$s" --out "$R" --threads 2 --force > "$R.train.log"
+    lr=$(lr_of "$m")
+    $VPT segment train --backbone default --data "$D/train" --val "$D/val" --val-limit "$VAL_LIMIT" --method "$m" --prompts "$PROMPTS" \
+      --epochs "$EPOCHS" ${lr:+--lr "$lr"} --augment "$AUGMENT" --seed "$s" --out "$R" --threads 2 --force > "$R.train.log"
     $VPT segment eval --task "$R/best.vpt" --data "$D/test" --json "$R/test.json" --force > "$R.eval.log"
     echo "$(date +%s.%N) - $start" | bc > "$R.seconds"
     echo "$m seed $s: $(grep -o 'mIoU [^,]*' "$R.eval.log" | head -1) ($(cat "$R.seconds") s, load $(cut -d' ' -f1 /proc/loadavg))"
   done
-  $VPT segment predict --task "$OUT/$m/s0/best.vpt" --out "$OUT/$m/pred" --force "$D"/test/images/000[0-5].png > /dev/null
+  [ -f "$OUT/$m/s0/best.vpt" ] && $VPT segment predict --task "$OUT/$m/s0/best.vpt" --out "$OUT/$m/pred" --force "$D"/test/images/000[0-5].png > /dev/null
 done
 echo "end $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
-/usr/bin/python3 docs/results/segmentation/report.py "$OUT" docs/results/segmentation
+if [ "${REPORT:-1}" = 1 ]; then /usr/bin/python3 docs/results/segmentation/report.py "$OUT" docs/results/segmentation; fi

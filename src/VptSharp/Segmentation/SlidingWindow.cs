@@ -62,7 +62,9 @@ public static class SlidingWindow
                 sum[i, .., win.Y..(win.Y + crop), win.X..(win.X + crop)].add_(logits[k]);
             }
         }
-        foreach (var win in windows) count[.., .., win.Y..(win.Y + crop), win.X..(win.X + crop)].add_(1);
+        // Explicit, disposed Scalars: an implicit one can be finalized by the GC mid-call (the brief's Scalar hazard).
+        using (var one = 1.ToScalar())
+            foreach (var win in windows) count[.., .., win.Y..(win.Y + crop), win.X..(win.X + crop)].add_(one);
         var result = sum / count;
         if (ph != h || pw != w) result = result[.., .., ..h, ..w];
         return result.contiguous().MoveToOuterDisposeScope();
@@ -112,6 +114,7 @@ public static class SlidingWindow
                 passes++;
             }
         }
-        return (total! / passes).MoveToOuterDisposeScope();
+        using var n = ((double)passes).ToScalar();
+        return total!.div(n).MoveToOuterDisposeScope();
     }
 }
