@@ -51,9 +51,12 @@ public class SegmentationLearningTests
         manual_seed(0);
         using var model = SegmentationModel.Create(bb.Model, SegmentationMethods.FromName(method, new MethodOptions { Prompts = 4 }), 5,
             new PupConfig { Channels = 16 });
-        var opts = new SegmentationTrainOptions { Epochs = 60, BatchSize = 8, Augment = "none" };
+        var opts = new SegmentationTrainOptions { Epochs = 80, BatchSize = 8, Augment = "none" };
         var losses = new SegmentationTrainer(opts).Fit(model, data, null, new Preprocessing { ImageSize = 32 }).Epochs.Select(e => e.TrainLoss).ToList();
-        // From ~1.6 (5 classes) to well under the label entropy of the batch (~1.2): the model separates the shapes.
-        Assert.True(losses[^1] < 0.5, $"{method}: loss {losses[0]:F3} → {losses[^1]:F3} after 60 steps");
+        // Predicting the batch's class frequencies everywhere scores its label entropy; a model that learned where the
+        // shapes are goes well below it (a broken pipeline — labels misaligned with pixels, nothing trained — cannot).
+        var labels = Enumerable.Range(0, data.Count).SelectMany(i => data.Load(i).Mask.Labels).ToArray();
+        double entropy = -labels.GroupBy(l => l).Select(g => (double)g.Count() / labels.Length).Sum(p => p * Math.Log(p));
+        Assert.True(losses[^1] < 0.6 * entropy, $"{method}: loss {losses[0]:F3} → {losses[^1]:F3} after 80 steps; label entropy {entropy:F3}");
     }
 }
