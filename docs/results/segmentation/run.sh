@@ -3,6 +3,9 @@
 # backbone, head-only vs bias vs VPT-deep vs full, 3 seeds, test mIoU; example predictions of seed 0.
 # AUGMENT=crop-flip (default) or setr; each gets its own table in the page. The multi-scale + flip numbers of the page:
 #   vpt segment eval --task runs/seg-evidence-crop-flip/M/s0/best.vpt --data …/test --scales 0.75,1,1.25 --flip --json …
+# One invocation may run a part (METHODS="full" SEEDS="1" REPORT=0) so each locked job stays short; parts share OUT and
+# machine.txt collects every part's start line. LR_<METHOD>=x (LR_VPT_DEEP, LR_HEAD_ONLY, …) sets a base lr chosen on
+# val; PROMPTS=p, VAL_LIMIT=n (validation images per epoch).
 # Run from the repository root after `dotnet build -c Release` (the CPU is shared: take the heavy lock around it):
 #   flock /tmp/vpt-heavy.lock docs/results/segmentation/run.sh
 set -euo pipefail
