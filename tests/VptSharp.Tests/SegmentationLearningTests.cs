@@ -4,6 +4,7 @@ using VptSharp.Data.MiniSuite;
 using VptSharp.Data.Segmentation;
 using VptSharp.Segmentation;
 using VptSharp.Training;
+using VptSharp.Tuning;
 using static TorchSharp.torch;
 using static VptSharp.Tests.TestUtil;
 
