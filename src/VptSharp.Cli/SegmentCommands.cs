@@ -51,6 +51,7 @@ internal static class SegmentCommands
         var batch = new Option<int>("--batch-size") { Description = "crops per step", DefaultValueFactory = _ => 16 };
         var lr = new Option<double?>("--lr") { Description = "base learning rate, poly-decayed per step (default 0.05 with SGD: head-only, vpt; 0.001 with AdamW: bias, full)" };
         var wd = new Option<double?>("--weight-decay") { Description = "weight decay (default 0 with SGD as SETR, 0.01 with AdamW)" };
+        var lrMult = new Option<double?>("--decoder-lr-mult") { Description = "decoder learning rate as a multiple of --lr (SETR: 10; default 10 for bias and full, 1 for head-only and vpt)" };
         var channels = new Option<int>("--decoder-channels") { Description = "channels of the PUP decoder's conv stages (SETR: 256)", DefaultValueFactory = _ => 64 };
         var seed = new Option<int>("--seed") { Description = "seed of init, order and augmentation", DefaultValueFactory = _ => 0 };
         var valLimit = new Option<int?>("--val-limit") { Description = "validate on the first N images only" };
@@ -59,7 +60,7 @@ internal static class SegmentCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "train a SETR-PUP decoder (+ prompts, biases or the whole backbone) on per-pixel labels");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { data, Split, val, method, prompts, epochs, batch, lr, wd, channels, Stride, ReduceZeroLabel, seed, valLimit, augment, outDir, Guards.Force, Common.Threads })
+        foreach (var o in new Option[] { data, Split, val, method, prompts, epochs, batch, lr, wd, lrMult, channels, Stride, ReduceZeroLabel, seed, valLimit, augment, outDir, Guards.Force, Common.Threads })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -71,7 +72,7 @@ internal static class SegmentCommands
             decoder.Validate();
             var options = new SegmentationTrainOptions
             {
-                Epochs = r.GetValue(epochs), BatchSize = r.GetValue(batch), BaseLr = r.GetValue(lr), WeightDecay = r.GetValue(wd),
+                Epochs = r.GetValue(epochs), BatchSize = r.GetValue(batch), BaseLr = r.GetValue(lr), WeightDecay = r.GetValue(wd), DecoderLrMult = r.GetValue(lrMult),
                 Seed = r.GetValue(seed), Stride = r.GetValue(Stride), ValLimit = r.GetValue(valLimit), OutDir = dir, Augment = r.GetValue(augment)!,
             };
             options.Validate();

@@ -20,6 +20,10 @@ public sealed record SegmentationTrainOptions
     public double? BaseLr { get; init; }
     /// <summary>Null: 0 under SGD (SETR's), 0.01 under AdamW (the reference's fixed AdamW decay).</summary>
     public double? WeightDecay { get; init; }
+    /// <summary>The decoder's learning rate as a multiple of BaseLr (SETR's mmseg configs: head lr_mult 10). Null: 10 when
+    /// the method updates pretrained backbone weights (bias, full: the fresh decoder would otherwise crawl at the
+    /// fine-tuning rate), 1 when only new parameters train (head-only, VPT: BaseLr already is the decoder's rate).</summary>
+    public double? DecoderLrMult { get; init; }
     /// <summary>Poly schedule power (SETR / mmseg: 0.9); the rate falls from BaseLr to 1% of it, stepped per iteration.</summary>
     public double PolyPower { get; init; } = 0.9;
     public int Seed { get; init; }
@@ -39,6 +43,7 @@ public sealed record SegmentationTrainOptions
         if (BatchSize < 1 || BatchSize > 4096) throw new InvalidSettingException("batch-size", BatchSize, "must be in 1..4096");
         if (BaseLr is double lr && !(lr > 0 && lr < 1000)) throw new InvalidSettingException("base-lr", lr, "must be positive");
         if (WeightDecay is double wd && !(wd >= 0 && wd < 10)) throw new InvalidSettingException("weight-decay", wd, "must be in [0, 10)");
+        if (DecoderLrMult is double m && !(m > 0 && m <= 1000)) throw new InvalidSettingException("decoder-lr-mult", m, "must be in (0, 1000]");
     }
 }
 
@@ -50,7 +55,8 @@ public sealed record SegmentationTrainResult(IReadOnlyList<SegmentationEpoch> Ep
 /// <summary>
 /// Trains a <see cref="SegmentationModel"/>: SETR augmentation of random crops of the backbone's input size, per-pixel
 /// cross-entropy ignoring label 255, SGD (momentum 0.9) or AdamW (eps 1e-6) as the method's reference recipe
-/// (<see cref="Recipe.For"/>), poly learning rate per iteration. After each epoch: sliding-window mIoU on val, then
+/// (<see cref="Recipe.For"/>), the decoder at <see cref="SegmentationTrainOptions.DecoderLrMult"/> × the base rate, poly
+/// learning rate per iteration. After each epoch: sliding-window mIoU on val, then
 /// last.vpt (and best.vpt on a new best val mIoU) and metrics.jsonl written atomically.
 /// </summary>
 public sealed class SegmentationTrainer(SegmentationTrainOptions options)
@@ -68,11 +74,21 @@ public sealed class SegmentationTrainer(SegmentationTrainOptions options)
         double baseLr = options.BaseLr ?? (kind == OptimizerKind.Sgd ? 0.05 : 1e-3);
         double wd = options.WeightDecay ?? (kind == OptimizerKind.Sgd ? 0 : Recipe.AdamWWeightDecay);
         var trainable = model.TrainableParameters();
-        var (decay, noDecay) = Recipe.WeightDecayGroups(trainable.Select(p => (p.Name.StartsWith("decoder.") && p.Name.EndsWith("bias") ? "head.bias" : p.Name, p.Param)).ToList(), kind);
+        double decoderMult = options.DecoderLrMult ?? (model.method.BackboneParametersToTrain(model.backbone).Any() ? 10 : 1);
+        // Groups: (decoder, rest) × (decayed, not decayed), empty ones left out; each group's rate is baseLr × its multiple.
+        var groups = new List<(List<Parameter> Params, double Mult, bool Decay)>();
+        foreach (bool isDecoder in new[] { true, false })
+        {
+            var part = trainable.Where(p => p.Name.StartsWith("decoder.") == isDecoder)
+                .Select(p => (p.Name.StartsWith("decoder.") && p.Name.EndsWith("bias") ? "head.bias" : p.Name, p.Param)).ToList();
+            var (decay, noDecay) = Recipe.WeightDecayGroups(part, kind);
+            if (decay.Count > 0) groups.Add((decay, isDecoder ? decoderMult : 1, true));
+            if (noDecay.Count > 0) groups.Add((noDecay, isDecoder ? decoderMult : 1, false));
+        }
         using var optimizer = kind == OptimizerKind.AdamW
-            ? (OptimizerHelper)optim.AdamW([new AdamW.ParamGroup(decay, baseLr, 0.9, 0.999, Recipe.AdamWEpsilon, wd),
-                                             new AdamW.ParamGroup(noDecay, baseLr, 0.9, 0.999, Recipe.AdamWEpsilon, 0.0)], baseLr)
-            : optim.SGD([new SGD.ParamGroup(decay, baseLr, 0.9, 0, wd, false, false), new SGD.ParamGroup(noDecay, baseLr, 0.9, 0, 0, false, false)], baseLr);
+            ? (OptimizerHelper)optim.AdamW(groups.Select(g => new AdamW.ParamGroup(g.Params, baseLr * g.Mult, 0.9, 0.999, Recipe.AdamWEpsilon, g.Decay ? wd : 0.0)), baseLr)
+            : optim.SGD(groups.Select(g => new SGD.ParamGroup(g.Params, baseLr * g.Mult, 0.9, 0, g.Decay ? wd : 0.0, false, false)), baseLr);
+        var mults = groups.Select(g => g.Mult).ToArray();
         var augment = SegmentationAugment.Named(options.Augment, crop);
         var cache = new ConcurrentDictionary<int, (RgbImage, LabelMask)>();
         (RgbImage, LabelMask) Sample(int i) => options.CacheImages ? cache.GetOrAdd(i, train.Load) : train.Load(i);
@@ -105,7 +121,8 @@ public sealed class SegmentationTrainer(SegmentationTrainOptions options)
                 var x = tensor(xs.SelectMany(a => a).ToArray(), [idx.Length, 3, crop, crop]).to(model.backbone.Device);
                 var y = tensor(ys.SelectMany(a => a).ToArray(), [idx.Length, crop, crop]).to(model.backbone.Device);
                 lr = Poly(baseLr, step, total);
-                foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                int gi = 0;
+                foreach (var g in optimizer.ParamGroups) g.LearningRate = lr * mults[gi++];
                 optimizer.zero_grad();
                 var logits = model.forward(x);
                 var loss = nn.functional.cross_entropy(logits, y, ignore_index: SegmentationLabels.Ignore);
