@@ -29,7 +29,8 @@ for m in methods:
     rows.append((m, res[0]["trainable"], statistics.mean(mi), sd(mi), statistics.mean(pa), sd(pa), per_class,
                  statistics.mean(r["seconds"] for r in res), len(res)))
 augment = open(os.path.join(run, "augment.txt")).read().strip()
-json.dump(raw, open(os.path.join(out, f"results-{augment}.json"), "w"), indent=1)
+tag = os.environ.get("TAG", augment)  # names the outputs (table-TAG.md, …): runs of one augmentation with another budget
+json.dump(raw, open(os.path.join(out, f"results-{tag}.json"), "w"), indent=1)
 
 # Example pictures: test images 0..5; columns image | truth | each method's prediction (seed 0).
 def palette(labels):
@@ -54,14 +55,14 @@ for i in range(6):
     tiles += [Image.open(os.path.join(run, m, "pred", f"{i:04d}.mask.png")).convert("RGB") for m in methods]
     for j, t in enumerate(tiles):
         sheet.paste(t.resize((S, S), Image.NEAREST), (j * (S + 4), i * (S + 4)))
-sheet.save(os.path.join(out, f"examples-{augment}.png"))
+sheet.save(os.path.join(out, f"examples-{tag}.png"))
 
 machine = open(os.path.join(run, "machine.txt")).read().strip().splitlines()
 legend = ", ".join(f"{c} {'black' if k == 0 else ''}".strip() for k, c in enumerate(classes))
 cols_rgb = [tuple(int(v) for v in palette(np.array([k]))[0]) for k in range(len(classes))]
 
 table = [
-    f"### Training augmentation `--augment {augment}`, {rows[0][-1]} seeds",
+    f"### Training augmentation `--augment {augment}`, {rows[0][-1]} seeds" + (f", {os.environ['TITLE']}" if os.environ.get("TITLE") else ""),
     "",
     "Machine: " + "; ".join(machine) + ".",
     "",
@@ -71,8 +72,8 @@ table = [
 for m, p, mi, mis, pa, pas, pc, secs, n in rows:
     table.append(f"| {m} | {p:,} | {mi:.2f} ± {mis:.2f} | {pa:.2f} ± {pas:.2f} | " + " | ".join(f"{v:.1f}" for v in pc) + f" | {secs:.0f} |")
 table += ["", f"Example test predictions (seed 0). Columns: image, ground truth, " + ", ".join(methods) + ".", "",
-          f"![seg-shapes test predictions, --augment {augment}](segmentation/examples-{augment}.png)", ""]
-open(os.path.join(out, f"table-{augment}.md"), "w").write("\n".join(table))
+          f"![seg-shapes test predictions, --augment {augment}](segmentation/examples-{tag}.png)", ""]
+open(os.path.join(out, f"table-{tag}.md"), "w").write("\n".join(table))
 
 colours = ", ".join(f"{c} rgb{cols_rgb[k]}" for k, c in enumerate(classes))
 page = [
@@ -81,19 +82,22 @@ page = [
     "SETR-PUP decoder (Zheng et al., CVPR 2021) on the embedded default backbone (`--backbone default`: ViT patch 4, 32 px,",
     "width 128, depth 6, pretrained on five Fashion-MNIST classes), trained with each trainable set of the VPT paper's",
     "§4.3 / Table 3 on `vpt data make seg-shapes` (48×48 images, 400 train / 100 val / 200 test, 5 classes: background, disk,",
-    "square, triangle — solid random colours, any rotation — and stripes, a texture), VPT-deep with p = 10, 12 epochs,",
-    "batch 16, each method's default optimizer and learning rate (SGD 0.05 for head-only and VPT-deep, AdamW 0.001 for",
-    "bias and full; poly decay), 3 seeds each; best val mIoU picks the epoch; test mIoU with the sliding window (32-px",
+    "square, triangle — solid random colours, any rotation — and stripes, a texture), VPT-deep with p = 10, batch 16, each",
+    "method's default optimizer and learning rate (SGD 0.05 for head-only and VPT-deep, AdamW 0.001 for bias and full; poly",
+    "decay). First table: 48 epochs (1,200 steps), the decoder at 10× the base rate for bias and full (SETR's head lr_mult,",
+    "`--decoder-lr-mult`); the older tables: 12 epochs (300 steps), the decoder at the base rate. Best val mIoU picks the",
+    "epoch; test mIoU with the sliding window (32-px",
     "crops, stride 22), single scale. Trainable parameters include the decoder (PUP, 64 channels, 2 stages for patch 4:",
-    "111,429 of them at 5 classes). Regenerate with `AUGMENT=crop-flip flock /tmp/vpt-heavy.lock docs/results/segmentation/run.sh`",
-    "(and `AUGMENT=setr`); raw numbers in `segmentation/results-*.json`. Results are deterministic per CPU type (libtorch",
+    "111,429 of them at 5 classes). Regenerate the first with `EPOCHS=48 METHODS=… SEEDS=… REPORT=0 flock /tmp/vpt-heavy.lock",
+    "docs/results/segmentation/run.sh` per method and seed, then `TAG=crop-flip-48ep TITLE='48 epochs' report.py RUN_DIR",
+    "docs/results/segmentation`; raw numbers in `segmentation/results-*.json`. Results are deterministic per CPU type (libtorch",
     "kernels differ between AVX2 and AVX-512); the machine was shared (load average ~3 on 2 cores), which changes only the",
     "seconds. Mask colours: " + colours + ".",
     "",
     open(os.path.join(out, "findings.md")).read().strip() if os.path.exists(os.path.join(out, "findings.md")) else "",
     "",
 ]
-for aug in ["crop-flip", "setr"]:
+for aug in ["crop-flip-48ep", "crop-flip", "setr"]:
     t = os.path.join(out, f"table-{aug}.md")
     if os.path.exists(t):
         page.append(open(t).read())
