@@ -97,6 +97,7 @@ page = [
     open(os.path.join(out, "findings.md")).read().strip() if os.path.exists(os.path.join(out, "findings.md")) else "",
     "",
 ]
+page += ["## Tables", ""]
 for aug in ["crop-flip-48ep", "crop-flip", "setr"]:
     t = os.path.join(out, f"table-{aug}.md")
     if os.path.exists(t):
