@@ -34,6 +34,8 @@ public class SwinResizeTests
         double d = MaxAbsDiff(resized, Npy.Read(G($"resize_w{window}_table_features.1.1.npy")));
         Assert.True(d < 1e-5, $"window 4 → {window}: max |Δ| {d}");
         Assert.True(Same(SwinCheckpointKeys.ResizeRelativePositionTable(table, 4), table), "the same window leaves the table as it is");
+        var bad = Assert.Throws<CheckpointException>(() => SwinCheckpointKeys.ResizeRelativePositionTable(zeros(50, 2), window));
+        Assert.Contains("[50, 2]", bad.Message);
     }
 
     /// <summary>Window 4 → 6 at 48 px (2×2 shifted windows, then one unshifted window: the shape of Swin-B 384's last

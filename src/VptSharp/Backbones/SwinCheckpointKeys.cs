@@ -47,14 +47,16 @@ public static class SwinCheckpointKeys
     }
 
     /// <summary>A relative-position table [(2W−1)², heads] of window W resized to window <paramref name="newWindow"/>: each
-    /// head's (2W−1)×(2W−1) grid of biases resampled bicubically (align_corners false) to (2W'−1)×(2W'−1), as timm's
-    /// resize_rel_pos_bias_table and the official Swin's load_pretrained do when a checkpoint meets another window
-    /// (e.g. Swin-B 224/window 7 → 384/window 12).</summary>
+    /// head's (2W−1)×(2W−1) grid of biases resampled bicubically (align_corners false) to (2W'−1)×(2W'−1), as the official
+    /// Swin's load_pretrained does when a checkpoint meets another window (e.g. Swin-B 224/window 7 → 384/window 12);
+    /// timm ≥ 0.9 resamples on BEiT's geometric grid instead, which gives other values.</summary>
     public static Tensor ResizeRelativePositionTable(Tensor table, int newWindow)
     {
         using var scope = NewDisposeScope();
-        long rows = table.shape[0], heads = table.shape[1];
+        long rows = table.shape[0], heads = table.dim() == 2 ? table.shape[1] : 0;
         int side = (int)Math.Round(Math.Sqrt(rows)), newSide = 2 * newWindow - 1;
+        if (heads == 0 || (long)side * side != rows || side % 2 == 0)
+            throw new CheckpointException($"a relative_position_bias_table of shape [{string.Join(", ", table.shape)}] is not [(2W−1)², heads] for any window W");
         if (side == newSide) return table.alias().MoveToOuterDisposeScope();
         var grid = table.to(float32).permute(1, 0).reshape(1, heads, side, side);
         var resized = nn.functional.interpolate(grid, [newSide, newSide], mode: InterpolationMode.Bicubic, align_corners: false);

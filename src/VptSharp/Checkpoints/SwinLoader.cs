@@ -33,11 +33,17 @@ public static class SwinLoader
         {
             var t = kv.Value.dtype == float32 ? kv.Value : kv.Value.to(float32);
             return cfg.Window != made.Window && kv.Key.EndsWith(".relative_position_bias_table")
-                ? SwinCheckpointKeys.ResizeRelativePositionTable(t, cfg.Window) : t;
+                ? ResizeTable(t, cfg.Window, $"{weightsPath}: {kv.Key}") : t;
         });
         model.LoadTorchvision(tensors, weightsPath);
         model.Freeze();
         return new LoadedBackbone(model, source, CheckpointReader.Sha256OfFile(weightsPath), weightsPath);
+    }
+
+    static Tensor ResizeTable(Tensor table, int window, string what)
+    {
+        try { return SwinCheckpointKeys.ResizeRelativePositionTable(table, window); }
+        catch (CheckpointException e) { throw new CheckpointException($"{what}: {e.Message}"); }
     }
 
     /// <summary>random:swin_t … swin_l or random:swin_base_patch4_window12_384 (timm's names), seeded.</summary>
