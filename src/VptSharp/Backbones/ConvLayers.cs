@@ -32,6 +32,80 @@ public sealed class FrozenBatchNorm2d : Module<Tensor, Tensor>
         functional.batch_norm(x, running_mean, running_var, weight, bias, training: false, eps: eps);
 }
 
+/// <summary>
+/// The channels-last memory layout for NCHW activations: same shape, NHWC strides. libtorch's oneDNN convolutions then
+/// run on NHWC directly instead of reordering every layer's input and output: ResNet-18 at 224 px, 2 threads, forward
+/// 37.5 → 12.7 ms/img in fp32 and 12.6 → 6.2 in bf16 (docs/results/resnet18-vs-mlnet.md). TorchSharp 0.107 has no
+/// memory_format argument, so the layout is made with a permute round trip; conv, batch norm, ReLU, pooling and add keep
+/// it. Off when the environment variable VPTSHARP_CHANNELS_LAST is 0 (same values, NCHW speed).
+/// </summary>
+public static class ChannelsLast
+{
+    /// <summary>Read when a ConvNet is built (its conv weights) and on every forward (its input).</summary>
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("VPTSHARP_CHANNELS_LAST") != "0";
+
+    /// <summary>x [B, C, H, W] with NHWC strides when enabled (an alias when x has them already or layout is off).</summary>
+    public static Tensor Of(Tensor x)
+    {
+        if (!Enabled || x.dim() != 4 || IsChannelsLast(x)) return x.alias();
+        using var nhwc = x.permute(0, 2, 3, 1).contiguous();
+        return nhwc.permute(0, 3, 1, 2);
+    }
+
+    /// <summary>Gives every Conv2d under <paramref name="module"/> an NHWC-strided weight (same values, same parameter
+    /// names). In fp32 oneDNN takes its NHWC kernels only when the weight is channels-last too. Checkpoint loading copies
+    /// into it and dtype/device moves keep it.</summary>
+    public static void ConvWeights(Module module)
+    {
+        if (!Enabled) return;
+        using var _ = no_grad();
+        foreach (var (_, child) in module.named_modules())
+            if (child is Conv2d conv && conv.weight is { } w && !IsChannelsLast(w))
+                conv.weight = new Parameter(Of(w.detach()), w.requires_grad);
+    }
+
+    /// <summary>Whether x [B, C, H, W] is laid out NHWC. Strides of size-1 dimensions do not matter: a 1×1 kernel or a
+    /// 1-pixel map is both layouts at once.</summary>
+    public static bool IsChannelsLast(Tensor x)
+    {
+        if (x.dim() != 4) return false;
+        var (shape, stride) = (x.shape, x.stride());
+        long[] nhwc = [shape[1] * shape[2] * shape[3], 1, shape[3] * shape[1], shape[1]];
+        for (int d = 0; d < 4; d++)
+            if (shape[d] > 1 && stride[d] != nhwc[d]) return false;
+        return true;
+    }
+}
+
+/// <summary>
+/// A 1×1 convolution (torch's Conv2d parameter name and [out, in, 1, 1] shape) computed as a matrix product over the
+/// channels of the NHWC view, with stride by subsampling. On channels-last input libtorch 2.10's oneDNN 1×1 kernels gave
+/// wrong fp32 values (256 → 512 off by up to 2.2 on outputs of magnitude 3–4) and crashed in bf16 (1024 → 2048 at 7 px) on
+/// an avx512_bf16 EPYC, while every 3×3 and 7×7 matched (tools/probes/ChannelsLastProbe.cs). The product is the same
+/// arithmetic, through the GEMMs the ViT already uses; its output is channels-last. No bias (ResNet's have none).
+/// </summary>
+public sealed class PointwiseConv2d : Module<Tensor, Tensor>
+{
+    public readonly Parameter weight;
+    readonly long stride;
+
+    public PointwiseConv2d(long inChannels, long outChannels, long stride = 1) : base("Conv2d")
+    {
+        this.stride = stride;
+        weight = Parameter(empty(outChannels, inChannels, 1, 1));
+        init.kaiming_uniform_(weight, Math.Sqrt(5)); // torch's Conv2d default; checkpoints overwrite it
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var sampled = stride == 1 ? x : x[.., .., TensorIndex.Slice(null, null, stride), TensorIndex.Slice(null, null, stride)];
+        var y = functional.linear(sampled.permute(0, 2, 3, 1), weight.flatten(1));
+        return y.permute(0, 3, 1, 2).MoveToOuterDisposeScope();
+    }
+}
+
 /// <summary>LayerNorm over the channels of an NCHW map (torchvision's LayerNorm2d: permute, normalise, permute back).
 /// Weight 1 and bias 0 set explicitly.</summary>
 public sealed class LayerNorm2d : Module<Tensor, Tensor>

@@ -82,6 +82,7 @@ public sealed class ConvNeXt : Backbone
         classifier = new Named(("0", headNorm));
         register_module("classifier", classifier);
         ResetClassifier(numClasses);
+        ChannelsLast.ConvWeights(this);
     }
 
     public override string Family => "convnext";
@@ -95,7 +96,8 @@ public sealed class ConvNeXt : Backbone
     /// <summary>Stem: 4×4/4 patchify conv + LayerNorm2d.</summary>
     public override Tensor Embed(Tensor images)
     {
-        using var c = stemConv.forward(images);
+        using var cl = ChannelsLast.Of(images); // every block then runs channels-last, where its NHWC permutes are free
+        using var c = stemConv.forward(cl);
         return stemNorm.forward(c);
     }
 
@@ -184,7 +186,7 @@ sealed class ConvNeXtBlock : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var y = dwconv.forward(x).permute(0, 2, 3, 1);
         y = fc2.forward(functional.gelu(fc1.forward(norm.forward(y)))).permute(0, 3, 1, 2);
-        return (x + layer_scale * y).MoveToOuterDisposeScope();
+        return x.add(layer_scale * y, Scalars.One).MoveToOuterDisposeScope();
     }
 }
 

@@ -93,6 +93,7 @@ public sealed class ResNet : Backbone
         }
         blocks = stages.SelectMany(s => s).ToArray();
         ResetClassifier(numClasses);
+        ChannelsLast.ConvWeights(this);
     }
 
     public override string Family => "resnet";
@@ -107,9 +108,9 @@ public sealed class ResNet : Backbone
     public override Tensor Embed(Tensor images)
     {
         using var scope = NewDisposeScope();
-        var x = input_offset is null ? images : images + CenteredOffset(images);
+        var x = input_offset is null ? images : images.add(CenteredOffset(images), Scalars.One);
         x = Config.CntkPadding ? CntkSame.Pad(x, 7, 2) : x;
-        x = functional.relu(bn1.forward(conv1.forward(x)));
+        x = functional.relu(bn1.forward(conv1.forward(ChannelsLast.Of(x)))); // every block then runs channels-last
         x = Config.CntkPadding
             ? functional.max_pool2d(CntkSame.Pad(x, 3, 2, double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
@@ -174,15 +175,16 @@ public sealed class ResNet : Backbone
 }
 
 /// <summary>torchvision's BasicBlock (conv1 3×3, conv2 3×3) or Bottleneck (conv1 1×1, conv2 3×3 with the stride,
-/// conv3 1×1), each conv followed by its BN; a 1×1 conv + BN downsample where shape changes.</summary>
+/// conv3 1×1), each conv followed by its BN; a 1×1 conv + BN downsample where shape changes. 1×1 convs are
+/// <see cref="PointwiseConv2d"/>.</summary>
 sealed class ResidualBlock : Module<Tensor, Tensor>
 {
     /// <summary>Children are registered explicitly under torchvision's names; TorchSharp's field-name registration
     /// (which it also runs lazily) would add them a second time under the C# field names.</summary>
     protected override void RegisterComponents() { }
 
-    readonly Conv2d conv1, conv2;
-    readonly Conv2d? conv3, downConv;
+    readonly Module<Tensor, Tensor> conv1, conv2;
+    readonly Module<Tensor, Tensor>? conv3, downConv;
     readonly FrozenBatchNorm2d bn1, bn2;
     readonly FrozenBatchNorm2d? bn3, downBn;
     readonly bool cntk;
@@ -195,9 +197,9 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
         int pad3 = cntk ? 0 : 1;
         if (bottleneck)
         {
-            conv1 = Conv2d(inCh, planes, 1, bias: false);
+            conv1 = new PointwiseConv2d(inCh, planes);
             conv2 = Conv2d(planes, planes, 3, stride: stride, padding: pad3, bias: false);
-            conv3 = Conv2d(planes, outCh, 1, bias: false);
+            conv3 = new PointwiseConv2d(planes, outCh);
             bn3 = new FrozenBatchNorm2d(outCh);
         }
         else
@@ -212,14 +214,14 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
         if (conv3 is not null) { register_module("conv3", conv3); register_module("bn3", bn3!); }
         if (stride != 1 || inCh != outCh)
         {
-            downConv = Conv2d(inCh, outCh, 1, stride: stride, bias: false);
+            downConv = new PointwiseConv2d(inCh, outCh, stride); // CNTK's "same" never pads a 1×1 window
             downBn = new FrozenBatchNorm2d(outCh);
             register_module("downsample", new Named(("0", downConv), ("1", downBn)));
         }
     }
 
     /// <summary>The strided 3×3 conv; CNTK pads "same", the odd unit at top/left (1/0 at even sizes).</summary>
-    Tensor Strided(Conv2d conv, Tensor x)
+    Tensor Strided(Module<Tensor, Tensor> conv, Tensor x)
     {
         if (!cntk) return conv.forward(x);
         using var padded = CntkSame.Pad(x, 3, 2);
@@ -242,7 +244,7 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
             y = bn3!.forward(conv3.forward(y));
         }
         var identity = downConv is null ? x : downBn!.forward(downConv.forward(x));
-        return functional.relu(y + identity).MoveToOuterDisposeScope();
+        return functional.relu(y.add(identity, Scalars.One)).MoveToOuterDisposeScope();
     }
 }
 
