@@ -1,5 +1,8 @@
 using System.CommandLine;
 using VptSharp.Cli;
+using VptSharp.Hardware;
+
+NativeHeap.KeepFreedMemory(); // before any tensor exists: freed activations are reused instead of page-faulted in again
 
 var root = new RootCommand("VptSharp — Visual Prompt Tuning (Jia et al., ECCV 2022) for .NET: tune tiny task files on a frozen ViT.");
 root.Subcommands.Add(TrainCommands.Train());

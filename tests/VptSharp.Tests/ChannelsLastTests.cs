@@ -11,39 +11,29 @@ namespace VptSharp.Tests;
 public sealed class ChannelsLastCollection { public const string Name = "channels-last"; }
 
 /// <summary>
-/// The ConvNets run channels-last (oneDNN's NHWC kernels; 1×1 convolutions as GEMMs). libtorch 2.10 computed a
-/// channels-last 1×1 convolution wrongly on this kind of CPU, so these tests compare every real-size ConvNet against the
-/// NCHW layout at 224 px — the shapes a user's checkpoint runs — in fp32 and bf16, with random weights.
+/// In bf16 the ConvNets' stems (ConvNeXt: every block) run channels-last, and ResNet's 1×1 convolutions are GEMMs.
+/// libtorch 2.10 computed a channels-last 1×1 convolution wrongly on this kind of CPU, so these tests compare real-size
+/// ConvNets against the NCHW layout at 224 px — the shapes a user's checkpoint runs — with random weights.
 /// </summary>
 [Collection(ChannelsLastCollection.Name)]
 public class ChannelsLastTests
 {
     [Fact]
-    public void LayoutIsChannelsLastThroughEveryBlockAndDtypeMove()
+    public void OnlyReducedPrecisionInputsAreConverted()
     {
         using var x = randn(2, 3, 5, 7);
-        using var cl = ChannelsLast.Of(x);
-        Assert.True(ChannelsLast.IsChannelsLast(cl) && !ChannelsLast.IsChannelsLast(x));
-        Assert.Equal(0.0, MaxAbsDiff(cl, x));
-
-        using var net = (ResNet)ConvNetTests.LoadGolden("resnet_bottleneck", timm: false, 64);
-        var convWeights = net.named_parameters().Where(p => p.parameter.dim() == 4 && p.parameter.shape[2] > 1).ToList();
-        Assert.NotEmpty(convWeights);
-        Assert.All(convWeights, p => Assert.True(ChannelsLast.IsChannelsLast(p.parameter), $"{p.name} strides {string.Join(",", p.parameter.stride())}"));
-        using (no_grad())
-        using (NewDisposeScope())
-        {
-            var features = net.ForwardBlocks(net.Embed(randn(1, 3, 64, 64)), NoHooks.Instance);
-            Assert.True(ChannelsLast.IsChannelsLast(features));
-        }
-        net.to(bfloat16);
-        Assert.All(net.named_parameters().Where(p => p.parameter.dim() == 4), p => Assert.True(ChannelsLast.IsChannelsLast(p.parameter), p.name));
-        Assert.Equal(new long[] { 8, 3, 7, 7 }, net.state_dict()["conv1.weight"].shape);
+        using (var same = ChannelsLast.ForConv(x)) Assert.False(ChannelsLast.IsChannelsLast(same)); // fp32: NCHW is faster
+        using var xb = x.to(bfloat16);
+        using var cl = ChannelsLast.ForConv(xb);
+        Assert.True(ChannelsLast.IsChannelsLast(cl) && !ChannelsLast.IsChannelsLast(xb));
+        Assert.Equal(0.0, MaxAbsDiff(cl, xb));
+        using var nhwc = randn(2, 5, 7, 3).permute(0, 3, 1, 2);
+        Assert.True(ChannelsLast.IsChannelsLast(nhwc) && ChannelsLast.IsChannelsLast(randn(2, 1, 5, 7))); // one channel: both layouts
     }
 
-    /// <summary>Pre-logits of a random real-size network, channels-last vs NCHW, both against an fp32 NCHW reference.
-    /// fp32 must agree to 1e-4 of the features' scale; in bf16 channels-last must be no further from fp32 than NCHW
-    /// bf16 is (twice its error, plus rounding), which a wrong kernel (errors of the output's own size) cannot meet.</summary>
+    /// <summary>Pre-logits of a random real-size network in bf16, channels-last vs NCHW, both against fp32. Channels-last
+    /// must be no further from fp32 than NCHW bf16 is (twice its error, plus rounding), which a wrong kernel (errors of the
+    /// output's own size; 0.26 of the scale with oneDNN's fp32 1×1 on channels-last) cannot meet.</summary>
     [Theory]
     [InlineData("resnet18")]
     [InlineData("resnet50")]
@@ -67,12 +57,10 @@ public class ChannelsLastTests
             }
             using var reference = Features(false, float32);
             double scale = reference.abs().max().item<float>();
-            using var clF32 = Features(true, float32);
             using var nchwBf16 = Features(false, bfloat16);
             using var clBf16 = Features(true, bfloat16);
-            double f32 = MaxAbsDiff(clF32, reference) / scale, bNchw = MaxAbsDiff(nchwBf16, reference) / scale, bCl = MaxAbsDiff(clBf16, reference) / scale;
-            Console.WriteLine($"{arch}: relative max |Δ| vs fp32 NCHW: channels-last fp32 {f32:E2}; bf16 NCHW {bNchw:E2}, bf16 channels-last {bCl:E2} (scale {scale:F2})");
-            Assert.True(f32 < 1e-4, $"fp32 channels-last differs by {f32:E2} of the features' scale");
+            double bNchw = MaxAbsDiff(nchwBf16, reference) / scale, bCl = MaxAbsDiff(clBf16, reference) / scale;
+            Console.WriteLine($"{arch}: relative max |Δ| vs fp32 NCHW: bf16 NCHW {bNchw:E2}, bf16 channels-last {bCl:E2} (scale {scale:F2})");
             Assert.True(bCl < 2 * bNchw + 1e-2, $"bf16 channels-last error {bCl:E2} vs NCHW bf16's {bNchw:E2}");
         }
         finally { ChannelsLast.Enabled = was; }

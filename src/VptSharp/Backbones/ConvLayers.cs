@@ -33,39 +33,30 @@ public sealed class FrozenBatchNorm2d : Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// The channels-last memory layout for NCHW activations: same shape, NHWC strides. libtorch's oneDNN convolutions then
-/// run on NHWC directly instead of reordering every layer's input and output: ResNet-18 at 224 px, 2 threads, forward
-/// 37.5 → 12.7 ms/img in fp32 and 12.6 → 6.2 in bf16 (docs/results/resnet18-vs-mlnet.md). TorchSharp 0.107 has no
-/// memory_format argument, so the layout is made with a permute round trip; conv, batch norm, ReLU, pooling and add keep
-/// it. Off when the environment variable VPTSHARP_CHANNELS_LAST is 0 (same values, NCHW speed).
+/// The channels-last memory layout (same shape, NHWC strides) for a ConvNet's first convolution in reduced precision.
+/// libtorch's oneDNN bf16 kernel for the 3-channel 7×7/2 stem reorders an NCHW input at a cost larger than the conv;
+/// on NHWC it does not. Measured on ResNet-18, 224 px, batch 8, 2 threads, avx512_bf16 EPYC, four runs (noisy VM):
+/// bf16 stem 4.7–5.4 ms/img NCHW vs 1.1–1.8 channels-last; bf16 blocks were no faster channels-last (6.5–8.6 NCHW vs
+/// 9.4–12), nor was anything in fp32 (stem 5–8 vs 9–19). So ResNet converts only a bf16/fp16 stem input and returns to
+/// NCHW after it; ConvNeXt's blocks permute to NHWC anyway and stay channels-last. TorchSharp 0.107 has no memory_format
+/// argument: the layout is made by a permute round trip. Off when the environment variable VPTSHARP_CHANNELS_LAST is 0.
 /// </summary>
 public static class ChannelsLast
 {
-    /// <summary>Read when a ConvNet is built (its conv weights) and on every forward (its input).</summary>
+    /// <summary>Read on every forward.</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("VPTSHARP_CHANNELS_LAST") != "0";
 
-    /// <summary>x [B, C, H, W] with NHWC strides when enabled (an alias when x has them already or layout is off).</summary>
-    public static Tensor Of(Tensor x)
+    /// <summary>x [B, C, H, W] with NHWC strides when enabled and x is bf16/fp16; otherwise (or when it has them
+    /// already) an alias of x.</summary>
+    public static Tensor ForConv(Tensor x)
     {
-        if (!Enabled || x.dim() != 4 || IsChannelsLast(x)) return x.alias();
+        if (!Enabled || x.dim() != 4 || x.dtype is not (ScalarType.BFloat16 or ScalarType.Float16) || IsChannelsLast(x)) return x.alias();
         using var nhwc = x.permute(0, 2, 3, 1).contiguous();
         return nhwc.permute(0, 3, 1, 2);
     }
 
-    /// <summary>Gives every Conv2d under <paramref name="module"/> an NHWC-strided weight (same values, same parameter
-    /// names). In fp32 oneDNN takes its NHWC kernels only when the weight is channels-last too. Checkpoint loading copies
-    /// into it and dtype/device moves keep it.</summary>
-    public static void ConvWeights(Module module)
-    {
-        if (!Enabled) return;
-        using var _ = no_grad();
-        foreach (var (_, child) in module.named_modules())
-            if (child is Conv2d conv && conv.weight is { } w && !IsChannelsLast(w))
-                conv.weight = new Parameter(Of(w.detach()), w.requires_grad);
-    }
-
-    /// <summary>Whether x [B, C, H, W] is laid out NHWC. Strides of size-1 dimensions do not matter: a 1×1 kernel or a
-    /// 1-pixel map is both layouts at once.</summary>
+    /// <summary>Whether x [B, C, H, W] is laid out NHWC. Strides of size-1 dimensions do not matter: a 1-pixel map or
+    /// a single channel is both layouts at once.</summary>
     public static bool IsChannelsLast(Tensor x)
     {
         if (x.dim() != 4) return false;
@@ -82,7 +73,7 @@ public static class ChannelsLast
 /// channels of the NHWC view, with stride by subsampling. On channels-last input libtorch 2.10's oneDNN 1×1 kernels gave
 /// wrong fp32 values (256 → 512 off by up to 2.2 on outputs of magnitude 3–4) and crashed in bf16 (1024 → 2048 at 7 px) on
 /// an avx512_bf16 EPYC, while every 3×3 and 7×7 matched (tools/probes/ChannelsLastProbe.cs). The product is the same
-/// arithmetic, through the GEMMs the ViT already uses; its output is channels-last. No bias (ResNet's have none).
+/// arithmetic, through the GEMMs the ViT already uses; the output keeps the input's layout. No bias (ResNet's have none).
 /// </summary>
 public sealed class PointwiseConv2d : Module<Tensor, Tensor>
 {
@@ -101,8 +92,11 @@ public sealed class PointwiseConv2d : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var sampled = stride == 1 ? x : x[.., .., TensorIndex.Slice(null, null, stride), TensorIndex.Slice(null, null, stride)];
-        var y = functional.linear(sampled.permute(0, 2, 3, 1), weight.flatten(1));
-        return y.permute(0, 3, 1, 2).MoveToOuterDisposeScope();
+        var w = weight.flatten(1);
+        if (ChannelsLast.IsChannelsLast(x)) // [B, H, W, C] · Wᵀ, viewed back as NCHW with NHWC strides
+            return functional.linear(sampled.permute(0, 2, 3, 1), w).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
+        long b = sampled.shape[0], h = sampled.shape[2], wd = sampled.shape[3];
+        return w.matmul(sampled.reshape(b, sampled.shape[1], h * wd)).view(b, w.shape[0], h, wd).MoveToOuterDisposeScope(); // W · [B, C, HW]
     }
 }
 

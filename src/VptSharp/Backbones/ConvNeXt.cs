@@ -82,7 +82,6 @@ public sealed class ConvNeXt : Backbone
         classifier = new Named(("0", headNorm));
         register_module("classifier", classifier);
         ResetClassifier(numClasses);
-        ChannelsLast.ConvWeights(this);
     }
 
     public override string Family => "convnext";
@@ -96,7 +95,7 @@ public sealed class ConvNeXt : Backbone
     /// <summary>Stem: 4×4/4 patchify conv + LayerNorm2d.</summary>
     public override Tensor Embed(Tensor images)
     {
-        using var cl = ChannelsLast.Of(images); // every block then runs channels-last, where its NHWC permutes are free
+        using var cl = ChannelsLast.ForConv(images); // in bf16 every block then runs channels-last, where its NHWC permutes are free
         using var c = stemConv.forward(cl);
         return stemNorm.forward(c);
     }

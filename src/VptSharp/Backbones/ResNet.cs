@@ -93,7 +93,6 @@ public sealed class ResNet : Backbone
         }
         blocks = stages.SelectMany(s => s).ToArray();
         ResetClassifier(numClasses);
-        ChannelsLast.ConvWeights(this);
     }
 
     public override string Family => "resnet";
@@ -104,17 +103,17 @@ public sealed class ResNet : Backbone
     public override int InChannels => Config.InChannels;
     public override Linear? Classifier => fc;
 
-    /// <summary>Stem: 7×7/2 conv, BN, ReLU, 3×3/2 max-pool.</summary>
+    /// <summary>Stem: 7×7/2 conv, BN, ReLU, 3×3/2 max-pool; in bf16 channels-last (<see cref="ChannelsLast"/>).</summary>
     public override Tensor Embed(Tensor images)
     {
         using var scope = NewDisposeScope();
         var x = input_offset is null ? images : images.add(CenteredOffset(images), Scalars.One);
         x = Config.CntkPadding ? CntkSame.Pad(x, 7, 2) : x;
-        x = functional.relu(bn1.forward(conv1.forward(ChannelsLast.Of(x)))); // every block then runs channels-last
+        x = functional.relu(bn1.forward(conv1.forward(ChannelsLast.ForConv(x))));
         x = Config.CntkPadding
             ? functional.max_pool2d(CntkSame.Pad(x, 3, 2, double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
-        return x.MoveToOuterDisposeScope();
+        return x.contiguous().MoveToOuterDisposeScope(); // the blocks run NCHW: see ChannelsLast
     }
 
     /// <summary>The input offset, framed by zeros when the input is larger by a border on every side (a pad prompt
