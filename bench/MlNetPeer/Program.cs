@@ -4,6 +4,8 @@
 // multiclass linear trainer. Prints one JSON object: accuracies, featurization images/s, CPU and load.
 //
 //   mlnet-peer --train 0:800 --test 0:1000 [--data /usr/share/datasets/fashion-mnist] [--out result.json]
+//   mlnet-peer --train-list task/train800val200.txt --test-list task/test.txt [--out result.json]
+//     (a task in VptSharp's list layout, "relative/path.png label" per line, as `vpt data make` and VTAB-1k lists write it)
 using System.Diagnostics;
 using System.IO.Compression;
 using System.Text.Json;
@@ -15,8 +17,8 @@ var opts = Args.Parse(args);
 var ml = new MLContext(seed: 0);
 string[] names = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"];
 
-var train = FashionMnist.Read(opts.Data, "train", opts.Train.Start, opts.Train.End, names);
-var test = FashionMnist.Read(opts.Data, "t10k", opts.Test.Start, opts.Test.End, names);
+var train = opts.TrainList is string tl ? ImageList.Read(tl) : FashionMnist.Read(opts.Data, "train", opts.Train.Start, opts.Train.End, names);
+var test = opts.TestList is string sl ? ImageList.Read(sl) : FashionMnist.Read(opts.Data, "t10k", opts.Test.Start, opts.Test.End, names);
 
 // The featurizer exactly as ML.NET's docs build it (224 × 224 RGB floats 0–255 into the package's preprocessing graph).
 var featurizer = ml.Transforms.ResizeImages("Resized", 224, 224, nameof(Sample.Image))
@@ -55,7 +57,7 @@ foreach (var (name, estimator) in new (string, IEstimator<ITransformer>)[]
 var result = new
 {
     peer = "ML.NET 5.0.1 DnnImageFeaturizer ResNet18 0.23.1 (ONNX Runtime 1.31.1)",
-    train = $"fashion-mnist:train[{opts.Train.Start}:{opts.Train.End}]", test = $"fashion-mnist:test[{opts.Test.Start}:{opts.Test.End}]",
+    train = opts.TrainList ?? $"fashion-mnist:train[{opts.Train.Start}:{opts.Train.End}]", test = opts.TestList ?? $"fashion-mnist:test[{opts.Test.Start}:{opts.Test.End}]",
     train_count = train.Count, test_count = test.Count,
     featurize_seconds = featurizeSeconds, featurize_images_per_second = featurized / featurizeSeconds,
     trainers,
@@ -125,6 +127,22 @@ static class FashionMnist
     }
 }
 
+static class ImageList
+{
+    /// <summary>"relative/path label" lines, paths relative to the list file's folder; each image decoded by ML.NET.</summary>
+    public static List<Sample> Read(string listPath)
+    {
+        string root = Path.GetDirectoryName(Path.GetFullPath(listPath))!;
+        return File.ReadLines(listPath).Where(l => l.Trim().Length > 0).Select((line, n) =>
+        {
+            int cut = line.LastIndexOf(' ');
+            if (cut <= 0 || !int.TryParse(line[(cut + 1)..], out int label))
+                throw new ArgumentException($"{listPath}:{n + 1}: expected 'relative/path label'");
+            return new Sample { Image = MLImage.CreateFromFile(Path.Combine(root, line[..cut])), Label = label.ToString() };
+        }).ToList();
+    }
+}
+
 static class Machine
 {
     public static string CpuModel() => CpuInfo().FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown";
@@ -152,13 +170,13 @@ sealed record Slice(int Start, int End)
     }
 }
 
-sealed record Args(string Data, Slice Train, Slice Test, string? Out)
+sealed record Args(string Data, Slice Train, Slice Test, string? Out, string? TrainList, string? TestList)
 {
     public static Args Parse(string[] args)
     {
         string data = "/usr/share/datasets/fashion-mnist";
         Slice train = new(0, 800), test = new(0, 1000);
-        string? output = null;
+        string? output = null, trainList = null, testList = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -168,9 +186,12 @@ sealed record Args(string Data, Slice Train, Slice Test, string? Out)
                 case "--train": train = Slice.Parse(Next(), "--train"); break;
                 case "--test": test = Slice.Parse(Next(), "--test"); break;
                 case "--out": output = Next(); break;
-                default: throw new ArgumentException($"unknown option {args[i]}; use --data DIR --train A:B --test A:B --out FILE");
+                case "--train-list": trainList = Next(); break;
+                case "--test-list": testList = Next(); break;
+                default: throw new ArgumentException($"unknown option {args[i]}; use --data DIR --train A:B --test A:B, or --train-list FILE --test-list FILE; --out FILE");
             }
         }
-        return new Args(data, train, test, output);
+        if ((trainList is null) != (testList is null)) throw new ArgumentException("--train-list and --test-list go together");
+        return new Args(data, train, test, output, trainList, testList);
     }
 }
