@@ -32,7 +32,19 @@ internal static class BenchCommand
 
     static readonly int[] PromptLengths = [1, 10, 50, 100, 200];
 
-    public static IReadOnlyList<string> DefaultConfigs() =>
+    /// <summary>The default rows for a backbone family: ConvNets get the paper's ConvNet methods (Table 5: VPT-pad with
+    /// its pixel widths, Linear, Mlp-3, Partial-1, Bias, Full); token backbones the ViT rows.</summary>
+    public static IReadOnlyList<string> DefaultConfigs(string family) => family is "resnet" or "convnext" ? ConvNetConfigs() : VitConfigs();
+
+    static IReadOnlyList<string> ConvNetConfigs() =>
+    [
+        "infer:plain:0:fp32", "infer:plain:0:bf16",
+        "train:linear:0:fp32", "train:mlp-3:0:fp32", "train:partial-1:0:fp32", "train:bias:0:fp32", "train:full:0:fp32",
+        .. new[] { 1, 5, 11 }.Select(p => $"train:vpt-pad:{p}:fp32"),
+        .. new[] { 1, 5, 11 }.Select(p => $"train:vpt-pad:{p}:bf16"),
+    ];
+
+    static IReadOnlyList<string> VitConfigs() =>
     [
         "infer:plain:0:fp32", "infer:plain:0:bf16",
         .. PromptLengths.Select(p => $"infer:vpt-deep:{p}:fp32"),
@@ -51,7 +63,7 @@ internal static class BenchCommand
         var backbone = new Option<string>("--backbone", "-b") { Description = "backbone to time (random weights are fine)", DefaultValueFactory = _ => "random:vit-b16" };
         var batch = new Option<int>("--batch") { Description = "images per step", DefaultValueFactory = _ => 8 };
         var iters = new Option<int>("--iters") { Description = "timed steps after one warm-up step", DefaultValueFactory = _ => 3 };
-        var only = new Option<string?>("--only") { Description = "comma-separated kind:method:p:dtype configurations (default: all)" };
+        var only = new Option<string?>("--only") { Description = "comma-separated kind:method:p:dtype configurations (default: every row for the backbone's family: ViT rows, or the ConvNet methods of Table 5 with VPT-pad)" };
         var tasks = new Option<int>("--tasks") { Description = "tasks in the multi-task rows", DefaultValueFactory = _ => 8 };
         var outOpt = new Option<string>("--out", "-o") { Description = "JSON results", DefaultValueFactory = _ => "bench.json" };
         var compare = new Option<string?>("--compare") { Description = "'pytorch' runs tools/bench_pytorch.py (Debian's /usr/bin/python3) on the matching configurations in this invocation; or a JSON file it wrote (ratio = ours / PyTorch)" };
@@ -75,7 +87,7 @@ internal static class BenchCommand
                 BenchProfile.Run(profiled, r.GetValue(backbone)!, r.GetValue(batch), r.GetValue(iters), threads, r.GetValue(outOpt)!, r.GetValue(markdown));
                 return 0;
             }
-            var configs = r.GetValue(only) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries) : DefaultConfigs();
+            var configs = r.GetValue(only) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries) : DefaultConfigs(FamilyOf(r.GetValue(backbone)!));
             var rows = new List<Row>();
             foreach (var cfg in configs)
             {
@@ -152,6 +164,12 @@ internal static class BenchCommand
     }
 
     /// <summary>Times one configuration "kind:method:p:dtype" in this process: one warm-up step, then <paramref name="iters"/> steps.</summary>
+    static string FamilyOf(string backboneSource)
+    {
+        using var bb = BackboneLoader.Load(backboneSource);
+        return bb.Model.Family;
+    }
+
     public static Row RunOne(string spec, string backboneSource, int batch, int iters, int taskCount, int threads)
     {
         var parts = spec.Split(':');

@@ -30,6 +30,7 @@ internal static partial class ProtocolCommands
     static readonly Option<string?> Fractions = new("--fractions") { Description = "extra runs on class-balanced fractions of train+val (Fig. 3), e.g. 0.1,0.2,0.4,0.8" };
     static readonly Option<string?> CurvePrompts = new("--curve-prompts") { Description = "extra VPT runs at these prompt lengths (Fig. 6), e.g. 1,5,10,50" };
     static readonly Option<string?> CurveDepths = new("--curve-depths") { Description = "extra VPT-deep runs with these prompted-block ranges (Fig. 7), e.g. 1-1,1-3,1-6,6-6,6-4,6-1" };
+    static readonly Option<bool> LinearLbfgs = new("--linear-lbfgs") { Description = "linear runs solve their head by full-batch L-BFGS on cached features (scikit-learn's and ML.NET's linear probe): --wds is then the L2 grid; give --lrs one value, it does not apply to them" };
     static readonly Option<string?> Shard = new("--shard") { Description = "i/n: run only this machine's share of the (task, method) pairs" };
     static readonly Option<string> Out = new("--out", "-o") { Description = "sweep folder (runs/…json results, resumable)", Required = true };
     static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
@@ -51,7 +52,7 @@ internal static partial class ProtocolCommands
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, PadPixelsOpt, Reductions, Epochs, Warmup, SweepBatch,
-                     Seeds, Fractions, CurvePrompts, CurveDepths, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
+                     Seeds, Fractions, CurvePrompts, CurveDepths, LinearLbfgs, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.Subcommands.Add(PlanCommand());
         c.Subcommands.Add(RunCommand());
@@ -111,7 +112,7 @@ internal static partial class ProtocolCommands
             BatchSize = r.GetValue(SweepBatch), Seeds = r.GetValue(Seeds), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
             CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
-            CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard),
+            CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard), LinearLbfgs = r.GetValue(LinearLbfgs),
         };
         if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks
         if (options.Fractions.Any(x => x <= 0 || x >= 1)) throw new ArgumentException("--fractions must lie in (0, 1)");

@@ -22,7 +22,7 @@ internal static class TrainCommands
     static readonly Option<double?> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256); default 0.25 with sgd, 0.001 with adamw" };
     static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "weight decay (not applied to biases)", DefaultValueFactory = _ => 1e-4 };
     static readonly Option<int?> Warmup = new("--warmup-epochs") { Description = "linear warm-up epochs before the cosine decay (default: the method's reference recipe, 5 for full/partial/bias/adapter, 10 otherwise)" };
-    static readonly Option<string?> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9) or adamw; default: the reference's — adamw for full, partial-k, bias and adapter, sgd otherwise" };
+    static readonly Option<string?> OptimizerOpt = new("--optimizer") { Description = "sgd (momentum 0.9), adamw, or lbfgs (method linear: the head solved on cached features by full-batch L-BFGS, --weight-decay as its L2, --epochs × 100 iterations); default: the reference's — adamw for full, partial-k, bias and adapter, sgd otherwise" };
     static readonly Option<string?> AdapterInitOpt = new("--adapter-init") { Description = "adapter: zero-both (the reference's; only the up-bias can learn) or zero-up (ours: default down init)" };
     static readonly Option<int> Seed = new("--seed") { Description = "random seed (split, init, order, augmentation, dropout)", DefaultValueFactory = _ => 42 };
     static readonly Option<string> Out = new("--out", "-o") { Description = "output folder (task.vpt, best.vpt, last.vpt, metrics.jsonl, tensorboard/)", Required = true };
@@ -123,8 +123,8 @@ internal static class TrainCommands
         var recipe = method is null ? null : Recipe.For(method);
         var optimizer = (r.GetValue(OptimizerOpt) ?? (recipe?.Optimizer ?? (wholeBackbone ? OptimizerKind.AdamW : OptimizerKind.Sgd)).ToString()).ToLowerInvariant() switch
         {
-            "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW,
-            var o => throw new ArgumentException($"--optimizer {o}: use sgd or adamw"),
+            "sgd" => OptimizerKind.Sgd, "adamw" => OptimizerKind.AdamW, "lbfgs" => OptimizerKind.Lbfgs,
+            var o => throw new ArgumentException($"--optimizer {o}: use sgd, adamw or lbfgs"),
         };
         return new()
         {

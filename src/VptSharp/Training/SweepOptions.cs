@@ -40,6 +40,9 @@ public sealed record SweepOptions
     public IReadOnlyList<string> CurveDepths { get; init; } = [];
     /// <summary>"i/n": this machine runs the (task, method) pairs with stable hash % n == i, so sweeps spread over machines.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Shard { get; init; }
+    /// <summary>Linear runs solve their head by full-batch L-BFGS on cached features (<see cref="LbfgsHead"/>): the wd grid
+    /// is then the L2 grid, and the lr grid does not apply to them.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool LinearLbfgs { get; init; }
     /// <summary>Only these tasks (null = all).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Tasks { get; init; }
 }

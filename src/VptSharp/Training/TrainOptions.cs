@@ -1,6 +1,8 @@
 namespace VptSharp.Training;
 
-public enum OptimizerKind { Sgd, AdamW }
+/// <summary>Sgd (momentum), AdamW, or Lbfgs: the linear head solved on cached features by full-batch L-BFGS
+/// (<see cref="LbfgsHead"/>; method linear only).</summary>
+public enum OptimizerKind { Sgd, AdamW, Lbfgs }
 
 /// <summary>The paper's recipe (appendix A): SGD momentum 0.9, warm-up then cosine, lr = base_lr × batch / 256.</summary>
 public sealed record TrainOptions
@@ -32,6 +34,9 @@ public sealed record TrainOptions
     public double? AdamWDecay { get; init; } = Recipe.AdamWWeightDecay;
     /// <summary>Stop after this many epochs in this process (for tests of resume); null = run to the end.</summary>
     public int? StopAfterEpochs { get; init; }
+    /// <summary>L-BFGS iterations per epoch (<see cref="OptimizerKind.Lbfgs"/>): each epoch restarts from the current
+    /// head, then validates.</summary>
+    public int LbfgsIterationsPerEpoch { get; init; } = 100;
 
     public double PeakLr => BaseLr * BatchSize / 256.0;
 

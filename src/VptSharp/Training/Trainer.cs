@@ -53,6 +53,11 @@ public sealed class Trainer(TrainOptions options)
         var trainable = model.TrainableParameters();
         var optimizer = MakeOptimizer(trainable);
         bool cached = Options.CacheFeatures && model.method.FeaturesAreFrozen && pre.Resize == ResizeMode.Plain;
+        bool lbfgs = Options.Optimizer == OptimizerKind.Lbfgs;
+        if (lbfgs && !(cached && model.method.Config.Method == "linear"))
+            throw new InvalidSettingException("optimizer", "lbfgs", model.method.Config.Method != "linear"
+                ? $"solves a linear head on cached features (method linear); {model.method.Config.Method} trains otherwise: use sgd or adamw"
+                : "needs cached features: plain resizing (no crop-flip augmentation)");
         var loader = new BatchLoader(train, new ImageTransform(pre, train: true), Options.BatchSize, shuffle: true, Options.Seed, Options.Workers);
         int steps = loader.BatchesPerEpoch;
         long total = (long)steps * Options.Epochs, warm = (long)steps * Options.WarmupEpochs;
@@ -119,7 +124,16 @@ public sealed class Trainer(TrainOptions options)
             double lossSum = 0; int correct = 0, seen = 0;
             double lr = 0;
             int step = 0;
-            foreach (var (x, y, n) in Batches(loader, epoch, cached, trainFeat, trainLab, pre, device, ct))
+            if (lbfgs)
+            {
+                var (loss, right) = LbfgsHead.Solve(model, trainFeat!, trainLab!, Options.WeightDecay, Options.LbfgsIterationsPerEpoch,
+                    Options.LabelSmoothing, outDir);
+                int n = (int)trainFeat!.shape[0];
+                (lossSum, seen, correct, step) = (loss * n, n, right, 1);
+                globalStep++;
+                Step?.Invoke(new StepProgress(epoch + 1, Options.Epochs, 1, 1, loss, (double)right / n, n / clock.Elapsed.TotalSeconds, 0));
+            }
+            else foreach (var (x, y, n) in Batches(loader, epoch, cached, trainFeat, trainLab, pre, device, ct))
             {
                 using var scope = NewDisposeScope();
                 lr = Options.LrPerStep ? WarmupCosine.At(globalStep, total, warm, Options.PeakLr)
@@ -223,7 +237,8 @@ public sealed class Trainer(TrainOptions options)
         return new EvalResult((double)correct / feats.shape[0], (int)feats.shape[0], correct, pred.cpu().data<long>().Select(p => (int)p).ToArray(), loss);
     }
 
-    /// <summary>SGD (or AdamW) with the reference's two weight-decay groups (<see cref="Recipe.WeightDecayGroups"/>).</summary>
+    /// <summary>SGD (or AdamW) with the reference's two weight-decay groups (<see cref="Recipe.WeightDecayGroups"/>). For
+    /// L-BFGS, an SGD that never steps, so checkpoints keep one format: <see cref="LbfgsHead"/> keeps no state across epochs.</summary>
     OptimizerHelper MakeOptimizer(IReadOnlyList<(string Name, Parameter Param)> trainable)
     {
         var (decay, noDecay) = Recipe.WeightDecayGroups(trainable, Options.Optimizer);
