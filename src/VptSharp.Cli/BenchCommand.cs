@@ -163,13 +163,14 @@ internal static class BenchCommand
             Enumerable.Range(0, 100).Select(i => $"c{i}").ToArray(), new Preprocessing { ImageSize = bb.Config.ImageSize });
     }
 
-    /// <summary>Times one configuration "kind:method:p:dtype" in this process: one warm-up step, then <paramref name="iters"/> steps.</summary>
+    /// <summary>The backbone's family ("vit", "resnet", …), which picks the default rows.</summary>
     static string FamilyOf(string backboneSource)
     {
         using var bb = BackboneLoader.Load(backboneSource);
         return bb.Model.Family;
     }
 
+    /// <summary>Times one configuration "kind:method:p:dtype" in this process: one warm-up step, then <paramref name="iters"/> steps.</summary>
     public static Row RunOne(string spec, string backboneSource, int batch, int iters, int taskCount, int threads)
     {
         var parts = spec.Split(':');

@@ -35,9 +35,9 @@ public sealed class FrozenBatchNorm2d : Module<Tensor, Tensor>
 /// <summary>
 /// The channels-last memory layout (same shape, NHWC strides) for a ConvNet's first convolution in reduced precision.
 /// libtorch's oneDNN bf16 kernel for the 3-channel 7×7/2 stem reorders an NCHW input at a cost larger than the conv;
-/// on NHWC it does not. Measured on ResNet-18, 224 px, batch 8, 2 threads, avx512_bf16 EPYC, four runs (noisy VM):
-/// bf16 stem 4.7–5.4 ms/img NCHW vs 1.1–1.8 channels-last; bf16 blocks were no faster channels-last (6.5–8.6 NCHW vs
-/// 9.4–12), nor was anything in fp32 (stem 5–8 vs 9–19). So ResNet converts only a bf16/fp16 stem input and returns to
+/// on NHWC it does not. Measured on ResNet-18, 224 px, batch 8, 2 threads, avx512_bf16 EPYC (ms/img; table in
+/// docs/results/resnet18-vs-mlnet.md): bf16 stem 4.7–5.4 NCHW vs 1.1–1.3 channels-last; bf16 blocks were slower
+/// channels-last (9.4–11.8 vs 6.0–8.6), and so was fp32 (stem 19.2 vs 5.0–8.3). So ResNet converts only a bf16/fp16 stem input and returns to
 /// NCHW after it; ConvNeXt's blocks permute to NHWC anyway and stay channels-last. TorchSharp 0.107 has no memory_format
 /// argument: the layout is made by a permute round trip. Off when the environment variable VPTSHARP_CHANNELS_LAST is 0.
 /// </summary>

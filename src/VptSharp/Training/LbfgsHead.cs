@@ -1,6 +1,8 @@
 using MathNet.Numerics;
 using MathNet.Numerics.LinearAlgebra;
 using MathNet.Numerics.Optimization;
+using TorchSharp;
+using VptSharp.Backbones;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
 
@@ -27,6 +29,7 @@ public static class LbfgsHead
         long classes = head.weight!.shape[0], width = head.weight.shape[1];
         using var x = features.to(ScalarType.Float64);
         var best = (Value: double.PositiveInfinity, Point: (Vector<double>?)null);
+        using var halfL2 = (0.5 * l2).ToScalar(); // held for the whole solve: an implicit Scalar may be finalized mid-call (Scalars)
 
         (double, Vector<double>) LossAndGradient(Vector<double> v)
         {
@@ -36,7 +39,7 @@ public static class LbfgsHead
             var w = flat.narrow(0, 0, classes * width).view(classes, width);
             var b = flat.narrow(0, classes * width, classes);
             var loss = nn.functional.cross_entropy(nn.functional.linear(x, w, b), labels, label_smoothing: labelSmoothing)
-                + w.square().sum() * (0.5 * l2);
+                .add(w.square().sum().mul(halfL2), Scalars.One);
             loss.backward();
             double value = loss.item<double>();
             if (!double.IsFinite(value))
