@@ -11,8 +11,8 @@ namespace VptSharp.Training;
 /// <summary>
 /// A linear head solved as multinomial logistic regression on cached features by full-batch L-BFGS with a line search
 /// (MathNet's LimitedMemoryBfgsMinimizer): what scikit-learn's LogisticRegression, ML.NET's LbfgsMaximumEntropy and the
-/// linear-probe evaluations of CLIP and DINO use. Minimises mean cross-entropy + (λ/2)·‖W‖² in float64 (the head's bias
-/// is not penalised, as in the SGD recipe's groups); λ is the run's weight decay, so a sweep's wd grid is the usual
+/// linear-probe evaluations of CLIP and DINO use. Minimises mean cross-entropy + (λ/2)·‖W'‖² in float64 over standardised
+/// features (W' the weights on them; the bias is not penalised, as in the SGD recipe's groups); λ is the run's weight decay, so a sweep's wd grid is the usual
 /// regularisation grid and its lr grid does not apply. Each call continues from the head's current values, so a
 /// trainer's epochs are restarts of at most <c>iterations</c> steps with validation in between.
 /// </summary>
@@ -27,7 +27,13 @@ public static class LbfgsHead
     {
         var head = model.head;
         long classes = head.weight!.shape[0], width = head.weight.shape[1];
-        using var x = features.to(ScalarType.Float64);
+        // Solved on standardised features (scikit-learn's StandardScaler + LogisticRegression; MAE's linear probe puts a
+        // non-affine BatchNorm before its head): the penalty then weighs every feature alike, whatever its scale.
+        // The solution is folded back into the head, W = W'/σ and b = b' − (W'/σ)·μ, so the task file is a plain head.
+        using var raw = features.to(ScalarType.Float64);
+        using var mean = raw.mean([0]);
+        using var std = raw.std(0, unbiased: false).clamp_min(1e-6);
+        using var x = (raw - mean) / std;
         var best = (Value: double.PositiveInfinity, Point: (Vector<double>?)null);
         using var halfL2 = (0.5 * l2).ToScalar(); // held for the whole solve: an implicit Scalar may be finalized mid-call (Scalars)
 
@@ -48,10 +54,13 @@ public static class LbfgsHead
             return (value, Vector<double>.Build.DenseOfArray(flat.grad!.data<double>().ToArray()));
         }
 
-        Vector<double> start;
-        using (var w0 = head.weight.detach().to(ScalarType.Float64).flatten())
-        using (var b0 = head.bias!.detach().to(ScalarType.Float64))
-            start = Vector<double>.Build.DenseOfArray([.. w0.data<double>().ToArray(), .. b0.data<double>().ToArray()]);
+        Vector<double> start; // the current head in standardised coordinates: W' = W·σ, b' = b + W·μ
+        using (var scope = NewDisposeScope())
+        {
+            var w0 = head.weight.detach().to(ScalarType.Float64);
+            var b0 = head.bias!.detach().to(ScalarType.Float64).add(w0.matmul(mean), Scalars.One);
+            start = Vector<double>.Build.DenseOfArray([.. (w0 * std).flatten().data<double>().ToArray(), .. b0.data<double>().ToArray()]);
+        }
         var minimizer = new LimitedMemoryBfgsMinimizer(gradientTolerance: 1e-7, parameterTolerance: 1e-12, functionProgressTolerance: 1e-12,
             memory: 10, maximumIterations: iterations);
         Vector<double> solution;
@@ -65,10 +74,11 @@ public static class LbfgsHead
         using (no_grad())
         {
             var values = solution.ToArray();
-            using var w = tensor(values[..(int)(classes * width)], [classes, width], ScalarType.Float64);
-            using var b = tensor(values[(int)(classes * width)..], ScalarType.Float64);
+            using var scope = NewDisposeScope();
+            var w = tensor(values[..(int)(classes * width)], [classes, width], ScalarType.Float64) / std;
+            var b = tensor(values[(int)(classes * width)..], ScalarType.Float64).sub(w.matmul(mean));
             head.weight.copy_(w);
-            head.bias.copy_(b);
+            head.bias!.copy_(b);
         }
         using var __ = no_grad();
         using var scope2 = NewDisposeScope();
