@@ -1,51 +1,56 @@
 #!/usr/bin/env bash
-# Issue 12's comparison on the seven mini-suite tasks: VptSharp on resnet18-imagenet (`vpt sweep`: lr grid on train →
-# val, then seeds on train+val → test) against the ML.NET peer (bench/MlNetPeer: DnnImageFeaturizer ResNet18 + its
-# linear trainers, fitted on the same train+val, tested on the same test images). One machine, one run, every heavy step
-# under one lock. Writes raw JSON and a table to $OUT (default docs/results/resnet18-mini-suite/).
+# Issue 12's comparison on the seven mini-suite tasks: VptSharp on resnet18-imagenet against the ML.NET peer
+# (bench/MlNetPeer: DnnImageFeaturizer ResNet18 + its linear trainers, fitted on train+val, tested on test), one machine.
+# Writes raw JSON and a table to $OUT (default docs/results/resnet18-mini-suite/); every step skips what is done.
 #
-#   bench/resnet18-mini-suite.sh                        # all 7 tasks; linear 3 seeds, vpt-pad 1 seed
-#   TASKS=fmnist-5to9,textures PAD_SEEDS=3 bench/resnet18-mini-suite.sh
+#   DATA=data/mini bench/resnet18-mini-suite.sh
+#
+# VptSharp, all on train800 / val200 / test (the list files `vpt data make all` writes):
+#   linear (SGD)     `vpt sweep`: base lr grid 0.25, 0.05 on train → val, 3 seeds on train+val → test, 30 epochs
+#   linear (L-BFGS)  `vpt sweep --linear-lbfgs`: L2 grid 0.01, 0.1 on train → val, then train+val → test (one seed:
+#                    the optimum of a strictly convex objective does not depend on it)
+#   vpt-pad p = 5    one recipe, no grid (one run costs ~5 min on 2 cores): base lr 0.25, batch 16, 4 epochs, no
+#                    warm-up, trained on train, epoch picked on val, tested
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/mini}
 OUT=${OUT:-docs/results/resnet18-mini-suite}
 LOCK=${LOCK:-/tmp/vpt-heavy.lock}
 TASKS=${TASKS:-fmnist-5to9,glyphs,textures,dsprites-loc,dsprites-ori,count,distance}
-# Linear: head on cached features, 30 epochs at batch 64 (3 warm-up). VPT-pad p = 5 (paper §4.4), batch 32, 6 epochs
-# (1 warm-up): one VPT-pad epoch of 800 images at 224 px costs ~20–30 s on 2 cores in bf16.
-LIN_LRS=${LIN_LRS:-0.25,0.05}; LIN_SEEDS=${LIN_SEEDS:-3}
-PAD_LRS=${PAD_LRS:-0.25,0.05}; PAD_SEEDS=${PAD_SEEDS:-1}; PAD_EPOCHS=${PAD_EPOCHS:-6}
-export DATA OUT TASKS LIN_LRS LIN_SEEDS PAD_LRS PAD_SEEDS PAD_EPOCHS
+export DATA OUT TASKS
 
 mkdir -p "$OUT"
 flock "$LOCK" bash -euo pipefail -c '
-  dotnet build -c Release src/VptSharp.Cli -v q -nologo >/dev/null
-  dotnet build -c Release bench/MlNetPeer -v q -nologo -p:NoWarn=NU1603 >/dev/null
-  VPT=src/VptSharp.Cli/bin/Release/net10.0/linux-x64/vpt
-  PEER=bench/MlNetPeer/bin/Release/net10.0/linux-x64/mlnet-peer
-  log() { echo "$(date -u +%H:%M:%S) load $(cut -d" " -f1-3 /proc/loadavg): $*" | tee -a "$OUT/run.log"; }
+  source bench/common.sh
+  VPT=$(build_vpt); PEER=$(build_peer)
   [ -f "$DATA/fmnist-5to9/test.txt" ] || { log "building the mini-suite data in $DATA"; $VPT data make all --out "$DATA" >/dev/null; }
-  mkdir -p "$OUT/mlnet"
+  mkdir -p "$OUT/mlnet" "$OUT/vpt-pad" "$OUT/throughput"
   for t in ${TASKS//,/ }; do
     [ -f "$OUT/mlnet/$t.json" ] && continue
     log "ML.NET peer: $t"
     $PEER --train-list "$DATA/$t/train800val200.txt" --test-list "$DATA/$t/test.txt" --out "$OUT/mlnet/$t.json" >/dev/null 2>>"$OUT/run.log"
   done
-  common=(--backbone resnet18-imagenet --suite suites/mini.json --data-root "$DATA" --tasks "$TASKS" --wds 0.0001 --threads 2)
-  log "VptSharp linear sweep"
-  $VPT sweep "${common[@]}" --methods linear --lrs "$LIN_LRS" --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds "$LIN_SEEDS" \
-      --out "$OUT/linear" 2>&1 | sed "s/\x1b\[[0-9;]*m//g" | grep -v "^\s*$" >> "$OUT/sweep-linear.log"
-  log "VptSharp vpt-pad sweep"
-  $VPT sweep "${common[@]}" --methods vpt-pad --pad-pixels 5 --lrs "$PAD_LRS" --epochs "$PAD_EPOCHS" --warmup-epochs 1 --batch-size 32 \
-      --seeds "$PAD_SEEDS" --out "$OUT/vpt-pad" 2>&1 | sed "s/\x1b\[[0-9;]*m//g" | grep -v "^\s*$" >> "$OUT/sweep-vpt-pad.log"
-  log "featurization throughput: vpt eval (decode, resize, forward, head) of a 1-epoch linear task file per task"
-  mkdir -p "$OUT/throughput"
+  common=(--backbone resnet18-imagenet --suite suites/mini.json --data-root "$DATA" --tasks "$TASKS" --methods linear --threads 2)
+  log "VptSharp linear (SGD) sweep"
+  $VPT sweep "${common[@]}" --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/linear" | plain >> "$OUT/sweep-linear.log"
+  log "VptSharp linear (L-BFGS) sweep"
+  $VPT sweep "${common[@]}" --linear-lbfgs --lrs 1 --wds 0.01,0.1 --epochs 2 --warmup-epochs 0 --batch-size 64 --seeds 1 \
+      --out "$OUT/linear-lbfgs" | plain >> "$OUT/sweep-linear-lbfgs.log"
   for t in ${TASKS//,/ }; do
-    $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800val200.txt" --method linear --epochs 1 --warmup-epochs 0 \
-        --threads 2 --out "$OUT/throughput/$t" >/dev/null
-    $VPT eval --task "$OUT/throughput/$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$OUT/throughput/$t.json" >/dev/null
-    rm -rf "$OUT/throughput/$t"
+    [ -f "$OUT/vpt-pad/$t.json" ] && continue
+    log "VptSharp vpt-pad: $t"
+    $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method vpt-pad --prompts 5 \
+        --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads 2 --force --out "$OUT/vpt-pad/work-$t" | plain > "$OUT/vpt-pad/$t-train.log"
+    $VPT eval --task "$OUT/vpt-pad/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$OUT/vpt-pad/$t.json" --force >/dev/null
+    cp "$OUT/vpt-pad/work-$t/metrics.jsonl" "$OUT/vpt-pad/$t-metrics.jsonl"; rm -rf "$OUT/vpt-pad/work-$t"
+  done
+  log "featurization throughput: vpt eval (decode, resize, forward, head) of a linear task file per task"
+  for t in ${TASKS//,/ }; do
+    [ -f "$OUT/throughput/$t.json" ] && continue
+    $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800val200.txt" --method linear --optimizer lbfgs --weight-decay 0.1 \
+        --epochs 1 --warmup-epochs 0 --threads 2 --force --out "$OUT/throughput/work-$t" >/dev/null
+    $VPT eval --task "$OUT/throughput/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$OUT/throughput/$t.json" --force >/dev/null
+    rm -rf "$OUT/throughput/work-$t"
   done
   log "done"
 '

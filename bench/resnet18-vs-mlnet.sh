@@ -24,11 +24,8 @@ trap 'rm -rf "$work"' EXIT
 export OUT TRAIN VAL TEST LIN_EPOCHS LIN_LR PAD PAD_EPOCHS PAD_LR PAD_BATCH THREADS work
 
 flock "$LOCK" bash -euo pipefail -c '
-  dotnet build -c Release src/VptSharp.Cli -v q -nologo >/dev/null
-  dotnet build -c Release bench/MlNetPeer -v q -nologo -p:NoWarn=NU1603 >/dev/null
-  VPT=src/VptSharp.Cli/bin/Release/net10.0/linux-x64/vpt
-  PEER=bench/MlNetPeer/bin/Release/net10.0/linux-x64/mlnet-peer
-  log() { echo "$(date -u +%H:%M:%S) load $(cut -d" " -f1-3 /proc/loadavg): $*" | tee -a "$OUT/run.log"; }
+  source bench/common.sh
+  VPT=$(build_vpt); PEER=$(build_peer)
   : > "$OUT/run.log"
   start=$(date +%s)
 
