@@ -13,6 +13,12 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 
+// Bad input (a missing list file, an undecodable image, an unknown option) ends in one line and exit code 1.
+AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+{
+    Console.Error.WriteLine($"error: {(e.ExceptionObject as Exception)?.Message.ReplaceLineEndings(" ") ?? e.ExceptionObject}");
+    Environment.Exit(1);
+};
 var opts = Args.Parse(args);
 var ml = new MLContext(seed: 0);
 string[] names = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"];
@@ -138,7 +144,9 @@ static class ImageList
             int cut = line.LastIndexOf(' ');
             if (cut <= 0 || !int.TryParse(line[(cut + 1)..], out int label))
                 throw new ArgumentException($"{listPath}:{n + 1}: expected 'relative/path label'");
-            return new Sample { Image = MLImage.CreateFromFile(Path.Combine(root, line[..cut])), Label = label.ToString() };
+            string image = Path.Combine(root, line[..cut]);
+            try { return new Sample { Image = MLImage.CreateFromFile(image), Label = label.ToString() }; }
+            catch (Exception e) { throw new ArgumentException($"{image} (line {n + 1} of {listPath}): not a readable image ({e.Message}); replace or remove it", e); }
         }).ToList();
     }
 }

@@ -30,7 +30,7 @@ internal static partial class ProtocolCommands
     static readonly Option<string?> Fractions = new("--fractions") { Description = "extra runs on class-balanced fractions of train+val (Fig. 3), e.g. 0.1,0.2,0.4,0.8" };
     static readonly Option<string?> CurvePrompts = new("--curve-prompts") { Description = "extra VPT runs at these prompt lengths (Fig. 6), e.g. 1,5,10,50" };
     static readonly Option<string?> CurveDepths = new("--curve-depths") { Description = "extra VPT-deep runs with these prompted-block ranges (Fig. 7), e.g. 1-1,1-3,1-6,6-6,6-4,6-1" };
-    static readonly Option<bool> LinearLbfgs = new("--linear-lbfgs") { Description = "linear runs solve their head by full-batch L-BFGS on cached features (scikit-learn's and ML.NET's linear probe): --wds is then the L2 grid; give --lrs one value, it does not apply to them" };
+    static readonly Option<bool> LinearLbfgs = new("--linear-lbfgs") { Description = "linear runs solve their head by full-batch L-BFGS on cached features (scikit-learn's and ML.NET's linear probe): --wds is then their L2 grid and --lrs does not apply to them (one run per L2 value)" };
     static readonly Option<string?> Shard = new("--shard") { Description = "i/n: run only this machine's share of the (task, method) pairs" };
     static readonly Option<string> Out = new("--out", "-o") { Description = "sweep folder (runs/…json results, resumable)", Required = true };
     static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };

@@ -145,6 +145,11 @@ public class ConvNetCliTests
         Assert.Equal([10, 50], sweep.TuneRuns(task, "vpt-deep").Select(r => r.Prompts!.Value));
         Assert.Equal(3, MethodRegistry.FromOptions("vpt-pad", new MethodOptions { Prompts = 3 }) is PadPromptConfig { Pixels: 3 } ? 3 : 0);
         Assert.Throws<InvalidSettingException>(() => MethodLimits.Check(new PadPromptConfig { Pixels = 100_000 }, bb.Model, 2));
+
+        // --linear-lbfgs: linear runs have no lr axis (one run per L2 value); other SGD methods keep the lr grid.
+        var lbfgs = new Training.Sweep(suite, bb, options with { Methods = ["linear", "vpt-pad"], Lrs = [0.5, 0.1], WeightDecays = [0.01, 0.1], LinearLbfgs = true }, TempDir());
+        Assert.Equal([0.01, 0.1], lbfgs.TuneRuns(task, "linear").Select(r => r.WeightDecay));
+        Assert.Equal(2 * 2 * 3, lbfgs.TuneRuns(task, "vpt-pad").Count());
     }
 
     /// <summary>Task-file metadata of a family this build does not know, or a ConvNet record without its config, is refused

@@ -41,7 +41,7 @@ public sealed record SweepOptions
     /// <summary>"i/n": this machine runs the (task, method) pairs with stable hash % n == i, so sweeps spread over machines.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Shard { get; init; }
     /// <summary>Linear runs solve their head by full-batch L-BFGS on cached features (<see cref="LbfgsHead"/>): the wd grid
-    /// is then the L2 grid, and the lr grid does not apply to them.</summary>
+    /// is then their L2 grid, and the lr grid does not apply to them (one tuning run per L2 value).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool LinearLbfgs { get; init; }
     /// <summary>Only these tasks (null = all).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Tasks { get; init; }

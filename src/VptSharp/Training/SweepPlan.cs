@@ -18,6 +18,7 @@ public sealed partial class Sweep
     {
         // The reference tunes its whole fine-tuning family (Full, Partial-k, Bias, Adapter: AdamW) over the AdamW grid.
         var lrs = Recipe.For(method).Family == RecipeFamily.Finetune ? options.WholeBackboneLrs : options.Lrs;
+        if (options.LinearLbfgs && method == "linear") lrs = [lrs[0]]; // L-BFGS has no lr: one run per L2 value
         int?[] prompts = HasAxis(method, SweepAxis.PromptLength) ? options.Prompts.Select(p => (int?)p).ToArray()
             : HasAxis(method, SweepAxis.PadPixels) ? options.PadPixels.Select(p => (int?)p).ToArray() : [null];
         int?[] reductions = HasAxis(method, SweepAxis.Reduction) ? options.Reductions.Select(r => (int?)r).ToArray() : [null];
