@@ -81,6 +81,46 @@ public class TrainingTests
         Assert.Equal(rc.BestValTop1, rp.BestValTop1);
     }
 
+    /// <summary>A memo of frozen features computes each split once for all runs on it, and training from it gives the
+    /// same head as computing the features per run; methods whose features train are refused.</summary>
+    [Fact]
+    public void FeatureMemoServesEveryRunOfASplitFromOneFeaturization()
+    {
+        var (train, val) = Fmnist(160);
+        var backbone = TinyVit(2);
+        var opts = new TrainOptions { Epochs = 2, BatchSize = 16, BaseLr = 1.0, WarmupEpochs = 0, Seed = 5 };
+        using var memo = new FeatureMemo();
+        var heads = new List<Tensor>();
+        foreach (var lr in new[] { 1.0, 0.5 })
+        {
+            manual_seed(9);
+            var model = PromptedModel.Create(backbone, new LinearProbeConfig(), 4);
+            var fromMemo = new Trainer(opts with { BaseLr = lr }) { Features = memo }.Fit(model, train, val, Pre32);
+            manual_seed(9);
+            var alone = PromptedModel.Create(backbone, new LinearProbeConfig(), 4);
+            var own = new Trainer(opts with { BaseLr = lr }).Fit(alone, train, val, Pre32);
+            Assert.True(MaxAbsDiff(model.head.weight!, alone.head.weight!) < 1e-6);
+            Assert.Equal(own.BestValTop1, fromMemo.BestValTop1);
+            heads.Add(model.head.weight!.detach().clone());
+        }
+        Assert.Equal(2, memo.Computed); // train and val, once each, for both runs
+        Assert.True(MaxAbsDiff(heads[0], heads[1]) > 1e-3, "the two learning rates trained different heads");
+
+        // A dataset with an equal preprocessing (new arrays, same values) is served from the memo; another normalisation is not.
+        var linear = PromptedModel.Create(backbone, new LinearProbeConfig(), 4);
+        using (var a = memo.Get(linear, train, Pre32 with { Mean = [.. Pre32.Mean] }, 16, "cpu", 0))
+            Assert.Equal(train.Count, (int)a.shape[0]);
+        Assert.Equal(2, memo.Computed);
+        using (var b = memo.Get(linear, train, Pre32 with { Std = [0.5f, 0.5f, 0.5f] }, 16, "cpu", 0)) { }
+        Assert.Equal(3, memo.Computed);
+        // The handle a caller disposed leaves the memo's own intact.
+        using (var c = memo.Get(linear, val, Pre32, 16, "cpu", 0))
+            Assert.True(float.IsFinite(c.sum().item<float>()));
+
+        var prompted = PromptedModel.Create(backbone, new PromptConfig { Tokens = 2, Deep = true }, 4);
+        Assert.Throws<InvalidOperationException>(() => memo.Get(prompted, train, Pre32, 16, "cpu", 0));
+    }
+
     /// <summary>L-BFGS solves the linear head to the optimum of its convex objective — mean cross-entropy + λ/2·‖W'‖² on
     /// standardised features, W' = W·σ the weights on them: the gradient vanishes there, and every other head (SGD's after
     /// the same epochs) scores higher on it. Methods that train anything but a linear head on cached features are refused.</summary>

@@ -43,16 +43,24 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
         int session = 0;
         // Only in-process runs need the backbone copy and the opened splits; child processes make their own.
         var snapshot = new Lazy<BackboneSnapshot>(() => new BackboneSnapshot(backbone.Model));
+        Lazy<TaskData>? data = null;
+        SuiteTask? dataTask = null;
         try
         {
             foreach (var (task, method) in pairs)
             {
-                var data = new Lazy<TaskData>(() => new TaskData(suite, task));
+                if (dataTask != task) // pairs come task by task: a task's splits and features serve all its methods
+                {
+                    if (data?.IsValueCreated == true) data.Value.Dispose();
+                    data = new Lazy<TaskData>(() => new TaskData(suite, task));
+                    dataTask = task;
+                }
+                var taskData = data!;
                 var tune = new List<RunResult>();
                 foreach (var spec in TuneRuns(task, method))
                 {
                     ct.ThrowIfCancellationRequested();
-                    tune.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                    tune.Add(GetOrRun(spec, taskData, snapshot, ref done, ref session, total, clock, ct));
                 }
                 all.AddRange(tune);
                 var best = SelectBest(tune);
@@ -61,7 +69,7 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
                 {
                     ct.ThrowIfCancellationRequested();
                     if (File.Exists(ResultPath(outDir, spec))) done++;
-                    all.Add(GetOrRun(spec, data, snapshot, ref done, ref session, total, clock, ct));
+                    all.Add(GetOrRun(spec, taskData, snapshot, ref done, ref session, total, clock, ct));
                 }
                 foreach (var depth in CurveDepths(method))
                 {
@@ -71,14 +79,18 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
                         ct.ThrowIfCancellationRequested();
                         var s = spec ?? DepthFinal(best, depth, depthTune);
                         if (File.Exists(ResultPath(outDir, s))) done++;
-                        var r = GetOrRun(s, data, snapshot, ref done, ref session, total, clock, ct);
+                        var r = GetOrRun(s, taskData, snapshot, ref done, ref session, total, clock, ct);
                         if (spec is not null) depthTune.Add(r);
                         all.Add(r);
                     }
                 }
             }
         }
-        finally { if (snapshot.IsValueCreated) snapshot.Value.Dispose(); }
+        finally
+        {
+            if (snapshot.IsValueCreated) snapshot.Value.Dispose();
+            if (data?.IsValueCreated == true) data.Value.Dispose();
+        }
         return all;
     }
 

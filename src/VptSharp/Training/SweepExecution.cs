@@ -13,7 +13,8 @@ public sealed partial class Sweep
     public RunResult ExecuteOne(RunSpec spec, CancellationToken ct = default)
     {
         using var snapshot = new BackboneSnapshot(backbone.Model);
-        return Execute(spec, new TaskData(suite, suite.Task(spec.Task)), snapshot, ct);
+        using var data = new TaskData(suite, suite.Task(spec.Task));
+        return Execute(spec, data, snapshot, ct);
     }
 
     /// <summary>Trains one run (resuming its checkpoints if a previous process was killed mid-run) and scores it.</summary>
@@ -41,7 +42,7 @@ public sealed partial class Sweep
         bool touchesBackbone = model.method.BackboneParametersToTrain(backbone.Model).Any();
         try
         {
-            var trainer = new Trainer(opts);
+            var trainer = new Trainer(opts) { Features = data.Features };
             trainer.EpochEnd += m => EpochEnd?.Invoke(m);
             IReadOnlyList<EpochMetrics> history;
             try { history = trainer.Fit(model, train, null, pre, null, ct).History; }
@@ -56,7 +57,18 @@ public sealed partial class Sweep
                     Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
                 };
             }
-            var score = Evaluation.Evaluate(model, eval, pre, Math.Max(Math.Min(batch, 256), 128), options.Device, options.Workers);
+            int evalBatch = Math.Max(Math.Min(batch, 256), 128);
+            EvalResult score;
+            if (trainer.TrainsOnCachedFeatures(model, pre))
+            {
+                using var features = data.Features.Get(model, eval, pre, evalBatch, options.Device, options.Workers);
+                using var labels = tensor(eval.Labels().Select(l => (long)l).ToArray());
+                var device = Devices.Parse(options.Device);
+                using var onDevice = features.to(device);
+                using var labelsOnDevice = labels.to(device);
+                score = Evaluation.EvaluateHead(model, onDevice, labelsOnDevice);
+            }
+            else score = Evaluation.Evaluate(model, eval, pre, evalBatch, options.Device, options.Workers);
             var result = new RunResult
             {
                 Spec = spec, ValTop1 = tuning ? score.Top1 : null, TestTop1 = tuning ? null : score.Top1,
@@ -75,9 +87,10 @@ public sealed partial class Sweep
         }
     }
 
-    /// <summary>A task's splits, opened once with one class list.</summary>
-    sealed class TaskData
+    /// <summary>A task's splits, opened once with one class list, and their frozen features once computed.</summary>
+    sealed class TaskData : IDisposable
     {
+        public FeatureMemo Features { get; } = new();
         public SuiteTask Task { get; }
         public ImageDataset Train { get; }
         public ImageDataset Val { get; }
@@ -95,5 +108,7 @@ public sealed partial class Sweep
             if (task.Classes > 0 && TrainVal.Classes.Count != task.Classes)
                 throw new ArgumentException($"task {task.Name}: {suite.Resolve(task.TrainVal)} has {TrainVal.Classes.Count} classes, the suite says {task.Classes}");
         }
+
+        public void Dispose() => Features.Dispose();
     }
 }

@@ -52,7 +52,7 @@ public sealed class Trainer(TrainOptions options)
 
         var trainable = model.TrainableParameters();
         var optimizer = MakeOptimizer(trainable);
-        bool cached = Options.CacheFeatures && model.method.FeaturesAreFrozen && pre.Resize == ResizeMode.Plain;
+        bool cached = TrainsOnCachedFeatures(model, pre);
         bool lbfgs = Options.Optimizer == OptimizerKind.Lbfgs;
         if (lbfgs && !(cached && model.method.Config.Method == "linear"))
             throw new InvalidSettingException("optimizer", "lbfgs", model.method.Config.Method != "linear"
@@ -104,11 +104,11 @@ public sealed class Trainer(TrainOptions options)
         if (cached)
         {
             Log?.Invoke("caching frozen features (method trains only the head)");
-            trainFeat = OnDevice(Evaluation.Features(model, train, pre, Options.BatchSize, Options.Device, Options.Workers), device);
+            trainFeat = OnDevice(Featurize(model, train, pre), device);
             trainLab = tensor(train.Labels().Select(l => (long)l).ToArray(), device: device);
             if (val is not null)
             {
-                valFeat = OnDevice(Evaluation.Features(model, val, pre, Options.BatchSize, Options.Device, Options.Workers), device);
+                valFeat = OnDevice(Featurize(model, val, pre), device);
                 valLab = tensor(val.Labels().Select(l => (long)l).ToArray(), device: device);
             }
         }
@@ -149,7 +149,7 @@ public sealed class Trainer(TrainOptions options)
             double? valTop1 = null, valLoss = null;
             if (val is not null && val.Count > 0)
             {
-                var r = cached ? EvalCached(model, valFeat!, valLab!) : Evaluation.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
+                var r = cached ? Evaluation.EvaluateHead(model, valFeat!, valLab!) : Evaluation.Evaluate(model, val, pre, Options.BatchSize, Options.Device, Options.Workers);
                 valTop1 = r.Top1; valLoss = r.Loss;
             }
             if (valLoss is double vl && !double.IsFinite(vl))
@@ -225,17 +225,14 @@ public sealed class Trainer(TrainOptions options)
         return moved;
     }
 
-    static EvalResult EvalCached(PromptedModel model, Tensor feats, Tensor labels)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        model.eval();
-        var logits = model.ForwardHead(feats);
-        var pred = logits.argmax(1);
-        int correct = (int)pred.eq(labels).sum().item<long>();
-        double loss = nn.functional.cross_entropy(logits, labels).item<float>();
-        return new EvalResult((double)correct / feats.shape[0], (int)feats.shape[0], correct, pred.cpu().data<long>().Select(p => (int)p).ToArray(), loss);
-    }
+    /// <summary>Whether <see cref="Fit"/> trains the head on features computed once (frozen features, no augmentation).</summary>
+    public bool TrainsOnCachedFeatures(PromptedModel model, Preprocessing pre) =>
+        Options.CacheFeatures && model.method.FeaturesAreFrozen && pre.Resize == ResizeMode.Plain;
+
+    /// <summary>Frozen features of a dataset: from <see cref="Features"/> when set, else computed now.</summary>
+    Tensor Featurize(PromptedModel model, ImageDataset data, Preprocessing pre) =>
+        Features?.Get(model, data, pre, Options.BatchSize, Options.Device, Options.Workers)
+        ?? Evaluation.Features(model, data, pre, Options.BatchSize, Options.Device, Options.Workers);
 
     /// <summary>SGD (or AdamW) with the reference's two weight-decay groups (<see cref="Recipe.WeightDecayGroups"/>). For
     /// L-BFGS, an SGD that never steps, so checkpoints keep one format: <see cref="LbfgsHead"/> keeps no state across epochs.</summary>
@@ -252,6 +249,9 @@ public sealed class Trainer(TrainOptions options)
         return optim.SGD([new SGD.ParamGroup(decay, lr, Options.Momentum, 0, Options.WeightDecay, false, false),
                           new SGD.ParamGroup(noDecay, lr, Options.Momentum, 0, 0.0, false, false)], lr, Options.Momentum);
     }
+
+    /// <summary>Where cached frozen features come from when several runs share them (a sweep's task); null computes them per run.</summary>
+    public FeatureMemo? Features { get; init; }
 
     /// <summary>Test seam: called with the name of each write of an epoch's save, in order ("tensors", "optimizer",
     /// "last", "best", "state", "publish", "metrics"); throwing there leaves the folder as a kill at that point would.</summary>

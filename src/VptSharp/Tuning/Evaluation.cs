@@ -56,6 +56,19 @@ public static class Evaluation
         return new EvalResult(data.Count == 0 ? 0 : (double)correct / data.Count, data.Count, correct, preds, data.Count == 0 ? 0 : lossSum / data.Count);
     }
 
+    /// <summary>The model's head on precomputed features [N, d] against their labels, in eval mode.</summary>
+    public static EvalResult EvaluateHead(PromptedModel model, Tensor features, Tensor labels)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        model.eval();
+        var logits = model.ForwardHead(features);
+        var pred = logits.argmax(1);
+        int n = (int)features.shape[0], correct = (int)pred.eq(labels).sum().item<long>();
+        double loss = n == 0 ? 0 : nn.functional.cross_entropy(logits, labels).item<float>();
+        return new EvalResult(n == 0 ? 0 : (double)correct / n, n, correct, pred.cpu().data<long>().Select(p => (int)p).ToArray(), loss);
+    }
+
     /// <summary>Pooled features ([N, d], CPU float32) of a dataset, without augmentation.</summary>
     public static Tensor Features(PromptedModel model, ImageDataset data, Preprocessing pre, int batchSize = 64, string device = "cpu", int workers = 2)
     {
