@@ -121,11 +121,14 @@ public class TrainingTests
         Assert.Throws<InvalidOperationException>(() => memo.Get(prompted, train, Pre32, 16, "cpu", 0));
     }
 
-    /// <summary>L-BFGS solves the linear head to the optimum of its convex objective — mean cross-entropy + λ/2·‖W'‖² on
-    /// standardised features, W' = W·σ the weights on them: the gradient vanishes there, and every other head (SGD's after
-    /// the same epochs) scores higher on it. Methods that train anything but a linear head on cached features are refused.</summary>
-    [Fact]
-    public void LbfgsSolvesTheLinearHeadToItsOptimum()
+    /// <summary>L-BFGS solves the linear head to the optimum of its convex objective — mean cross-entropy + λ/2·‖W'‖², on the
+    /// features as they are or standardised (W' = W·σ the weights on them): the gradient vanishes there, every other head
+    /// (SGD's after the same epochs) scores higher on it, and the epochs' recorded objective never rises. Methods that
+    /// train anything but a linear head on cached features are refused.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void LbfgsSolvesTheLinearHeadToItsOptimum(bool standardize)
     {
         var (train, val) = Fmnist(200);
         const double l2 = 1e-2;
@@ -134,7 +137,7 @@ public class TrainingTests
             using var scope = NewDisposeScope();
             var f = Evaluation.Features(m, train, Pre32).to(float64);
             var labels = tensor(train.Labels().Select(l => (long)l).ToArray());
-            var (mean, std) = (f.mean([0]), f.std(0, unbiased: false).clamp_min(1e-6));
+            var (mean, std) = standardize ? (f.mean([0]), f.std(0, unbiased: false).clamp_min(1e-6)) : (zeros(f.shape[1], float64), ones(f.shape[1], float64));
             var w = (m.head.weight!.detach().to(float64) * std).requires_grad_(true);          // W' = W·σ
             var b = (m.head.bias!.detach().to(float64) + m.head.weight!.detach().to(float64).matmul(mean)).requires_grad_(true); // b' = b + W·μ
             var loss = nn.functional.cross_entropy(nn.functional.linear((f - mean) / std, w, b), labels) + w.square().sum() * (0.5 * l2);
@@ -147,18 +150,22 @@ public class TrainingTests
             return loss.item<double>();
         }
         var opts = new TrainOptions { Epochs = 4, BatchSize = 32, BaseLr = 1.0, WarmupEpochs = 0, WeightDecay = l2, Seed = 4 };
+        var lbfgs = opts with { Optimizer = OptimizerKind.Lbfgs, LbfgsStandardize = standardize };
         var solved = PromptedModel.Create(TinyVit(4), new LinearProbeConfig(), 4);
-        var r = new Trainer(opts with { Optimizer = OptimizerKind.Lbfgs }).Fit(solved, train, val, Pre32);
+        var r = new Trainer(lbfgs).Fit(solved, train, val, Pre32);
         var sgd = PromptedModel.Create(TinyVit(4), new LinearProbeConfig(), 4);
         new Trainer(opts).Fit(sgd, train, val, Pre32);
         double lbfgsObjective = Objective(solved, checkGradient: true), sgdObjective = Objective(sgd, checkGradient: false);
         Assert.True(lbfgsObjective < sgdObjective, $"L-BFGS objective {lbfgsObjective:F4} vs SGD's {sgdObjective:F4}");
         Assert.True(r.BestValTop1 > 0.5, $"val top-1 {r.BestValTop1:P1} (chance 25%)");
+        // Each epoch's loss is the objective at its end (penalty included), so it is the solution's and never rises.
+        Assert.Equal(lbfgsObjective, r.History[^1].TrainLoss, 6);
+        for (int e = 1; e < r.History.Count; e++) Assert.True(r.History[e].TrainLoss <= r.History[e - 1].TrainLoss);
 
         var prompted = PromptedModel.Create(TinyVit(4), new PromptConfig { Tokens = 2, Deep = true }, 4);
-        var e = Assert.Throws<InvalidSettingException>(() => new Trainer(opts with { Optimizer = OptimizerKind.Lbfgs }).Fit(prompted, train, val, Pre32));
-        Assert.Equal("optimizer", e.Setting);
-        Assert.Contains("method linear", e.Message);
+        var ex = Assert.Throws<InvalidSettingException>(() => new Trainer(lbfgs).Fit(prompted, train, val, Pre32));
+        Assert.Equal("optimizer", ex.Setting);
+        Assert.Contains("method linear", ex.Message);
     }
 
     [Fact]

@@ -11,9 +11,9 @@ namespace VptSharp.Training;
 /// <summary>
 /// A linear head solved as multinomial logistic regression on cached features by full-batch L-BFGS with a line search
 /// (MathNet's LimitedMemoryBfgsMinimizer): what scikit-learn's LogisticRegression, ML.NET's LbfgsMaximumEntropy and the
-/// linear-probe evaluations of CLIP and DINO use. Minimises mean cross-entropy + (λ/2)·‖W'‖² in float64 over standardised
-/// features (W' the weights on them; the bias is not penalised, as in the SGD recipe's groups); λ is the run's weight decay, so a sweep's wd grid is the usual
-/// regularisation grid and its lr grid does not apply. Each call continues from the head's current values, so a
+/// linear-probe evaluations of CLIP and DINO use. Minimises mean cross-entropy + (λ/2)·‖W'‖² in float64 over the features
+/// or, optionally, standardised features (W' the weights on them; the bias is not penalised, as in the SGD recipe's groups);
+/// λ is the run's weight decay, so a sweep's wd grid is the usual regularisation grid and its lr grid does not apply. Each call continues from the head's current values, so a
 /// trainer's epochs are restarts of at most <c>iterations</c> steps with validation in between.
 /// </summary>
 public static class LbfgsHead
@@ -21,19 +21,23 @@ public static class LbfgsHead
     /// <summary>The minimiser proposed a non-finite point or value: it is past what float64 can resolve.</summary>
     sealed class SearchBrokeDown : Exception;
 
-    /// <returns>The training loss (without the penalty) and how many training features the solved head gets right.</returns>
-    public static (double Loss, int Correct) Solve(PromptedModel model, Tensor features, Tensor labels, double l2, int iterations,
-        double labelSmoothing = 0, string? outDir = null)
+    /// <param name="standardize">Solve on standardised features (zero mean, unit variance per feature) instead of the
+    /// features as they are.</param>
+    /// <returns>The objective the solve minimises (mean cross-entropy + penalty; it never rises from one call to the next on
+    /// the same data) and how many training features the solved head gets right.</returns>
+    public static (double Objective, int Correct) Solve(PromptedModel model, Tensor features, Tensor labels, double l2, int iterations,
+        bool standardize, double labelSmoothing = 0, string? outDir = null)
     {
         var head = model.head;
         long classes = head.weight!.shape[0], width = head.weight.shape[1];
-        // Solved on standardised features (scikit-learn's StandardScaler + LogisticRegression; MAE's linear probe puts a
-        // non-affine BatchNorm before its head): the penalty then weighs every feature alike, whatever its scale.
-        // The solution is folded back into the head, W = W'/σ and b = b' − (W'/σ)·μ, so the task file is a plain head.
-        using var raw = features.to(ScalarType.Float64);
-        using var mean = raw.mean([0]);
-        using var std = raw.std(0, unbiased: false).clamp_min(1e-6);
-        using var x = (raw - mean) / std;
+        // Features as they are (CLIP's linear probe: scikit-learn's LogisticRegression on raw features; ML.NET's
+        // LbfgsMaximumEntropy): the penalty shrinks the weak, noisy feature directions most. Standardised (scikit-learn's
+        // StandardScaler first; MAE's probe puts a non-affine BatchNorm before its head): every feature weighs alike.
+        // Either way the solution is folded back into the head, W = W'/σ and b = b' − (W'/σ)·μ: the task file is a plain head.
+        using var f64 = features.to(ScalarType.Float64);
+        using var mean = standardize ? f64.mean([0]) : zeros(f64.shape[1], dtype: ScalarType.Float64);
+        using var std = standardize ? f64.std(0, unbiased: false).clamp_min(1e-6) : ones(f64.shape[1], dtype: ScalarType.Float64);
+        using var x = (f64 - mean) / std;
         var best = (Value: double.PositiveInfinity, Point: (Vector<double>?)null);
         using var halfL2 = (0.5 * l2).ToScalar(); // held for the whole solve: an implicit Scalar may be finalized mid-call (Scalars)
 
@@ -63,13 +67,13 @@ public static class LbfgsHead
         }
         var minimizer = new LimitedMemoryBfgsMinimizer(gradientTolerance: 1e-7, parameterTolerance: 1e-12, functionProgressTolerance: 1e-12,
             memory: 10, maximumIterations: iterations);
-        Vector<double> solution;
-        try { solution = minimizer.FindMinimum(ObjectiveFunction.Gradient(LossAndGradient), start).MinimizingPoint; }
+        try { minimizer.FindMinimum(ObjectiveFunction.Gradient(LossAndGradient), start); }
         catch (Exception e) when (e is MaximumIterationsException or SearchBrokeDown or InnerOptimizationException or NumericalBreakdownException
                                   && best.Point is not null)
         {
-            solution = best.Point!; // the epoch's budget ran out, or the line search hit float64's floor: the lowest point seen
+            // the epoch's budget ran out, or the line search hit float64's floor
         }
+        var solution = best.Point!; // the lowest point evaluated, so the objective returned is the head's
 
         using (no_grad())
         {
@@ -83,7 +87,6 @@ public static class LbfgsHead
         using var __ = no_grad();
         using var scope2 = NewDisposeScope();
         var logits = model.ForwardHead(features);
-        var trainLoss = nn.functional.cross_entropy(logits, labels, label_smoothing: labelSmoothing).item<float>();
-        return (trainLoss, (int)logits.argmax(1).eq(labels).sum().item<long>());
+        return (best.Value, (int)logits.argmax(1).eq(labels).sum().item<long>());
     }
 }

@@ -43,6 +43,8 @@ public sealed record SweepOptions
     /// <summary>Linear runs solve their head by full-batch L-BFGS on cached features (<see cref="LbfgsHead"/>): the wd grid
     /// is then their L2 grid, and the lr grid does not apply to them (one tuning run per L2 value).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool LinearLbfgs { get; init; }
+    /// <summary>With <see cref="LinearLbfgs"/>: solve on standardised features (<see cref="TrainOptions.LbfgsStandardize"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool LbfgsStandardize { get; init; }
     /// <summary>Only these tasks (null = all).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Tasks { get; init; }
 }

@@ -37,6 +37,8 @@ public sealed record TrainOptions
     /// <summary>L-BFGS iterations per epoch (<see cref="OptimizerKind.Lbfgs"/>): each epoch restarts from the current
     /// head, then validates.</summary>
     public int LbfgsIterationsPerEpoch { get; init; } = 100;
+    /// <summary>L-BFGS solves on standardised features rather than the features as they are (<see cref="LbfgsHead"/>).</summary>
+    public bool LbfgsStandardize { get; init; }
 
     public double PeakLr => BaseLr * BatchSize / 256.0;
 

@@ -126,8 +126,10 @@ public sealed class Trainer(TrainOptions options)
             int step = 0;
             if (lbfgs)
             {
+                // The epoch's loss is the solve's objective, penalty included: the cross-entropy alone may rise as the
+                // penalty trades against it, which a sweep's divergence rule (RunResult.LossRose) would misread.
                 var (loss, right) = LbfgsHead.Solve(model, trainFeat!, trainLab!, Options.WeightDecay, Options.LbfgsIterationsPerEpoch,
-                    Options.LabelSmoothing, outDir);
+                    Options.LbfgsStandardize, Options.LabelSmoothing, outDir);
                 int n = (int)trainFeat!.shape[0];
                 (lossSum, seen, correct, step) = (loss * n, n, right, 1);
                 globalStep++;
