@@ -35,6 +35,7 @@ internal static partial class ProtocolCommands
     static readonly Option<string> Out = new("--out", "-o") { Description = "sweep folder (runs/…json results, resumable)", Required = true };
     static readonly Option<int> Workers = new("--workers") { Description = "image decoding threads", DefaultValueFactory = _ => 2 };
     static readonly Option<bool> InProcess = new("--in-process") { Description = "train every run in this process (default: one child process per run, so a crash costs one run)" };
+    static readonly Option<string> SweepPrecision = new("--precision") { Description = "frozen-backbone precision of the runs that train none of it: fp32 (default, so a grid's numbers do not depend on the CPU), auto or bf16; methods that train backbone weights run fp32", DefaultValueFactory = _ => "fp32" };
     static readonly Option<string?> RunOne = new("--run-one") { Hidden = true }; // child mode: one RunSpec as JSON
 
     static List<double> Doubles(string text, string option) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -52,7 +53,7 @@ internal static partial class ProtocolCommands
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, PadPixelsOpt, Reductions, Epochs, Warmup, SweepBatch,
-                     Seeds, Fractions, CurvePrompts, CurveDepths, LinearLbfgs, Common.LbfgsStandardize, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
+                     Seeds, Fractions, CurvePrompts, CurveDepths, LinearLbfgs, Common.LbfgsStandardize, SweepPrecision, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.Subcommands.Add(PlanCommand());
         c.Subcommands.Add(RunCommand());
@@ -113,7 +114,7 @@ internal static partial class ProtocolCommands
             Fractions = r.GetValue(Fractions) is string f ? Doubles(f, "--fractions") : [],
             CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
             CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard), LinearLbfgs = r.GetValue(LinearLbfgs),
-            LbfgsStandardize = r.GetValue(Common.LbfgsStandardize),
+            LbfgsStandardize = r.GetValue(Common.LbfgsStandardize), Precision = Hardware.PrecisionPolicy.Parse(r.GetValue(SweepPrecision)!),
         };
         if (options.LbfgsStandardize && !options.LinearLbfgs) throw new ArgumentException("--lbfgs-standardize applies to --linear-lbfgs only: add it or drop --lbfgs-standardize");
         if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks

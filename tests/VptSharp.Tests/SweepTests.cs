@@ -98,6 +98,33 @@ public class SweepTests
         foreach (var (f, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(f));
     }
 
+    /// <summary>--precision bf16: runs that keep the backbone frozen run it in bfloat16; a run that trains it afterwards
+    /// starts from the exact float32 weights (the same result as in an fp32-only sweep), not from their bfloat16 cast.</summary>
+    [Fact]
+    public void Bf16SweepKeepsTrainedBackbonesOnTheirFloat32Weights()
+    {
+        string dir = TempDir();
+        var suite = TinySuite(Path.Combine(dir, "data"));
+        string checkpoint = SaveTinyBackbone(dir, seed: 2);
+        var options = new SweepOptions
+        {
+            Methods = ["linear", "full"], Lrs = [1.0], WholeBackboneLrs = [1e-3], Epochs = 2, WarmupEpochs = 1, BatchSize = 8, Seeds = 1,
+            Workers = 1, Tasks = ["a"], Precision = Hardware.Precision.Bf16,
+        };
+        using var bb = BackboneLoader.Load(checkpoint);
+        var before = bb.Model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var mixed = new Sweep(suite, bb, options, Path.Combine(dir, "bf16")).Run();
+        Assert.All(mixed.Where(r => r.Spec.Method == "linear"), r => Assert.Equal("bf16", r.Precision));
+        Assert.All(mixed.Where(r => r.Spec.Method == "full"), r => Assert.Equal("fp32", r.Precision));
+        foreach (var (name, t) in bb.Model.state_dict())
+            Assert.True(t.dtype == ScalarType.Float32 && Same(before[name], t), $"{name} is not the float32 weight it was");
+
+        using var fresh = BackboneLoader.Load(checkpoint);
+        var alone = new Sweep(suite, fresh, options with { Methods = ["full"], Precision = Hardware.Precision.Fp32 }, Path.Combine(dir, "fp32")).Run();
+        foreach (var r in alone)
+            Assert.Equal(r.FinalTrainLoss, mixed.Single(m => m.Spec == r.Spec).FinalTrainLoss);
+    }
+
     [Fact]
     public void KilledRunContinuesFromItsCheckpoint()
     {

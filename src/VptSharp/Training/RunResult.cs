@@ -19,6 +19,8 @@ public sealed record RunResult
     /// loss ends above its start counts as divergent and is never selected, even if its val score looks fine).</summary>
     [JsonIgnore] public bool LossRose => FirstTrainLoss is double first && double.IsFinite(first) && FinalTrainLoss > first;
     public double Seconds { get; init; }
+    /// <summary>The frozen backbone's dtype in this run ("fp32" or "bf16"; absent in results written before it was recorded).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Precision { get; init; }
     /// <summary>The loss became non-finite: the run has no score (a tuning run is then never selected).</summary>
     public bool Diverged { get; init; }
     /// <summary>The run failed twice (e.g. its process crashed): no score; delete this file to try it again.</summary>

@@ -40,6 +40,11 @@ public sealed partial class Sweep
         manual_seed(opts.Seed); // prompt and head init
         using var model = PromptedModel.Create(backbone.Model, cfg, data.Classes);
         bool touchesBackbone = model.method.BackboneParametersToTrain(backbone.Model).Any();
+        bool wasHalf = model.BackboneDtype != ScalarType.Float32;
+        var precision = model.ApplyPrecision(touchesBackbone ? Hardware.Precision.Fp32 : options.Precision, Devices.Parse(options.Device).type);
+        // Back to float32 after a bfloat16 run: the cast cannot bring back the pretrained weights' low bits; the snapshot can.
+        if (wasHalf && precision.Dtype == ScalarType.Float32) snapshot.Restore();
+        string precisionName = precision.Dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
         try
         {
             var trainer = new Trainer(opts) { Features = data.Features };
@@ -55,6 +60,7 @@ public sealed partial class Sweep
                     Spec = spec, Diverged = true, TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
                     TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = double.NaN, Seconds = clock.Elapsed.TotalSeconds,
                     Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
+                    Precision = precisionName,
                 };
             }
             int evalBatch = Math.Max(Math.Min(batch, 256), 128);
@@ -75,7 +81,7 @@ public sealed partial class Sweep
                 TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
                 TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = history[^1].TrainLoss, FirstTrainLoss = history[0].TrainLoss,
                 Seconds = clock.Elapsed.TotalSeconds, Backbone = backbone.Source, BackboneSha256 = backbone.Sha256,
-                Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
+                Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow, Precision = precisionName,
             };
             Directory.Delete(work, recursive: true); // checkpoints of a finished run are no longer needed
             return result;

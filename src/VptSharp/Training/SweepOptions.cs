@@ -32,6 +32,19 @@ public sealed record SweepOptions
     public int Seeds { get; init; } = 3;
     public int Workers { get; init; } = 2;
     public string Device { get; init; } = "cpu";
+    /// <summary>The frozen backbone's precision for runs that train none of it (methods that do always run fp32). Fp32 by
+    /// default, so a grid's numbers do not depend on which CPU ran it; auto or bf16 roughly halve the forward passes on
+    /// avx512_bf16 CPUs and GPUs.</summary>
+    [JsonConverter(typeof(PrecisionNameConverter))] public Hardware.Precision Precision { get; init; } = Hardware.Precision.Fp32;
+
+    /// <summary>A precision as its CLI name ("fp32", "auto", "bf16") in sweep.json, whatever serializer options are used.</summary>
+    sealed class PrecisionNameConverter : JsonConverter<Hardware.Precision>
+    {
+        public override Hardware.Precision Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
+            Hardware.PrecisionPolicy.Parse(reader.GetString() ?? "");
+        public override void Write(System.Text.Json.Utf8JsonWriter writer, Hardware.Precision value, System.Text.Json.JsonSerializerOptions options) =>
+            writer.WriteStringValue(Hardware.PrecisionPolicy.NameOf(value));
+    }
     /// <summary>Fig. 3: train+val fractions for extra final runs (1 seed each) with the selected config.</summary>
     public IReadOnlyList<double> Fractions { get; init; } = [];
     /// <summary>Fig. 6: prompt lengths for extra VPT final runs (1 seed each).</summary>
