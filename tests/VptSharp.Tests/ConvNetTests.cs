@@ -59,6 +59,44 @@ public class ConvNetTests
         Assert.True(features < 1e-4 && logits < 1e-4, $"features {features}, logits {logits}");
     }
 
+    /// <summary>ResNets with every BatchNorm folded into its conv for inference (stem, 3×3s, 1×1s, strided downsamples)
+    /// still match torchvision; unfolding restores the two-step path; a bf16 backbone folds in bf16.</summary>
+    [Theory]
+    [InlineData("resnet_basic")]
+    [InlineData("resnet_bottleneck")]
+    public void FoldedNormsMatchTorchvision(string name)
+    {
+        using var net = LoadGolden(name, false, 64);
+        var x = Npy.Read(G($"{name}_input.npy"));
+        var golden = Npy.Read(G($"{name}_features.npy"));
+        using var _ = no_grad();
+        net.FoldNormsForInference();
+        using (var f = net.ForwardFeatures(x))
+        {
+            double d = MaxAbsDiff(net.ForwardHead(f, preLogits: true), golden);
+            Assert.True(d < 1e-4, $"folded: features max |Δ| {d}");
+        }
+        // Folding changes the arithmetic (one rounding of w·γ/σ): a changed value proves the folded path ran.
+        using var folded = net.ForwardFeatures(x);
+        net.FoldNormsForInference(false);
+        using var unfolded = net.ForwardFeatures(x);
+        Assert.True(MaxAbsDiff(folded, unfolded) > 0, "folding left the arithmetic unchanged: the folded path did not run");
+
+        net.to(ScalarType.BFloat16);
+        double Bf16Error()
+        {
+            using var half = net.ForwardFeatures(x.to(ScalarType.BFloat16));
+            return MaxAbsDiff(net.ForwardHead(half, preLogits: true).to(ScalarType.Float32), golden) / golden.abs().max().item<float>();
+        }
+        double twoStep = Bf16Error();
+        net.FoldNormsForInference();
+        double oneStep = Bf16Error();
+        Console.WriteLine($"{name} bf16 relative error: norms folded {oneStep:E2}, as two steps {twoStep:E2}");
+        Assert.True(oneStep < 1.5 * twoStep + 1e-3, $"bf16: folded {oneStep} vs two steps {twoStep}");
+        net.to(ScalarType.Float32);
+        Assert.Throws<InvalidOperationException>(() => net.ForwardFeatures(x)); // folded in bf16; the input is fp32 now
+    }
+
     static List<(string Key, long[] Shape)> KeyList(string file) => File.ReadAllLines(G(file)).Select(l => l.Split(' '))
         .Select(p => (p[0], p.Length > 1 && p[1].Length > 0 ? p[1].Split(',').Select(long.Parse).ToArray() : Array.Empty<long>())).ToList();
 

@@ -112,6 +112,14 @@ public abstract class Backbone(string name) : Module<Tensor, Tensor>(name)
     /// <summary>Replaces the classifier (0 classes removes it), timm's reset_classifier.</summary>
     public abstract void ResetClassifier(int numClasses);
 
+    /// <summary>
+    /// For a backbone that serves inference only from now on (its weights, precision and device fixed): folds each
+    /// normalisation that follows a convolution into it where the family has such pairs (ResNet's BatchNorms), so a
+    /// forward pass makes fewer passes over memory; the outputs stay those of the unfolded network up to rounding.
+    /// <paramref name="fold"/> false undoes it. Families without foldable norms (LayerNorm) do nothing.
+    /// </summary>
+    public virtual void FoldNormsForInference(bool fold = true) { }
+
     /// <summary>A named parameter group; <paramref name="count"/> is k for <see cref="ParameterGroup.LastBlocks"/>.</summary>
     public abstract IEnumerable<(string Name, Parameter Param)> Parameters(ParameterGroup group, int count = 1);
 

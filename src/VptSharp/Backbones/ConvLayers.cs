@@ -16,6 +16,7 @@ public sealed class FrozenBatchNorm2d : Module<Tensor, Tensor>
     public readonly Parameter weight, bias;
     public readonly Tensor running_mean, running_var, num_batches_tracked;
     readonly double eps;
+    public double Eps => eps;
 
     public FrozenBatchNorm2d(long channels, double eps = 1e-5) : base("BatchNorm2d")
     {
@@ -30,6 +31,39 @@ public sealed class FrozenBatchNorm2d : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) =>
         functional.batch_norm(x, running_mean, running_var, weight, bias, training: false, eps: eps);
+}
+
+/// <summary>
+/// A convolution and the <see cref="FrozenBatchNorm2d"/> after it as one convolution with a bias: weight w·γ/√(σ²+ε),
+/// bias β − μ·γ/√(σ²+ε) (computed in float32, stored in the weight's dtype). One pass over the output instead of two, as
+/// inference runtimes (ONNX Runtime, torch.fx's fuser) do it. Built from the tensors' values when constructed: for a
+/// backbone that no longer trains (<see cref="Backbone.FoldNormsForInference"/>).
+/// </summary>
+public sealed class FoldedConvBn : IDisposable
+{
+    readonly Tensor weight, bias;
+    readonly long stride, padding;
+
+    public FoldedConvBn(Tensor convWeight, FrozenBatchNorm2d bn, long stride, long padding)
+    {
+        (this.stride, this.padding) = (stride, padding);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var scale = bn.weight.to(ScalarType.Float32).mul(bn.running_var.to(ScalarType.Float32).add(bn.Eps).rsqrt());
+        weight = convWeight.to(ScalarType.Float32).mul(scale.view(-1, 1, 1, 1)).to(convWeight.dtype).MoveToOuterDisposeScope();
+        bias = bn.bias.to(ScalarType.Float32).sub(bn.running_mean.to(ScalarType.Float32).mul(scale)).to(convWeight.dtype).MoveToOuterDisposeScope();
+    }
+
+    public Tensor forward(Tensor x)
+    {
+        if (x.dtype != weight.dtype)
+            throw new InvalidOperationException($"these folded norms are {weight.dtype}, the input {x.dtype}: fold again after changing the backbone's precision");
+        return weight.shape[2] == 1 && weight.shape[3] == 1 && padding == 0
+            ? PointwiseConv2d.Apply(x, weight, bias, stride)
+            : functional.conv2d(x, weight, bias, strides: [stride, stride], padding: [padding, padding]);
+    }
+
+    public void Dispose() { weight.Dispose(); bias.Dispose(); }
 }
 
 /// <summary>
@@ -88,15 +122,20 @@ public sealed class PointwiseConv2d : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Apply(x, weight, null, stride);
+
+    /// <summary>The 1×1 convolution of x with <paramref name="weight"/> [out, in, 1, 1] and an optional bias [out].</summary>
+    public static Tensor Apply(Tensor x, Tensor weight, Tensor? bias, long stride)
     {
         using var scope = NewDisposeScope();
         var sampled = stride == 1 ? x : x[.., .., TensorIndex.Slice(null, null, stride), TensorIndex.Slice(null, null, stride)];
         var w = weight.flatten(1);
-        if (ChannelsLast.IsChannelsLast(x)) // [B, H, W, C] · Wᵀ, viewed back as NCHW with NHWC strides
-            return functional.linear(sampled.permute(0, 2, 3, 1), w).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
+        if (ChannelsLast.IsChannelsLast(x)) // [B, H, W, C] · Wᵀ (+ b), viewed back as NCHW with NHWC strides
+            return functional.linear(sampled.permute(0, 2, 3, 1), w, bias).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
         long b = sampled.shape[0], h = sampled.shape[2], wd = sampled.shape[3];
-        return w.matmul(sampled.reshape(b, sampled.shape[1], h * wd)).view(b, w.shape[0], h, wd).MoveToOuterDisposeScope(); // W · [B, C, HW]
+        var y = w.matmul(sampled.reshape(b, sampled.shape[1], h * wd)); // W · [B, C, HW]
+        if (bias is not null) y = y.add(bias.view(-1, 1), Scalars.One);
+        return y.view(b, w.shape[0], h, wd).MoveToOuterDisposeScope();
     }
 }
 

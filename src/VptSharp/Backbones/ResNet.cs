@@ -63,6 +63,7 @@ public sealed class ResNet : Backbone
     readonly ResidualBlock[][] stages;
     readonly ResidualBlock[] blocks;
     Linear? fc;
+    FoldedConvBn? foldedStem;
 
     public ResNet(ResNetConfig config, int numClasses = 0) : base("ResNet")
     {
@@ -109,7 +110,8 @@ public sealed class ResNet : Backbone
         using var scope = NewDisposeScope();
         var x = input_offset is null ? images : images.add(CenteredOffset(images), Scalars.One);
         x = Config.CntkPadding ? CntkSame.Pad(x, 7, 2) : x;
-        x = functional.relu(bn1.forward(conv1.forward(ChannelsLast.ForConv(x))));
+        x = ChannelsLast.ForConv(x);
+        x = functional.relu(foldedStem is null ? bn1.forward(conv1.forward(x)) : foldedStem.forward(x));
         x = Config.CntkPadding
             ? functional.max_pool2d(CntkSame.Pad(x, 3, 2, double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
@@ -133,6 +135,14 @@ public sealed class ResNet : Backbone
         for (int i = 0; i < blocks.Length; i++)
             x = blocks[i].forward(hooks.BeforeBlock(i, x));
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Every conv + BN pair (stem, blocks, downsamples) as one convolution (<see cref="FoldedConvBn"/>).</summary>
+    public override void FoldNormsForInference(bool fold = true)
+    {
+        foldedStem?.Dispose();
+        foldedStem = fold ? new FoldedConvBn(conv1.weight!, bn1, 2, Config.CntkPadding ? 0 : 3) : null;
+        foreach (var b in blocks) b.FoldNorms(fold);
     }
 
     /// <summary>Global average pooling [B, C, H, W] → [B, C].</summary>
@@ -188,10 +198,14 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
     readonly FrozenBatchNorm2d? bn3, downBn;
     readonly bool cntk;
     readonly int stride;
+    readonly bool bottleneck;
+    /// <summary>conv1+bn1, conv2+bn2[, conv3+bn3][, downsample] folded (<see cref="ResNet.FoldNormsForInference"/>), or null.</summary>
+    FoldedConvBn?[]? folded;
 
     public ResidualBlock(bool bottleneck, int inCh, int planes, int outCh, int stride, bool cntkPadding) : base("ResidualBlock")
     {
         this.stride = stride;
+        this.bottleneck = bottleneck;
         cntk = cntkPadding && stride > 1;
         int pad3 = cntk ? 0 : 1;
         if (bottleneck)
@@ -219,12 +233,46 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>The strided 3×3 conv; CNTK pads "same", the odd unit at top/left (1/0 at even sizes).</summary>
-    Tensor Strided(Module<Tensor, Tensor> conv, Tensor x)
+    /// <summary>The strided 3×3 conv + BN; CNTK pads "same", the odd unit at top/left (1/0 at even sizes).</summary>
+    Tensor Strided(int pair, Tensor x)
     {
-        if (!cntk) return conv.forward(x);
+        if (!cntk) return ConvBn(pair, x);
         using var padded = CntkSame.Pad(x, 3, 2);
-        return conv.forward(padded);
+        return ConvBn(pair, padded);
+    }
+
+    /// <summary>Conv + BN pair 0, 1, 2 (conv1..3) or 3 (downsample): folded into one convolution, or as two steps.</summary>
+    Tensor ConvBn(int pair, Tensor x)
+    {
+        if (folded?[pair] is { } f) return f.forward(x);
+        var (conv, bn) = Pair(pair);
+        using var y = conv.forward(x);
+        return bn.forward(y);
+    }
+
+    (Module<Tensor, Tensor> Conv, FrozenBatchNorm2d Bn) Pair(int pair) => pair switch
+    {
+        0 => (conv1, bn1), 1 => (conv2, bn2), 2 => (conv3!, bn3!), _ => (downConv!, downBn!),
+    };
+
+    public void FoldNorms(bool fold)
+    {
+        if (folded is not null) foreach (var f in folded) f?.Dispose();
+        folded = null;
+        if (!fold) return;
+        // The stride sits on the 3×3 conv (conv1 of a basic block, conv2 of a bottleneck) and on the downsample; padding
+        // is 1 on 3×3 convs (0 when CNTK pads ahead of them), 0 on 1×1s.
+        int pad3 = cntk ? 0 : 1;
+        folded = new FoldedConvBn?[4];
+        for (int p = 0; p < 4; p++)
+        {
+            if ((p == 2 && conv3 is null) || (p == 3 && downConv is null)) continue;
+            var (conv, bn) = Pair(p);
+            var weight = conv switch { Conv2d c => c.weight!, PointwiseConv2d pw => pw.weight, _ => throw new InvalidOperationException(conv.GetType().Name) };
+            bool threeByThree = weight.shape[2] == 3;
+            long s = p == 3 || (threeByThree && (bottleneck ? p == 1 : p == 0)) ? stride : 1;
+            folded[p] = new FoldedConvBn(weight, bn, s, threeByThree ? (s > 1 ? pad3 : 1) : 0);
+        }
     }
 
     public override Tensor forward(Tensor x)
@@ -233,16 +281,16 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
         Tensor y;
         if (conv3 is null)
         {
-            y = functional.relu(bn1.forward(Strided(conv1, x)));
-            y = bn2.forward(conv2.forward(y));
+            y = functional.relu(Strided(0, x));
+            y = ConvBn(1, y);
         }
         else
         {
-            y = functional.relu(bn1.forward(conv1.forward(x)));
-            y = functional.relu(bn2.forward(Strided(conv2, y)));
-            y = bn3!.forward(conv3.forward(y));
+            y = functional.relu(ConvBn(0, x));
+            y = functional.relu(Strided(1, y));
+            y = ConvBn(2, y);
         }
-        var identity = downConv is null ? x : downBn!.forward(downConv.forward(x));
+        var identity = downConv is null ? x : ConvBn(3, x);
         return functional.relu(y.add(identity, Scalars.One)).MoveToOuterDisposeScope();
     }
 }

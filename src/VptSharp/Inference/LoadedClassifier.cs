@@ -49,6 +49,7 @@ public sealed class LoadedClassifier : IDisposable
             throw new InvalidSettingException("precision", "bf16", $"{path} is a {task.Metadata.Method} task, whose backbone weights were trained in float32; use fp32 or auto");
         m.MoveTo(dev);
         var chosen = m.ApplyPrecision(precision, dev.type);
+        m.backbone.FoldNormsForInference(); // this backbone only predicts from here on
         return new LoadedClassifier(m, null, task.Metadata.Classes, task.Metadata.Preprocessing, task.Metadata.Method + Suffix(chosen), task.Metadata.Backbone.Sha256, chosen);
     }
 
