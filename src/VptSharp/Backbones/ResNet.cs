@@ -111,7 +111,7 @@ public sealed class ResNet : Backbone
         var x = input_offset is null ? images : images.add(CenteredOffset(images), Scalars.One);
         x = Config.CntkPadding ? CntkSame.Pad(x, 7, 2) : x;
         x = ChannelsLast.ForConv(x);
-        x = functional.relu(foldedStem is null ? bn1.forward(conv1.forward(x)) : foldedStem.forward(x));
+        x = (foldedStem is null ? bn1.forward(conv1.forward(x)) : foldedStem.forward(x)).relu_();
         x = Config.CntkPadding
             ? functional.max_pool2d(CntkSame.Pad(x, 3, 2, double.NegativeInfinity), 3, 2)
             : functional.max_pool2d(x, 3, 2, 1);
@@ -279,19 +279,21 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         Tensor y;
+        // In place where torchvision's blocks are (ReLU, residual add): each tensor is this block's own, and neither
+        // BatchNorm's nor a convolution's backward reads its output.
         if (conv3 is null)
         {
-            y = functional.relu(Strided(0, x));
+            y = Strided(0, x).relu_();
             y = ConvBn(1, y);
         }
         else
         {
-            y = functional.relu(ConvBn(0, x));
-            y = functional.relu(Strided(1, y));
+            y = ConvBn(0, x).relu_();
+            y = Strided(1, y).relu_();
             y = ConvBn(2, y);
         }
         var identity = downConv is null ? x : ConvBn(3, x);
-        return functional.relu(y.add(identity, Scalars.One)).MoveToOuterDisposeScope();
+        return y.add_(identity, Scalars.One).relu_().MoveToOuterDisposeScope();
     }
 }
 
