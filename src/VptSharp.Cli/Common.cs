@@ -13,6 +13,7 @@ internal static class Common
         Description = "backbone: 'default' (embedded), hf:org/name[@rev], a checkpoint (.safetensors/.pth/.npz), a folder with config.json, or random:PRESET",
         DefaultValueFactory = _ => defaultValue,
     };
+    public static readonly Option<string> HeadInitOpt = new("--head-init") { Description = "how the classification head starts: reference (KMnP/vpt's kaiming fan-out + 1% prior bias: large first logits, made for 100 epochs), trunc-normal (std 0.01: MoCo v3's and MAE's linear probes) or zero (torchvision's ViT heads)", DefaultValueFactory = _ => "reference" };
     public static readonly Option<bool> LbfgsStandardize = new("--lbfgs-standardize") { Description = "L-BFGS linear heads are solved on standardised features (zero mean, unit variance; scikit-learn's StandardScaler, MAE's probe) instead of the features as they are (CLIP's probe, ML.NET's LbfgsMaximumEntropy)" };
     public static readonly Option<string?> Arch = new("--arch") { Description = "architecture preset when the checkpoint has no config.json, e.g. vit-b16, vit-s16-384, vit-ti4-32" };
     public static readonly Option<int?> Heads = new("--heads") { Description = "attention heads (shapes cannot tell; default: width/64)" };

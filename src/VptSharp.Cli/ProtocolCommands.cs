@@ -53,7 +53,7 @@ internal static partial class ProtocolCommands
         var c = new Command("sweep", "the paper's protocol over a suite: lr × wd (× p, × r) grid on train → val, then N seeds on train+val → test; resumable");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { SuiteOpt, DataRoot, MethodsOpt, TasksOpt, Lrs, FullLrs, Wds, PromptsOpt, PadPixelsOpt, Reductions, Epochs, Warmup, SweepBatch,
-                     Seeds, Fractions, CurvePrompts, CurveDepths, LinearLbfgs, Common.LbfgsStandardize, SweepPrecision, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
+                     Seeds, Fractions, CurvePrompts, CurveDepths, LinearLbfgs, Common.LbfgsStandardize, Common.HeadInitOpt, SweepPrecision, Shard, Out, Workers, InProcess, RunOne, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.Subcommands.Add(PlanCommand());
         c.Subcommands.Add(RunCommand());
@@ -115,6 +115,7 @@ internal static partial class ProtocolCommands
             CurvePrompts = r.GetValue(CurvePrompts) is string cp ? Ints(cp, "--curve-prompts") : [],
             CurveDepths = Names(r.GetValue(CurveDepths)), Shard = r.GetValue(Shard), LinearLbfgs = r.GetValue(LinearLbfgs),
             LbfgsStandardize = r.GetValue(Common.LbfgsStandardize), Precision = Hardware.PrecisionPolicy.Parse(r.GetValue(SweepPrecision)!),
+            HeadInit = Tuning.HeadInit.Parse(r.GetValue(Common.HeadInitOpt)!),
         };
         if (options.LbfgsStandardize && !options.LinearLbfgs) throw new ArgumentException("--lbfgs-standardize applies to --linear-lbfgs only: add it or drop --lbfgs-standardize");
         if (options.Tasks?.FirstOrDefault(t => suite.Tasks.All(x => x.Name != t)) is string missing) suite.Task(missing); // names the valid tasks

@@ -49,7 +49,7 @@ internal static class TrainCommands
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
         foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Common.Precision, Common.Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
-                     Warmup, OptimizerOpt, Common.LbfgsStandardize, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
+                     Warmup, OptimizerOpt, Common.LbfgsStandardize, Common.HeadInitOpt, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
         {
@@ -136,6 +136,7 @@ internal static class TrainCommands
             WarmupEpochs = Math.Min(r.GetValue(Warmup) ?? recipe?.WarmupEpochs ?? 10, Math.Max(0, r.GetValue(Epochs) - 1)),
             Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             StopAfterEpochs = r.GetValue(StopAfter), LbfgsStandardize = standardize,
+            HeadInit = HeadInit.Parse(r.GetValue(Common.HeadInitOpt)!),
         };
     }
 

@@ -121,6 +121,28 @@ public class TrainingTests
         Assert.Throws<InvalidOperationException>(() => memo.Get(prompted, train, Pre32, 16, "cpu", 0));
     }
 
+    /// <summary>--head-init: the first step's loss is ln C exactly from a zero head, near it from trunc-normal (std 0.01),
+    /// and far above it from the reference's kaiming fan-out head (the large first losses of short budgets, issue 13).</summary>
+    [Fact]
+    public void HeadInitSetsWhereTheFirstStepStarts()
+    {
+        var (train, _) = Fmnist(128);
+        double FirstLoss(HeadInit.Kind kind)
+        {
+            var model = PromptedModel.Create(TinyVit(4), new LinearProbeConfig(), 4);
+            var trainer = new Trainer(new TrainOptions { Epochs = 1, BatchSize = 32, BaseLr = 0.5, WarmupEpochs = 0, Seed = 2, HeadInit = kind });
+            double? first = null;
+            trainer.Step += s => first ??= s.Loss;
+            trainer.Fit(model, train, null, Pre32);
+            return first!.Value;
+        }
+        double zero = FirstLoss(HeadInit.Kind.Zero), small = FirstLoss(HeadInit.Kind.TruncNormal), reference = FirstLoss(HeadInit.Kind.Reference);
+        Assert.Equal(Math.Log(4), zero, 5);
+        Assert.True(Math.Abs(small - Math.Log(4)) < 0.1, $"trunc-normal first loss {small:F3}");
+        Assert.True(reference > Math.Log(4) + 0.5, $"reference first loss {reference:F3}");
+        Assert.Throws<ArgumentException>(() => HeadInit.Parse("xavier"));
+    }
+
     /// <summary>L-BFGS solves the linear head to the optimum of its convex objective — mean cross-entropy + λ/2·‖W'‖², on the
     /// features as they are or standardised (W' = W·σ the weights on them): the gradient vanishes there, every other head
     /// (SGD's after the same epochs) scores higher on it, and the epochs' recorded objective never rises. Methods that

@@ -34,7 +34,7 @@ public sealed partial class Sweep
         {
             Epochs = options.Epochs, WarmupEpochs = Math.Min(options.WarmupEpochs ?? recipe.WarmupEpochs, Math.Max(0, options.Epochs - 1)), BatchSize = batch,
             BaseLr = spec.Lr, WeightDecay = spec.WeightDecay,
-            Optimizer = options.LinearLbfgs && spec.Method == "linear" ? OptimizerKind.Lbfgs : recipe.Optimizer, LbfgsStandardize = options.LbfgsStandardize,
+            Optimizer = options.LinearLbfgs && spec.Method == "linear" ? OptimizerKind.Lbfgs : recipe.Optimizer, LbfgsStandardize = options.LbfgsStandardize, HeadInit = options.HeadInit,
             Seed = StableSeed.Of(spec.Seed, 7919), OutDir = work, Resume = true, Workers = options.Workers, Device = options.Device,
         };
         manual_seed(opts.Seed); // prompt and head init

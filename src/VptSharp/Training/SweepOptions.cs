@@ -45,6 +45,8 @@ public sealed record SweepOptions
         public override void Write(System.Text.Json.Utf8JsonWriter writer, Hardware.Precision value, System.Text.Json.JsonSerializerOptions options) =>
             writer.WriteStringValue(Hardware.PrecisionPolicy.NameOf(value));
     }
+    /// <summary>How every run's head starts (<see cref="TrainOptions.HeadInit"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public Tuning.HeadInit.Kind HeadInit { get; init; }
     /// <summary>Fig. 3: train+val fractions for extra final runs (1 seed each) with the selected config.</summary>
     public IReadOnlyList<double> Fractions { get; init; } = [];
     /// <summary>Fig. 6: prompt lengths for extra VPT final runs (1 seed each).</summary>

@@ -37,6 +37,8 @@ public sealed record TrainOptions
     /// <summary>L-BFGS iterations per epoch (<see cref="OptimizerKind.Lbfgs"/>): each epoch restarts from the current
     /// head, then validates.</summary>
     public int LbfgsIterationsPerEpoch { get; init; } = 100;
+    /// <summary>How the classification head starts (<see cref="HeadInit.Kind"/>); the reference's unless asked.</summary>
+    public Tuning.HeadInit.Kind HeadInit { get; init; } = Tuning.HeadInit.Kind.Reference;
     /// <summary>L-BFGS solves on standardised features rather than the features as they are (<see cref="LbfgsHead"/>).</summary>
     public bool LbfgsStandardize { get; init; }
 

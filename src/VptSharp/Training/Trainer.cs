@@ -97,6 +97,7 @@ public sealed class Trainer(TrainOptions options)
             File.Delete(Path.Combine(outDir, StateFile));
             RunFolder.Publish(outDir, null);
         }
+        if (startEpoch == 0 && Options.HeadInit != HeadInit.Kind.Reference) HeadInit.Apply(model.head, Options.HeadInit); // the model was built with the reference's
         if (startEpoch == 0 && ClsPrototypes.InitializeIfRequested(model, train, pre, Options))
             Log?.Invoke($"prompts initialised with the {train.Classes.Count} class prototypes (mean final CLS embedding per class)");
 
