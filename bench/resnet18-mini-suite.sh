@@ -7,8 +7,10 @@
 #
 # VptSharp, all on train800 / val200 / test (the list files `vpt data make all` writes):
 #   linear (SGD)     `vpt sweep`: base lr grid 0.25, 0.05 on train → val, 3 seeds on train+val → test, 30 epochs
-#   linear (L-BFGS)  `vpt sweep --linear-lbfgs`: L2 grid 0.01, 0.1 on train → val, then train+val → test (one seed:
-#                    the optimum of a strictly convex objective does not depend on it)
+#   linear (L-BFGS)  `vpt sweep --linear-lbfgs`: L2 grid 1e-4 … 1 on train → val, then train+val → test (one seed:
+#                    the optimum of a strictly convex objective does not depend on it); on the features as they are
+#                    (the default, as CLIP's probe and ML.NET's) and, with --lbfgs-standardize, standardised (L2 0.01, 0.1)
+#   mlp-3            `vpt sweep`: the reference's 3-layer MLP head on cached features, grid and seeds as linear (SGD)
 #   vpt-pad p = 5    one recipe, no grid (one run costs ~5 min on 2 cores): base lr 0.25, batch 16, 4 epochs, no
 #                    warm-up, trained on train, epoch picked on val, tested
 set -euo pipefail
@@ -30,12 +32,17 @@ flock "$LOCK" bash -euo pipefail -c '
     log "ML.NET peer: $t"
     $PEER --train-list "$DATA/$t/train800val200.txt" --test-list "$DATA/$t/test.txt" --out "$OUT/mlnet/$t.json" >/dev/null 2>>"$OUT/run.log"
   done
-  common=(--backbone resnet18-imagenet --suite suites/mini.json --data-root "$DATA" --tasks "$TASKS" --methods linear --threads 2)
+  common=(--backbone resnet18-imagenet --suite suites/mini.json --data-root "$DATA" --tasks "$TASKS" --threads 2)
   log "VptSharp linear (SGD) sweep"
-  $VPT sweep "${common[@]}" --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/linear" | plain >> "$OUT/sweep-linear.log"
+  $VPT sweep "${common[@]}" --methods linear --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/linear" | plain >> "$OUT/sweep-linear.log"
   log "VptSharp linear (L-BFGS) sweep"
-  $VPT sweep "${common[@]}" --linear-lbfgs --lrs 1 --wds 0.01,0.1 --epochs 2 --warmup-epochs 0 --batch-size 64 --seeds 1 \
+  $VPT sweep "${common[@]}" --methods linear --linear-lbfgs --lrs 1 --wds 0.0001,0.001,0.01,0.1,1 --epochs 2 --warmup-epochs 0 --batch-size 64 --seeds 1 \
       --out "$OUT/linear-lbfgs" | plain >> "$OUT/sweep-linear-lbfgs.log"
+  log "VptSharp linear (L-BFGS, standardised features) sweep"
+  $VPT sweep "${common[@]}" --methods linear --linear-lbfgs --lbfgs-standardize --lrs 1 --wds 0.01,0.1 --epochs 2 --warmup-epochs 0 --batch-size 64 --seeds 1 \
+      --out "$OUT/linear-lbfgs-standardized" | plain >> "$OUT/sweep-linear-lbfgs-standardized.log"
+  log "VptSharp mlp-3 sweep"
+  $VPT sweep "${common[@]}" --methods mlp-3 --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/mlp3" | plain >> "$OUT/sweep-mlp3.log"
   for t in ${TASKS//,/ }; do
     [ -f "$OUT/vpt-pad/$t.json" ] && continue
     log "VptSharp vpt-pad: $t"

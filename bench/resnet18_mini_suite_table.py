@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Table of bench/resnet18-mini-suite.sh: per task, ML.NET's two trainers vs VptSharp's linear (SGD sweep, L-BFGS sweep)
-and vpt-pad (test top-1; mean ± std over seeds where there are several), and featurization images/s of both.
+"""Table of bench/resnet18-mini-suite.sh: per task, ML.NET's two trainers vs VptSharp's linear (SGD sweep, L-BFGS sweeps
+on raw and standardised features), mlp-3 and vpt-pad (test top-1; mean ± std over seeds where there are several), and featurization images/s of both.
 Writes OUT/table.md and OUT/summary.json."""
 import glob, json, os, statistics, sys
 
@@ -9,8 +9,8 @@ tasks = ["fmnist-5to9", "glyphs", "textures", "dsprites-loc", "dsprites-ori", "c
 tasks = [t for t in tasks if os.path.exists(os.path.join(out, "mlnet", f"{t}.json"))]
 
 
-def finals(sweep, task):
-    runs = [json.load(open(p)) for p in glob.glob(os.path.join(out, sweep, "runs", task, "linear", "final_*.json"))]
+def finals(sweep, task, method="linear"):
+    runs = [json.load(open(p)) for p in glob.glob(os.path.join(out, sweep, "runs", task, method, "final_*.json"))]
     return [r["test_top1"] * 100 for r in runs if r.get("test_top1") is not None]
 
 
@@ -28,10 +28,10 @@ rows, summary = [], {}
 for t in tasks:
     m = json.load(open(os.path.join(out, "mlnet", f"{t}.json")))
     by = {tr["trainer"].split(" ")[0]: tr["top1"] * 100 for tr in m["trainers"]}
-    sgd, lbfgs = finals("linear", t), finals("linear-lbfgs", t)
+    sgd, lbfgs, lbfgs_std, mlp = finals("linear", t), finals("linear-lbfgs", t), finals("linear-lbfgs-standardized", t), finals("mlp3", t, "mlp-3")
     pad = single("vpt-pad", t)
     pad = [pad * 100] if pad is not None else []
-    ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "vpt-pad p=5": pad}
+    ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad}
     best_name, best = max(((k, statistics.mean(v)) for k, v in ours.items() if v), key=lambda kv: kv[1], default=(None, None))
     best_ml = max(by.values())
     thr, peer_thr = single("throughput", t, "images_per_second"), m["featurize_images_per_second"]
@@ -39,9 +39,10 @@ for t in tasks:
                       best_parameter_efficient=best_name, best_top1=best, mlnet_best=best_ml, beats_mlnet=best is not None and best > best_ml)
     verdict = "–" if best is None else f"{'**yes**' if best > best_ml else 'no'} ({best - best_ml:+.1f})"
     rows.append(f"| {t} | {by.get('LbfgsMaximumEntropy', 0):.1f} | {by.get('SdcaMaximumEntropy', 0):.1f} | {fmt(sgd)} | {fmt(lbfgs)} | "
-                f"{fmt(pad)} | {verdict} | {peer_thr:.0f} | {f'{thr:.0f}' if thr else '–'} |")
-head = ("| task | ML.NET L-BFGS | ML.NET SDCA (min-max) | VptSharp linear, SGD (3 seeds) | VptSharp linear, L-BFGS | VptSharp vpt-pad p=5 | "
-        "best VptSharp > best ML.NET | ML.NET featurize img/s | VptSharp `vpt eval` img/s |\n|---|---:|---:|---:|---:|---:|---|---:|---:|")
+                f"{fmt(lbfgs_std)} | {fmt(mlp)} | {fmt(pad)} | {verdict} | {peer_thr:.0f} | {f'{thr:.0f}' if thr else '–'} |")
+head = ("| task | ML.NET L-BFGS | ML.NET SDCA (min-max) | VptSharp linear, SGD (3 seeds) | VptSharp linear, L-BFGS | "
+        "VptSharp linear, L-BFGS, standardised | VptSharp mlp-3 (3 seeds) | VptSharp vpt-pad p=5 | "
+        "best VptSharp > best ML.NET | ML.NET featurize img/s | VptSharp `vpt eval` img/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
 table = head + "\n" + "\n".join(rows) + "\n"
 with open(os.path.join(out, "table.md"), "w") as f: f.write(table)
 with open(os.path.join(out, "summary.json"), "w") as f: json.dump(summary, f, indent=2)

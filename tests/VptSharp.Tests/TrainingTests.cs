@@ -119,6 +119,29 @@ public class TrainingTests
 
         var prompted = PromptedModel.Create(backbone, new PromptConfig { Tokens = 2, Deep = true }, 4);
         Assert.Throws<InvalidOperationException>(() => memo.Get(prompted, train, Pre32, 16, "cpu", 0));
+
+        // On disk: another process (another memo on the folder) reads the features back instead of computing them; a
+        // damaged file is computed again and replaced; another backbone hash does not match.
+        string dir = TempDir();
+        using var expected = memo.Get(linear, train, Pre32, 16, "cpu", 0);
+        using (var first = new FeatureMemo(dir, "sha-a")) first.Get(linear, train, Pre32, 16, "cpu", 0).Dispose();
+        var file = Assert.Single(Directory.GetFiles(dir));
+        using (var second = new FeatureMemo(dir, "sha-a"))
+        {
+            using var read = second.Get(linear, train, Pre32, 16, "cpu", 0);
+            Assert.Equal(0, second.Computed);
+            Assert.Equal(0.0, MaxAbsDiff(read, expected));
+        }
+        File.WriteAllBytes(file, File.ReadAllBytes(file)[..100]);
+        using (var third = new FeatureMemo(dir, "sha-a"))
+        {
+            using var again = third.Get(linear, train, Pre32, 16, "cpu", 0);
+            Assert.Equal(1, third.Computed);
+            Assert.Equal(0.0, MaxAbsDiff(again, expected));
+        }
+        Assert.True(new FileInfo(file).Length > 100, "the damaged file was replaced");
+        using (var other = new FeatureMemo(dir, "sha-b")) other.Get(linear, train, Pre32, 16, "cpu", 0).Dispose();
+        Assert.Equal(2, Directory.GetFiles(dir).Length);
     }
 
     /// <summary>--head-init: the first step's loss is ln C exactly from a zero head, near it from trunc-normal (std 0.01),

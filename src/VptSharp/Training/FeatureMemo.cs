@@ -1,4 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
 using VptSharp.Backbones;
+using VptSharp.Checkpoints;
 using VptSharp.Data;
 using VptSharp.Tuning;
 using static TorchSharp.torch;
@@ -11,12 +14,16 @@ namespace VptSharp.Training;
 /// once per run. Features depend on the backbone, the dataset and the preprocessing only (<see cref="TuningMethod.FeaturesAreFrozen"/>
 /// methods pool the backbone alike), so the memo is keyed by those. The owner keeps the backbone's weights fixed while
 /// the memo lives (a sweep restores them after every run that trains them) and disposes it.
+/// With a directory, features are also kept on disk (safetensors, written atomically) under a name derived from the
+/// backbone's sha256, the dataset's item names and labels, the preprocessing and the dtype: a sweep's child processes,
+/// the array jobs of a cluster sweep on a shared folder and a resumed sweep then all featurize a split once. A file
+/// that does not read back as features of the split's shape is computed again and replaced.
 /// </summary>
-public sealed class FeatureMemo : IDisposable
+public sealed class FeatureMemo(string? directory = null, string? backboneSha256 = null) : IDisposable
 {
     readonly Dictionary<(Backbone, ImageDataset, Preprocessing, ScalarType), Tensor> store = new();
 
-    /// <summary>How many times features were computed (not served from the memo).</summary>
+    /// <summary>How many times features were computed (not served from memory or disk).</summary>
     public int Computed { get; private set; }
 
     /// <summary>The features [N, d] (CPU float32) of <paramref name="data"/> under <paramref name="model"/>'s backbone, as a
@@ -28,11 +35,39 @@ public sealed class FeatureMemo : IDisposable
         var key = (model.backbone, data, pre, model.BackboneDtype);
         if (!store.TryGetValue(key, out var features))
         {
-            features = Evaluation.Features(model, data, pre, batchSize, device, workers);
-            store[key] = features;
-            Computed++;
+            string? file = directory is null || backboneSha256 is null ? null : Path.Combine(directory, FileName(data, pre, model.BackboneDtype));
+            var onDisk = file is null ? null : TryRead(file, data.Count, model.backbone.NumFeatures);
+            if (onDisk is null)
+            {
+                onDisk = Evaluation.Features(model, data, pre, batchSize, device, workers);
+                Computed++;
+                if (file is not null) SafetensorsFile.Save(file, new Dictionary<string, Tensor> { ["features"] = onDisk });
+            }
+            store[key] = features = onDisk;
         }
         return features.alias();
+    }
+
+    static Tensor? TryRead(string file, int count, int width)
+    {
+        if (!File.Exists(file)) return null;
+        try
+        {
+            var tensors = SafetensorsFile.Load(file);
+            var t = tensors.GetValueOrDefault("features");
+            foreach (var other in tensors.Where(kv => kv.Key != "features")) other.Value.Dispose();
+            if (t is not null && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(new long[] { count, width })) return t;
+            t?.Dispose();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { } // unreadable (truncated, foreign): computed again
+        return null;
+    }
+
+    string FileName(ImageDataset data, Preprocessing pre, ScalarType dtype)
+    {
+        var text = new StringBuilder($"{backboneSha256}|{dtype}|{pre.ImageSize}|{pre.Resize}|{string.Join(",", pre.Mean)}|{string.Join(",", pre.Std)}|{data.Count}");
+        for (int i = 0; i < data.Count; i++) text.Append('\n').Append(data.NameOf(i)).Append('\t').Append(data.LabelOf(i));
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..24] + ".safetensors";
     }
 
     public void Dispose()

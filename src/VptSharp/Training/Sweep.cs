@@ -52,7 +52,7 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
                 if (dataTask != task) // pairs come task by task: a task's splits and features serve all its methods
                 {
                     if (data?.IsValueCreated == true) data.Value.Dispose();
-                    data = new Lazy<TaskData>(() => new TaskData(suite, task));
+                    data = new Lazy<TaskData>(() => new TaskData(suite, task, FeatureFolder, backbone.Sha256));
                     dataTask = task;
                 }
                 var taskData = data!;

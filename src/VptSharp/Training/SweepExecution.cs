@@ -9,11 +9,14 @@ namespace VptSharp.Training;
 // run from its checkpoints), score on val or test, and undo any in-place training of the shared backbone.
 public sealed partial class Sweep
 {
+    /// <summary>Where frozen features of the sweep's splits are kept for all its runs and processes (<see cref="FeatureMemo"/>).</summary>
+    string FeatureFolder => Path.Combine(outDir, "features");
+
     /// <summary>One run in this process, on its own (what a child process of a sweep does); returns the result without writing it.</summary>
     public RunResult ExecuteOne(RunSpec spec, CancellationToken ct = default)
     {
         using var snapshot = new BackboneSnapshot(backbone.Model);
-        using var data = new TaskData(suite, suite.Task(spec.Task));
+        using var data = new TaskData(suite, suite.Task(spec.Task), FeatureFolder, backbone.Sha256);
         return Execute(spec, data, snapshot, ct);
     }
 
@@ -96,7 +99,7 @@ public sealed partial class Sweep
     /// <summary>A task's splits, opened once with one class list, and their frozen features once computed.</summary>
     sealed class TaskData : IDisposable
     {
-        public FeatureMemo Features { get; } = new();
+        public FeatureMemo Features { get; }
         public SuiteTask Task { get; }
         public ImageDataset Train { get; }
         public ImageDataset Val { get; }
@@ -104,9 +107,10 @@ public sealed partial class Sweep
         public ImageDataset Test { get; }
         public int Classes => TrainVal.Classes.Count;
 
-        public TaskData(Suite suite, SuiteTask task)
+        public TaskData(Suite suite, SuiteTask task, string featureFolder, string backboneSha256)
         {
             Task = task;
+            Features = new FeatureMemo(Path.Combine(featureFolder, task.Name), backboneSha256);
             TrainVal = DatasetSpec.Open(suite.Resolve(task.TrainVal));
             Train = DatasetSpec.Open(suite.Resolve(task.Train), TrainVal.Classes);
             Val = DatasetSpec.Open(suite.Resolve(task.Val), TrainVal.Classes);
