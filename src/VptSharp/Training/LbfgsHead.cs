@@ -13,8 +13,9 @@ namespace VptSharp.Training;
 /// (MathNet's LimitedMemoryBfgsMinimizer): what scikit-learn's LogisticRegression, ML.NET's LbfgsMaximumEntropy and the
 /// linear-probe evaluations of CLIP and DINO use. Minimises mean cross-entropy + (λ/2)·‖W'‖² in float64 over the features
 /// or, optionally, standardised features (W' the weights on them; the bias is not penalised, as in the SGD recipe's groups);
-/// λ is the run's weight decay, so a sweep's wd grid is the usual regularisation grid and its lr grid does not apply. Each call continues from the head's current values, so a
-/// trainer's epochs are restarts of at most <c>iterations</c> steps with validation in between.
+/// λ is the run's weight decay, so a sweep's wd grid is the usual regularisation grid and its lr grid does not apply.
+/// Each call continues from the head's current values, so a trainer's epochs are restarts of at most
+/// <c>iterations</c> steps with validation in between.
 /// </summary>
 public static class LbfgsHead
 {
