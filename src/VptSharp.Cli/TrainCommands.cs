@@ -136,7 +136,7 @@ internal static class TrainCommands
             WarmupEpochs = Math.Min(r.GetValue(Warmup) ?? recipe?.WarmupEpochs ?? 10, Math.Max(0, r.GetValue(Epochs) - 1)),
             Seed = r.GetValue(Seed), OutDir = r.GetValue(Out), Resume = r.GetValue(Resume), Workers = r.GetValue(Workers), Device = r.GetValue(Common.Device)!,
             StopAfterEpochs = r.GetValue(StopAfter), LbfgsStandardize = standardize,
-            HeadInit = HeadInit.Parse(r.GetValue(Common.HeadInitOpt)!),
+            HeadInit = r.GetValue(Common.HeadInitOpt) is string h ? HeadInit.Parse(h) : HeadInit.Kind.Reference, // `vpt pretrain` has no --head-init
         };
     }
 
