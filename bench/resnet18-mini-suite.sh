@@ -12,7 +12,8 @@
 #                    (the default, as CLIP's probe and ML.NET's) and, with --lbfgs-standardize, standardised (L2 0.01, 0.1)
 #   mlp-3            `vpt sweep`: the reference's 3-layer MLP head on cached features, grid and seeds as linear (SGD)
 #   vpt-pad p = 5    one recipe, no grid (one run costs ~5 min on 2 cores): base lr 0.25, batch 16, 4 epochs, no
-#                    warm-up, trained on train, epoch picked on val, tested
+#                    warm-up, trained on train, epoch picked on val, tested; with the reference's head, then again with
+#                    --head-init trunc-normal
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/mini}
@@ -43,13 +44,17 @@ flock "$LOCK" bash -euo pipefail -c '
       --out "$OUT/linear-lbfgs-standardized" | plain >> "$OUT/sweep-linear-lbfgs-standardized.log"
   log "VptSharp mlp-3 sweep"
   $VPT sweep "${common[@]}" --methods mlp-3 --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/mlp3" | plain >> "$OUT/sweep-mlp3.log"
-  for t in ${TASKS//,/ }; do
-    [ -f "$OUT/vpt-pad/$t.json" ] && continue
-    log "VptSharp vpt-pad: $t"
-    $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method vpt-pad --prompts 5 \
-        --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads 2 --force --out "$OUT/vpt-pad/work-$t" | plain > "$OUT/vpt-pad/$t-train.log"
-    $VPT eval --task "$OUT/vpt-pad/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$OUT/vpt-pad/$t.json" --force >/dev/null
-    cp "$OUT/vpt-pad/work-$t/metrics.jsonl" "$OUT/vpt-pad/$t-metrics.jsonl"; rm -rf "$OUT/vpt-pad/work-$t"
+  for head in reference trunc-normal; do
+    dir=$OUT/vpt-pad; [ $head = reference ] || dir=$OUT/vpt-pad-$head
+    mkdir -p "$dir"
+    for t in ${TASKS//,/ }; do
+      [ -f "$dir/$t.json" ] && continue
+      log "VptSharp vpt-pad ($head head): $t"
+      $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method vpt-pad --prompts 5 --head-init $head \
+          --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads 2 --force --out "$dir/work-$t" | plain > "$dir/$t-train.log"
+      $VPT eval --task "$dir/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$dir/$t.json" --force >/dev/null
+      cp "$dir/work-$t/metrics.jsonl" "$dir/$t-metrics.jsonl"; rm -rf "$dir/work-$t"
+    done
   done
   log "featurization throughput: vpt eval (decode, resize, forward, head) of a linear task file per task"
   for t in ${TASKS//,/ }; do

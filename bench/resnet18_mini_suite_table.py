@@ -29,9 +29,10 @@ for t in tasks:
     m = json.load(open(os.path.join(out, "mlnet", f"{t}.json")))
     by = {tr["trainer"].split(" ")[0]: tr["top1"] * 100 for tr in m["trainers"]}
     sgd, lbfgs, lbfgs_std, mlp = finals("linear", t), finals("linear-lbfgs", t), finals("linear-lbfgs-standardized", t), finals("mlp3", t, "mlp-3")
-    pad = single("vpt-pad", t)
-    pad = [pad * 100] if pad is not None else []
-    ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad}
+    pad, pad_tn = single("vpt-pad", t), single("vpt-pad-trunc-normal", t)
+    pad, pad_tn = ([pad * 100] if pad is not None else []), ([pad_tn * 100] if pad_tn is not None else [])
+    ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad,
+            "vpt-pad p=5, trunc-normal head": pad_tn}
     best_name, best = max(((k, statistics.mean(v)) for k, v in ours.items() if v), key=lambda kv: kv[1], default=(None, None))
     best_ml = max(by.values())
     thr, peer_thr = single("throughput", t, "images_per_second"), m["featurize_images_per_second"]
@@ -39,10 +40,11 @@ for t in tasks:
                       best_parameter_efficient=best_name, best_top1=best, mlnet_best=best_ml, beats_mlnet=best is not None and best > best_ml)
     verdict = "–" if best is None else f"{'**yes**' if best > best_ml else 'no'} ({best - best_ml:+.1f})"
     rows.append(f"| {t} | {by.get('LbfgsMaximumEntropy', 0):.1f} | {by.get('SdcaMaximumEntropy', 0):.1f} | {fmt(sgd)} | {fmt(lbfgs)} | "
-                f"{fmt(lbfgs_std)} | {fmt(mlp)} | {fmt(pad)} | {verdict} | {peer_thr:.0f} | {f'{thr:.0f}' if thr else '–'} |")
+                f"{fmt(lbfgs_std)} | {fmt(mlp)} | {fmt(pad)} | {fmt(pad_tn)} | {verdict} | {peer_thr:.0f} | {f'{thr:.0f}' if thr else '–'} |")
 head = ("| task | ML.NET L-BFGS | ML.NET SDCA (min-max) | VptSharp linear, SGD (3 seeds) | VptSharp linear, L-BFGS | "
         "VptSharp linear, L-BFGS, standardised | VptSharp mlp-3 (3 seeds) | VptSharp vpt-pad p=5 | "
-        "best VptSharp > best ML.NET | ML.NET featurize img/s | VptSharp `vpt eval` img/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        "VptSharp vpt-pad p=5, trunc-normal head | best VptSharp > best ML.NET | ML.NET featurize img/s | VptSharp `vpt eval` img/s |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
 table = head + "\n" + "\n".join(rows) + "\n"
 with open(os.path.join(out, "table.md"), "w") as f: f.write(table)
 with open(os.path.join(out, "summary.json"), "w") as f: json.dump(summary, f, indent=2)
