@@ -140,6 +140,11 @@ public class TrainingTests
             Assert.Equal(0.0, MaxAbsDiff(again, expected));
         }
         Assert.True(new FileInfo(file).Length > 100, "the damaged file was replaced");
+        // A file of the right shape holding NaN, and one far larger than the features, are not used either.
+        VptSharp.Checkpoints.SafetensorsFile.Save(file, new Dictionary<string, Tensor> { ["features"] = full_like(expected, double.NaN) });
+        using (var nan = new FeatureMemo(dir, "sha-a")) { using var t = nan.Get(linear, train, Pre32, 16, "cpu", 0); Assert.Equal(1, nan.Computed); Assert.Equal(0.0, MaxAbsDiff(t, expected)); }
+        VptSharp.Checkpoints.SafetensorsFile.Save(file, new Dictionary<string, Tensor> { ["features"] = expected, ["padding"] = zeros(1 << 16) });
+        using (var huge = new FeatureMemo(dir, "sha-a")) { using var t = huge.Get(linear, train, Pre32, 16, "cpu", 0); Assert.Equal(1, huge.Computed); Assert.Equal(0.0, MaxAbsDiff(t, expected)); }
         using (var other = new FeatureMemo(dir, "sha-b")) other.Get(linear, train, Pre32, 16, "cpu", 0).Dispose();
         Assert.Equal(2, Directory.GetFiles(dir).Length);
     }

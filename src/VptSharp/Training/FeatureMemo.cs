@@ -17,7 +17,8 @@ namespace VptSharp.Training;
 /// With a directory, features are also kept on disk (safetensors, written atomically) under a name derived from the
 /// backbone's sha256, the dataset's item names and labels, the preprocessing and the dtype: a sweep's child processes,
 /// the array jobs of a cluster sweep on a shared folder and a resumed sweep then all featurize a split once. A file
-/// that does not read back as features of the split's shape is computed again and replaced.
+/// that does not read back as finite features of the split's shape (or is larger than those) is computed again and
+/// replaced.
 /// </summary>
 public sealed class FeatureMemo(string? directory = null, string? backboneSha256 = null) : IDisposable
 {
@@ -50,13 +51,19 @@ public sealed class FeatureMemo(string? directory = null, string? backboneSha256
 
     static Tensor? TryRead(string file, int count, int width)
     {
-        if (!File.Exists(file)) return null;
+        // Only a file the size of [count, width] float32 and a small header is read, and only finite values are used.
+        var info = new FileInfo(file);
+        if (!info.Exists || info.Length > 4L * count * width + (1 << 16)) return null;
         try
         {
             var tensors = SafetensorsFile.Load(file);
             var t = tensors.GetValueOrDefault("features");
             foreach (var other in tensors.Where(kv => kv.Key != "features")) other.Value.Dispose();
-            if (t is not null && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(new long[] { count, width })) return t;
+            if (t is not null && t.dtype == ScalarType.Float32 && t.shape.SequenceEqual(new long[] { count, width }))
+            {
+                using var finite = t.isfinite().all();
+                if (finite.item<bool>()) return t;
+            }
             t?.Dispose();
         }
         catch (Exception e) when (e is not OutOfMemoryException) { } // unreadable (truncated, foreign): computed again

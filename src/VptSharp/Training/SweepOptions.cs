@@ -37,14 +37,6 @@ public sealed record SweepOptions
     /// avx512_bf16 CPUs and GPUs.</summary>
     [JsonConverter(typeof(PrecisionNameConverter))] public Hardware.Precision Precision { get; init; } = Hardware.Precision.Fp32;
 
-    /// <summary>A precision as its CLI name ("fp32", "auto", "bf16") in sweep.json, whatever serializer options are used.</summary>
-    sealed class PrecisionNameConverter : JsonConverter<Hardware.Precision>
-    {
-        public override Hardware.Precision Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
-            Hardware.PrecisionPolicy.Parse(reader.GetString() ?? "");
-        public override void Write(System.Text.Json.Utf8JsonWriter writer, Hardware.Precision value, System.Text.Json.JsonSerializerOptions options) =>
-            writer.WriteStringValue(Hardware.PrecisionPolicy.NameOf(value));
-    }
     /// <summary>How every run's head starts (<see cref="TrainOptions.HeadInit"/>).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public Tuning.HeadInit.Kind HeadInit { get; init; }
     /// <summary>Fig. 3: train+val fractions for extra final runs (1 seed each) with the selected config.</summary>
@@ -62,4 +54,13 @@ public sealed record SweepOptions
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool LbfgsStandardize { get; init; }
     /// <summary>Only these tasks (null = all).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Tasks { get; init; }
+
+    /// <summary>A precision as its CLI name ("fp32", "auto", "bf16") in sweep.json, whatever serializer options are used.</summary>
+    sealed class PrecisionNameConverter : JsonConverter<Hardware.Precision>
+    {
+        public override Hardware.Precision Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
+            Hardware.PrecisionPolicy.Parse(reader.GetString() ?? "");
+        public override void Write(System.Text.Json.Utf8JsonWriter writer, Hardware.Precision value, System.Text.Json.JsonSerializerOptions options) =>
+            writer.WriteStringValue(Hardware.PrecisionPolicy.NameOf(value));
+    }
 }
