@@ -31,7 +31,7 @@ fi
   --profile train:vpt-prefix:50:auto --out "$OUT/profile-vpt-prefix-50.json" --markdown "$OUT/profile-vpt-prefix-50.md"
 if [ "$SKIP_DEMO" = 0 ]; then
   for p in ${DEMO_PRECISIONS:-fp32 bf16}; do
-    "${VPT[@]}" demo --precision "$p" --threads 2 --out "runs/perf-demo-$p" > "$OUT/demo-$p.log"
+    "${VPT[@]}" demo --backbone default --precision "$p" --threads 2 --out "runs/perf-demo-$p" > "$OUT/demo-$p.log"
     cp "runs/perf-demo-$p/demo.json" "$OUT/demo-$p.json"
   done
 fi

@@ -42,6 +42,9 @@ internal static class ServeCommand
             CheckServeOptions(r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBatch), r.GetValue(queue), r.GetValue(maxBody), r.GetValue(rescan), r.GetValue(maxDelay));
             var replica = new ServeReplica(TimeSpan.FromSeconds(r.GetValue(drain)), TimeSpan.FromSeconds(r.GetValue(shutdown)));
             using var bb = Common.LoadBackbone(r.GetValue(backbone)!, Common.ArchFrom(r));
+            // Every task served keeps the shared backbone frozen (TaskStore refuses tasks with backbone tensors), so a
+            // ConvNet's conv + BatchNorm pairs run as one convolution each, as in vpt eval and predict.
+            bb.Model.FoldNormsForInference();
             // The shared backbone is frozen for every prefix task the engine serves (other tasks run on their own fp32 models).
             var precision = VptSharp.Hardware.PrecisionPolicy.Resolve(Common.PrecisionFrom(r), backboneFrozen: true, TorchSharp.DeviceType.CPU, VptSharp.Hardware.CpuFeatures.Current);
             Console.WriteLine(MultiTaskEngine.Supports(bb) ? $"precision {precision} for the shared prefix-task backbone; {Common.CpuLine()}"
