@@ -49,7 +49,8 @@ public sealed class FoldedConvBn : IDisposable
         (this.stride, this.padding) = (stride, padding);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var scale = bn.weight.to(ScalarType.Float32).mul(bn.running_var.to(ScalarType.Float32).add(bn.Eps).rsqrt());
+        using var eps = bn.Eps.ToScalar(); // Scalars held across the native calls (see Scalars)
+        var scale = bn.weight.to(ScalarType.Float32).mul(bn.running_var.to(ScalarType.Float32).add(eps, Scalars.One).rsqrt());
         weight = convWeight.to(ScalarType.Float32).mul(scale.view(-1, 1, 1, 1)).to(convWeight.dtype).MoveToOuterDisposeScope();
         bias = bn.bias.to(ScalarType.Float32).sub(bn.running_mean.to(ScalarType.Float32).mul(scale)).to(convWeight.dtype).MoveToOuterDisposeScope();
     }

@@ -71,6 +71,6 @@ public sealed class Adapter : TuningMethod
         using var scope = NewDisposeScope();
         // The adapter keeps its own (float32) dtype whatever the frozen backbone runs in.
         var a = up[block].forward(functional.gelu(down[block].forward(mlpOutput.to(down[block].weight!.dtype))));
-        return (mlpOutput + a.to(mlpOutput.dtype)).MoveToOuterDisposeScope();
+        return mlpOutput.add(a.to(mlpOutput.dtype), Scalars.One).MoveToOuterDisposeScope(); // a held Scalar: see Scalars
     }
 }
