@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Table 5's backbone-training methods on resnet18-imagenet at vpt-pad's budget (issue 12): partial-1, bias and full
+# trained exactly as bench/resnet18-mini-suite.sh trains vpt-pad with the trunc-normal head — 4 epochs of train800 at
+# batch 16, no warm-up, the epoch picked on val200, tested on test — so that VPT-pad meets Linear and Full at one budget.
+# AdamW (the reference's optimizer for this family, decay 0.01 off biases) at base lr 0.001 (the first value of the
+# reference's grid; × 16/256), fp32 (backbone weights train in float32). Writes OUT/short-budget/<method>/<task>.json.
+#
+#   DATA=data/mini TASKS=fmnist-5to9,count [METHODS=partial-1,bias,full] [THREADS=2] bench/resnet18-short-budget.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-data/mini}
+OUT=${OUT:-docs/results/resnet18-mini-suite}
+LOCK=${LOCK:-/tmp/vpt-heavy.lock}
+TASKS=${TASKS:-fmnist-5to9,glyphs,textures,dsprites-loc,dsprites-ori,count,distance}
+METHODS=${METHODS:-partial-1,bias,full}
+THREADS=${THREADS:-2}
+export DATA OUT TASKS METHODS THREADS
+
+mkdir -p "$OUT"
+flock "$LOCK" bash -euo pipefail -c '
+  source bench/common.sh
+  VPT=$(build_vpt)
+  for t in ${TASKS//,/ }; do
+    for m in ${METHODS//,/ }; do
+      dir=$OUT/short-budget/$m; mkdir -p "$dir"
+      [ -f "$dir/$t.json" ] && continue
+      log "VptSharp $m, 4 epochs: $t"
+      $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method $m --head-init trunc-normal \
+          --lr 0.001 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads $THREADS --force --out "$dir/work-$t" | plain > "$dir/$t-train.log"
+      $VPT eval --task "$dir/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads $THREADS --json "$dir/$t.json" --force >/dev/null
+      cp "$dir/work-$t/metrics.jsonl" "$dir/$t-metrics.jsonl"; rm -rf "$dir/work-$t"
+    done
+  done
+  log "done"
+'
+python3 bench/resnet18_mini_suite_table.py "$OUT"
