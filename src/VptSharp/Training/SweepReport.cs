@@ -132,7 +132,8 @@ public sealed class SweepReport
                 var s = Scores(t, m);
                 if (s.Length == 0) { md.Append(" – |"); continue; }
                 var (mean, std) = Statistics.MeanStd(s);
-                md.Append($" {mean.ToString("F2", C)} ± {std.ToString("F2", C)} |");
+                // One seed has no spread to show (an L-BFGS probe's optimum does not depend on it).
+                md.Append(s.Length > 1 ? $" {mean.ToString("F2", C)} ± {std.ToString("F2", C)} |" : $" {mean.ToString("F2", C)} (1 seed) |");
                 csv.Append(C, $"{t},{groupOf[t]},{m},{s.Length},{mean:F4},{std:F4},{Trainable(t, m)}\n");
             }
             md.AppendLine();
