@@ -143,24 +143,24 @@ internal static class DemoCommand
             return RunMethod(bb, "linear", new LinearProbeConfig(), recipe.LinearOptions, train, val, test, r, dir, source);
         var clock = Stopwatch.StartNew();
         using var features = new FeatureMemo();
-        (double Val, double L2, string Task, PromptedModel Model, string Precision)? best = null;
+        (double Val, double L2, string Task, long Trainable, string Precision)? best = null;
         foreach (double l2 in recipe.LinearL2s)
         {
             AnsiConsole.MarkupLine($"[bold]linear[/], L-BFGS, L2 {l2:G3}");
             TorchSharp.torch.manual_seed(recipe.LinearOptions.Seed);
-            var model = PromptedModel.Create(bb.Model, new LinearProbeConfig(), train.Classes.Count);
+            using var model = PromptedModel.Create(bb.Model, new LinearProbeConfig(), train.Classes.Count); // the head only: bb is shared
             string precision = model.ApplyPrecision(Common.PrecisionFrom(r)).Name;
             var task = new TaskContext(BackboneRef.Of(bb), train.Classes.ToArray(), bb.Preprocessing());
             var trainer = new Trainer(recipe.LinearOptions with { WeightDecay = l2, OutDir = Path.Combine(dir, $"l2-{l2:G3}") }) { Features = features };
             var result = TrainCommands.RunWithProgress(trainer, model, train, val, bb.Preprocessing(), task);
             // Ties keep the smaller L2, as the sweep does with its smaller rates.
             if (best is null || (result.BestValTop1 ?? 0) > best.Value.Val)
-                best = (result.BestValTop1 ?? 0, l2, result.BestTaskPath!, model, precision);
+                best = (result.BestValTop1 ?? 0, l2, result.BestTaskPath!, model.TrainableCount, precision);
         }
         var chosen = best!.Value;
         AnsiConsole.MarkupLine($"linear: L2 {chosen.L2:G3} is best on val ({Common.Percent(chosen.Val)})");
         var row = Test(bb, chosen.Task, test, Path.Combine(dir, "task.vpt"));
-        return new DemoRow(source, bb.Sha256, "linear", chosen.Precision, chosen.Model.TrainableCount, chosen.Val, row, clock.Elapsed.TotalSeconds,
+        return new DemoRow(source, bb.Sha256, "linear", chosen.Precision, chosen.Trainable, chosen.Val, row, clock.Elapsed.TotalSeconds,
             $"L-BFGS on the features as they are, L2 {chosen.L2:G3} of {string.Join("/", recipe.LinearL2s.Select(v => v.ToString("G3")))} by val");
     }
 
@@ -170,7 +170,7 @@ internal static class DemoCommand
         var clock = Stopwatch.StartNew();
         AnsiConsole.MarkupLine($"[bold]{name}[/]");
         TorchSharp.torch.manual_seed(opts.Seed);
-        var model = PromptedModel.Create(bb.Model, cfg, train.Classes.Count);
+        using var model = PromptedModel.Create(bb.Model, cfg, train.Classes.Count);
         var precision = model.ApplyPrecision(Common.PrecisionFrom(r));
         AnsiConsole.MarkupLine(Markup.Escape($"precision {precision}"));
         var task = new TaskContext(BackboneRef.Of(bb), train.Classes.ToArray(), bb.Preprocessing());
@@ -184,7 +184,7 @@ internal static class DemoCommand
     static double Test(LoadedBackbone bb, string bestTaskPath, ImageDataset test, string final)
     {
         var best = TaskArtifact.Load(bestTaskPath);
-        var bestModel = best.Attach(bb, bestTaskPath);
+        using var bestModel = best.Attach(bb, bestTaskPath);
         var testResult = Evaluation.Evaluate(bestModel, test, bb.Preprocessing(), 256);
         var metrics = new Dictionary<string, double>(best.Metadata.Metrics) { ["test_top1"] = testResult.Top1 };
         new TaskArtifact(best.Metadata with { Metrics = metrics }, best.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value)).Save(final);
