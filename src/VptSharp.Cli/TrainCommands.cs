@@ -17,7 +17,7 @@ internal static class TrainCommands
 {
     static readonly Option<string> Data = new("--data", "-d") { Description = "training data: class-folder dir, list file, JSON map, fashion-mnist:train[A:B], fractal:C:N (SPEC@0,1 keeps classes)", Required = true };
     static readonly Option<string?> Val = new("--val") { Description = "validation data (same forms as --data); default: split --val-fraction off --data" };
-    static readonly Option<double> ValFraction = new("--val-fraction") { Description = "fraction of --data held out for validation when --val is absent (seeded, class-stratified)", DefaultValueFactory = _ => 0.2 };
+    static readonly Option<double> ValFraction = new("--val-fraction") { Description = "fraction of --data held out for validation when --val is absent (seeded, class-stratified); 0 = no validation, the last epoch is kept (the protocol's final runs on train+val)", DefaultValueFactory = _ => 0.2 };
     static readonly Option<int> Epochs = new("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 100 };
     static readonly Option<double?> Lr = new("--lr") { Description = "base learning rate at batch 256 (used: lr × batch / 256); default 0.25 with sgd, 0.001 with adamw" };
     static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "weight decay (not applied to biases)", DefaultValueFactory = _ => 1e-4 };
@@ -84,7 +84,8 @@ internal static class TrainCommands
             var result = RunWithProgress(new Trainer(opts), model, train, val, pre, task);
             string final = Path.Combine(outDir, "task.vpt");
             AtomicFile.Copy(result.BestTaskPath!, final);
-            AnsiConsole.MarkupLine($"best val top-1 [bold]{Common.Percent(result.BestValTop1 ?? 0)}[/] at epoch {result.BestEpoch}; task file [bold]{Markup.Escape(final)}[/] ({new FileInfo(final).Length / 1024.0:F1} KiB)");
+            string kept = val is null ? $"no validation: epoch {result.BestEpoch}, the last, kept" : $"best val top-1 [bold]{Common.Percent(result.BestValTop1 ?? 0)}[/] at epoch {result.BestEpoch}";
+            AnsiConsole.MarkupLine($"{kept}; task file [bold]{Markup.Escape(final)}[/] ({new FileInfo(final).Length / 1024.0:F1} KiB)");
             return 0;
         }));
         return c;
@@ -140,13 +141,14 @@ internal static class TrainCommands
         };
     }
 
-    static (ImageDataset Train, ImageDataset Val) LoadSplits(ParseResult r)
+    static (ImageDataset Train, ImageDataset? Val) LoadSplits(ParseResult r)
     {
         bool skip = r.GetValue(Common.SkipBad);
         Action<string> log = m => AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(m)}[/]");
         var data = DatasetSpec.Open(r.GetValue(Data)!, null, skip, log);
         if (r.GetValue(Val) is string valSpec)
             return (data, DatasetSpec.Open(valSpec, data.Classes, skip, log));
+        if (r.GetValue(ValFraction) == 0) return (data, null); // the trainer keeps the latest epoch
         return data.SplitTrainVal(r.GetValue(ValFraction), r.GetValue(Seed));
     }
 

@@ -252,6 +252,24 @@ public class CliTests
         Assert.Contains("input.npy", wrongCkpt.Stderr);
     }
 
+    /// <summary>--val-fraction 0 trains on all of --data (the protocol's final runs on train+val) and keeps the last epoch.</summary>
+    [Fact]
+    public void NoValidationKeepsTheLastEpoch()
+    {
+        string dir = TempDir();
+        string data = MakeImageFolder(Path.Combine(dir, "data"), 2, 6);
+        string bb = SaveTinyBackbone(dir, seed: 1);
+        string run = Path.Combine(dir, "run");
+        var train = RunCli("train", "--backbone", bb, "--data", data, "--val-fraction", "0", "--method", "linear", "--epochs", "2", "--warmup-epochs", "0", "--out", run);
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        Assert.Contains("train 12 images, val 0", train.Stdout);
+        Assert.Contains("no validation: epoch 2, the last, kept", train.Stdout);
+        var epochs = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(2, epochs.Count);
+        Assert.All(epochs, e => Assert.Equal(JsonValueKind.Null, e.GetProperty("val_top1").ValueKind));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(run, "last.vpt")), File.ReadAllBytes(Path.Combine(run, "task.vpt")));
+    }
+
     [Fact]
     public void TaskRefusesABackboneWithAnotherHash()
     {
