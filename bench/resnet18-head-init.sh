@@ -15,15 +15,7 @@ mkdir -p "$OUT"
 flock "$LOCK" bash -euo pipefail -c '
   source bench/common.sh
   VPT=$(build_vpt)
-  run() { # name, then vpt train arguments
-    local name=$1 t=$2; shift 2
-    [ -f "$OUT/$name.json" ] && return
-    log "$name"
-    $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --threads 2 --force \
-        --out "$OUT/work-$name" "$@" > /dev/null
-    $VPT eval --task "$OUT/work-$name/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$OUT/$name.json" --force > /dev/null
-    cp "$OUT/work-$name/metrics.jsonl" "$OUT/$name-metrics.jsonl"; rm -rf "$OUT/work-$name"
-  }
+  run() { train_and_test "$OUT" "$@"; } # name, task, then vpt train arguments
   for t in count distance; do
     for h in trunc-normal reference; do
       run "linear-$t-$h" "$t" --method linear --head-init "$h" --lr 0.25 --batch-size 64 --epochs 30 --warmup-epochs 3 --weight-decay 0.0001

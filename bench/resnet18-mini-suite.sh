@@ -16,11 +16,8 @@
 #                    --head-init trunc-normal
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-data/mini}
-OUT=${OUT:-docs/results/resnet18-mini-suite}
-LOCK=${LOCK:-/tmp/vpt-heavy.lock}
-TASKS=${TASKS:-fmnist-5to9,glyphs,textures,dsprites-loc,dsprites-ori,count,distance}
-export DATA OUT TASKS
+source bench/common.sh
+resnet18_suite_env
 
 mkdir -p "$OUT"
 flock "$LOCK" bash -euo pipefail -c '
@@ -46,14 +43,8 @@ flock "$LOCK" bash -euo pipefail -c '
   $VPT sweep "${common[@]}" --methods mlp-3 --lrs 0.25,0.05 --wds 0.0001 --epochs 30 --warmup-epochs 3 --batch-size 64 --seeds 3 --out "$OUT/mlp3" | plain >> "$OUT/sweep-mlp3.log"
   for head in reference trunc-normal; do
     dir=$OUT/vpt-pad; [ $head = reference ] || dir=$OUT/vpt-pad-$head
-    mkdir -p "$dir"
     for t in ${TASKS//,/ }; do
-      [ -f "$dir/$t.json" ] && continue
-      log "VptSharp vpt-pad ($head head): $t"
-      $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method vpt-pad --prompts 5 --head-init $head \
-          --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads 2 --force --out "$dir/work-$t" | plain > "$dir/$t-train.log"
-      $VPT eval --task "$dir/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads 2 --json "$dir/$t.json" --force >/dev/null
-      cp "$dir/work-$t/metrics.jsonl" "$dir/$t-metrics.jsonl"; rm -rf "$dir/work-$t"
+      train_and_test "$dir" "$t" "$t" --method vpt-pad --prompts 5 --head-init $head --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
     done
   done
   # Only the speed of these task files counts: their fixed L2 (0.1) is not tuned, so their top-1 is not a result.

@@ -8,13 +8,10 @@
 #   DATA=data/mini TASKS=fmnist-5to9,count [METHODS=partial-1,bias,full] [THREADS=2] bench/resnet18-short-budget.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-data/mini}
-OUT=${OUT:-docs/results/resnet18-mini-suite}
-LOCK=${LOCK:-/tmp/vpt-heavy.lock}
-TASKS=${TASKS:-fmnist-5to9,glyphs,textures,dsprites-loc,dsprites-ori,count,distance}
+source bench/common.sh
+resnet18_suite_env
 METHODS=${METHODS:-partial-1,bias,full}
-THREADS=${THREADS:-2}
-export DATA OUT TASKS METHODS THREADS
+export METHODS THREADS
 
 mkdir -p "$OUT"
 flock "$LOCK" bash -euo pipefail -c '
@@ -22,13 +19,7 @@ flock "$LOCK" bash -euo pipefail -c '
   VPT=$(build_vpt)
   for t in ${TASKS//,/ }; do
     for m in ${METHODS//,/ }; do
-      dir=$OUT/short-budget/$m; mkdir -p "$dir"
-      [ -f "$dir/$t.json" ] && continue
-      log "VptSharp $m, 4 epochs: $t"
-      $VPT train --backbone resnet18-imagenet --data "$DATA/$t/train800.txt" --val "$DATA/$t/val200.txt" --method $m --head-init trunc-normal \
-          --lr 0.001 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001 --threads $THREADS --force --out "$dir/work-$t" | plain > "$dir/$t-train.log"
-      $VPT eval --task "$dir/work-$t/task.vpt" --data "$DATA/$t/test.txt" --threads $THREADS --json "$dir/$t.json" --force >/dev/null
-      cp "$dir/work-$t/metrics.jsonl" "$dir/$t-metrics.jsonl"; rm -rf "$dir/work-$t"
+      train_and_test "$OUT/short-budget/$m" "$t" "$t" --method $m --head-init trunc-normal --lr 0.001 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
     done
   done
   log "done"
