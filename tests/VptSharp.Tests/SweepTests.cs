@@ -159,6 +159,7 @@ public class SweepTests
             ["full"] = [0.70, 0.80, 0.40, 0.50], ["vpt-deep"] = [0.75, 0.78, 0.45, 0.55], ["linear"] = [0.60, 0.70, 0.20, 0.30],
         };
         var trainable = new Dictionary<string, long> { ["full"] = 1000, ["vpt-deep"] = 20, ["linear"] = 5 };
+        var fit = new Dictionary<string, double> { ["full"] = 0.1, ["vpt-deep"] = 0.5, ["linear"] = 0.9 };
         foreach (var (m, a) in acc)
             for (int t = 0; t < 4; t++)
                 for (int s = 0; s < 3; s++)
@@ -166,6 +167,7 @@ public class SweepTests
                     {
                         Spec = new RunSpec { Task = tasks[t], Group = t < 2 ? "Natural" : "Structured", Method = m, Phase = "final", Seed = s },
                         TestTop1 = a[t] + 0.01 * (s - 1), TrainableParams = trainable[m], BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
+                        FinalTrainLoss = fit[m] + t + 0.01 * s,
                     });
         // A data-fraction curve on task n1 only: its full-data point is n1's final mean (75.00), not the mean over all tasks.
         runs.Add(new RunResult
@@ -196,6 +198,7 @@ public class SweepTests
         Assert.True(new FileInfo(Path.Combine(reportDir, "tasks.png")).Length > 10_000);
         Assert.Contains("| vpt-deep | 1.08× | 2.00% | 76.50 (1) | 50.00 (2) | 63.25 | 63.25 |", md);
         Assert.Contains("| full | 4.00× | 100.00% | 75.00 | 45.00 | 60.00 | 60.00 |", md);
+        Assert.Contains("| n2 | Natural | 1.110 | 1.910 | 1.510 |", md); // training fit: last-epoch loss, mean over seeds (full, linear, vpt-deep)
         var w = Statistics.WilcoxonSignedRank([75.0, 78, 45, 55], [60.0, 70, 20, 30], Alternative.Greater); // one-tailed, as the paper's
         Assert.Contains($"| linear | 4 | +18.25 | {w.Statistic:G4} | {w.PValue.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} |", md);
     }

@@ -39,6 +39,11 @@ public sealed class SweepReport
         .Where(r => r.Spec.Phase == "final" && r.Spec.Task == task && r.Spec.Method == method && r.TestTop1 is not null)
         .OrderBy(r => r.Spec.Seed).Select(r => 100 * r.TestTop1!.Value).ToArray();
 
+    /// <summary>Mean over the final runs (seeds) of the last epoch's training loss; null when there are none.</summary>
+    public double? FinalTrainLoss(string task, string method) => results
+        .Where(r => r.Spec.Phase == "final" && r.Spec.Task == task && r.Spec.Method == method && r.TestTop1 is not null)
+        .Select(r => r.FinalTrainLoss).DefaultIfEmpty(double.NaN).Average() is double v && !double.IsNaN(v) ? v : null;
+
     public double? Mean(string task, string method) => Scores(task, method) is { Length: > 0 } s ? s.Average() : null;
 
     long Trainable(string task, string method) =>
@@ -136,6 +141,20 @@ public sealed class SweepReport
                 md.Append(s.Length > 1 ? $" {mean.ToString("F2", C)} ± {std.ToString("F2", C)} |" : $" {mean.ToString("F2", C)} (1 seed) |");
                 csv.Append(C, $"{t},{groupOf[t]},{m},{s.Length},{mean:F4},{std:F4},{Trainable(t, m)}\n");
             }
+            md.AppendLine();
+        }
+        md.AppendLine();
+
+        // How far each method fits its training set: a method whose training loss stays high is limited by what it can
+        // change (the frozen features), not by overfitting; the gap to a method that fits is then capacity.
+        md.AppendLine("## Training fit (final runs' last-epoch training loss, mean over seeds)").AppendLine();
+        md.Append("| task | group |").Append(string.Concat(methods.Select(m => $" {m} |"))).AppendLine();
+        md.Append("|---|---|").AppendLine(string.Concat(methods.Select(_ => "---:|")));
+        foreach (var t in tasks)
+        {
+            md.Append($"| {t} | {groupOf[t]} |");
+            foreach (var m in methods)
+                md.Append(FinalTrainLoss(t, m) is double loss ? $" {loss.ToString("F3", C)} |" : " – |");
             md.AppendLine();
         }
         md.AppendLine();
