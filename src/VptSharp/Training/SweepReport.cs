@@ -145,8 +145,8 @@ public sealed class SweepReport
         }
         md.AppendLine();
 
-        // How far each method fits its training set: a method whose training loss stays high is limited by what it can
-        // change (the frozen features), not by overfitting; the gap to a method that fits is then capacity.
+        // How far each method fits its training set: next to test top-1 it tells underfitting from overfitting (at a
+        // converged budget, a method that cannot fit is limited by what it may change; at a short one, also by speed).
         md.AppendLine("## Training fit (final runs' last-epoch training loss, mean over seeds)").AppendLine();
         md.Append("| task | group |").Append(string.Concat(methods.Select(m => $" {m} |"))).AppendLine();
         md.Append("|---|---|").AppendLine(string.Concat(methods.Select(_ => "---:|")));
