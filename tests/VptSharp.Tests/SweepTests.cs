@@ -24,6 +24,20 @@ public class SweepTests
         Assert.Equal((1e-4, 10), (best.WeightDecay, best.Prompts!.Value)); // then smaller wd, then fewer prompts
     }
 
+    /// <summary>A grid widened on resume can change the selection: the report keeps only the finals of the config
+    /// selected now, not those of the superseded one.</summary>
+    [Fact]
+    public void ReportKeepsOnlyTheFinalsOfTheSelectedConfig()
+    {
+        RunResult Final(double lr, double test) => new()
+        {
+            Spec = new RunSpec { Task = "t", Group = "Natural", Method = "linear", Phase = "final", Lr = lr, WeightDecay = 0 },
+            TestTop1 = test, BackboneParams = 1000, Backbone = "x", BackboneSha256 = new string('0', 64),
+        };
+        var report = new SweepReport([Tune("linear", 0.1, 0, 0.60), Tune("linear", 0.5, 0, 0.70), Final(0.1, 0.9), Final(0.5, 0.5)]);
+        Assert.Equal([50.0], report.Scores("t", "linear"));
+    }
+
     [Fact]
     public void RunWhoseLossEndsAboveItsStartIsNeverSelected()
     {

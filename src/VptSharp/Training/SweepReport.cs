@@ -21,13 +21,23 @@ public sealed class SweepReport
 
     public SweepReport(IEnumerable<RunResult> runs, IReadOnlyList<string>? methodOrder = null)
     {
-        results = runs.ToList();
+        results = DropSupersededFinals(runs.ToList());
         var finals = results.Where(r => r.Spec.Phase == "final" && r.TestTop1 is not null).ToList();
         if (finals.Count == 0) throw new ArgumentException("no finished final runs in this sweep yet: nothing to report (run or resume `vpt sweep`)");
         var present = finals.Select(r => r.Spec.Method).Distinct().ToList();
         methods = (methodOrder ?? []).Where(present.Contains).Concat(present.Where(m => methodOrder?.Contains(m) != true).Order()).ToList();
         groupOf = finals.GroupBy(r => r.Spec.Task).ToDictionary(g => g.Key, g => g.First().Spec.Group);
         tasks = groupOf.Keys.OrderBy(t => GroupRank(groupOf[t])).ThenBy(t => t, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>A sweep resumed with a wider grid keeps the final runs of a config its tuning runs no longer select: only
+    /// the finals of the config selected now (what `vpt sweep` runs next) are reported.</summary>
+    static List<RunResult> DropSupersededFinals(List<RunResult> runs)
+    {
+        var selected = runs.Where(r => r.Spec.Phase == "tune").GroupBy(r => (r.Spec.Task, r.Spec.Method))
+            .ToDictionary(g => g.Key, g => Sweep.SelectBest(g));
+        return runs.Where(r => r.Spec.Phase != "final" || !selected.TryGetValue((r.Spec.Task, r.Spec.Method), out var best)
+            || (r.Spec.Lr == best.Lr && r.Spec.WeightDecay == best.WeightDecay && r.Spec.Prompts == best.Prompts && r.Spec.Reduction == best.Reduction)).ToList();
     }
 
     static int GroupRank(string g) => g.ToLowerInvariant() switch { "fgvc" => 0, "natural" => 1, "specialized" => 2, "structured" => 3, _ => 4 };
