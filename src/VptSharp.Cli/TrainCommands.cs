@@ -148,7 +148,9 @@ internal static class TrainCommands
         var data = DatasetSpec.Open(r.GetValue(Data)!, null, skip, log);
         if (r.GetValue(Val) is string valSpec)
             return (data, DatasetSpec.Open(valSpec, data.Classes, skip, log));
-        if (r.GetValue(ValFraction) == 0) return (data, null); // the trainer keeps the latest epoch
+        double fraction = r.GetValue(ValFraction);
+        if (!(fraction >= 0 && fraction < 1)) throw new ArgumentException($"--val-fraction {fraction}: use 0 (no validation) or a fraction below 1, e.g. 0.2");
+        if (fraction == 0) return (data, null); // the trainer keeps the latest epoch
         return data.SplitTrainVal(r.GetValue(ValFraction), r.GetValue(Seed));
     }
 

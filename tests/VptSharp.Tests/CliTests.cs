@@ -268,6 +268,9 @@ public class CliTests
         Assert.Equal(2, epochs.Count);
         Assert.All(epochs, e => Assert.Equal(JsonValueKind.Null, e.GetProperty("val_top1").ValueKind));
         Assert.Equal(File.ReadAllBytes(Path.Combine(run, "last.vpt")), File.ReadAllBytes(Path.Combine(run, "task.vpt")));
+        var bad = RunCli("train", "--backbone", bb, "--data", data, "--val-fraction", "1.5", "--method", "linear", "--out", Path.Combine(dir, "bad"));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal("error: --val-fraction 1.5: use 0 (no validation) or a fraction below 1, e.g. 0.2", bad.Stderr.Trim());
     }
 
     [Fact]
