@@ -35,6 +35,7 @@ public class BackboneSeamTests
         }
 
         public override string Family => "tinyconv";
+        public override string Architecture => $"{Family} {NumFeatures}×{Depth}";
         public override BackboneCapability Capabilities => BackboneCapability.AnyImageSize; // convolutions + global pooling
         public override int NumFeatures => (int)stem.weight!.shape[0];
         public override int Depth => blocks.Count;

@@ -110,6 +110,14 @@ public class SweepTests
         Assert.Equal(1, trained);
         Assert.True(File.Exists(victim));
         foreach (var (f, t) in stamps) Assert.Equal(t, File.GetLastWriteTimeUtc(f));
+
+        // Resuming the folder with another backbone is refused before any run, naming a run of the first one.
+        File.Delete(victim);
+        using var other = BackboneLoader.Load(SaveTinyBackbone(Directory.CreateDirectory(Path.Combine(dir, "other")).FullName, seed: 3));
+        var refused = Assert.Throws<BackboneMismatchException>(() => new Sweep(suite, other, options, outDir).Run());
+        Assert.Contains(Path.Combine(outDir, "runs"), refused.Message);
+        Assert.Contains(bb.Sha256[..12], refused.Message);
+        Assert.False(File.Exists(victim));
     }
 
     /// <summary>--precision bf16: runs that keep the backbone frozen run it in bfloat16; a run that trains it afterwards

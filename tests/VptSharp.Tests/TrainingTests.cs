@@ -147,6 +147,15 @@ public class TrainingTests
         using (var huge = new FeatureMemo(dir, "sha-a")) { using var t = huge.Get(linear, train, Pre32, 16, "cpu", 0); Assert.Equal(1, huge.Computed); Assert.Equal(0.0, MaxAbsDiff(t, expected)); }
         using (var other = new FeatureMemo(dir, "sha-b")) other.Get(linear, train, Pre32, 16, "cpu", 0).Dispose();
         Assert.Equal(2, Directory.GetFiles(dir).Length);
+        // The same weights (same seed, same shapes) under another head count compute other features: not served from the file.
+        var oneHead = PromptedModel.Create(TinyVit(2, Tiny with { Heads = 1 }), new LinearProbeConfig(), 4);
+        using (var heads1 = new FeatureMemo(dir, "sha-a"))
+        {
+            using var t = heads1.Get(oneHead, train, Pre32, 16, "cpu", 0);
+            Assert.Equal(1, heads1.Computed);
+            Assert.True(MaxAbsDiff(t, expected) > 1e-3, "one head and two heads give other features");
+        }
+        Assert.Equal(3, Directory.GetFiles(dir).Length);
     }
 
     /// <summary>--head-init: the first step's loss is ln C exactly from a zero head, near it from trunc-normal (std 0.01),

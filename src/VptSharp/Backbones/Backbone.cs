@@ -80,6 +80,10 @@ public abstract class Backbone(string name) : Module<Tensor, Tensor>(name)
 {
     /// <summary>Family name ("vit"), as methods' refusals name it.</summary>
     public abstract string Family { get; }
+    /// <summary>The family and its whole configuration ("vit {…json…}"): with the weights' sha256 it names the function a
+    /// backbone computes. The same weights under another architecture (e.g. --heads) compute other features, so keys of
+    /// cached features (<c>FeatureMemo</c>) carry both.</summary>
+    public abstract string Architecture { get; }
     public abstract BackboneCapability Capabilities { get; }
     /// <summary>Width of the pooled feature the head sees.</summary>
     public abstract int NumFeatures { get; }

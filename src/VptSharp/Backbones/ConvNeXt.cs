@@ -85,6 +85,7 @@ public sealed class ConvNeXt : Backbone
     }
 
     public override string Family => "convnext";
+    public override string Architecture => $"{Family} {System.Text.Json.JsonSerializer.Serialize(Config)}";
     public override BackboneCapability Capabilities => BackboneCapability.AnyImageSize;
     public override int NumFeatures => Config.Widths[^1];
     public override int Depth => blocks.Length;

@@ -97,6 +97,7 @@ public sealed class ResNet : Backbone
     }
 
     public override string Family => "resnet";
+    public override string Architecture => $"{Family} {System.Text.Json.JsonSerializer.Serialize(Config)}";
     public override BackboneCapability Capabilities => BackboneCapability.AnyImageSize;
     public override int NumFeatures => Config.NumFeatures;
     public override int Depth => blocks.Length;

@@ -111,6 +111,7 @@ public sealed class SwinTransformer : Backbone, IWindowPromptBackbone
     }
 
     public override string Family => "swin";
+    public override string Architecture => $"{Family} {System.Text.Json.JsonSerializer.Serialize(Config)}";
     public override BackboneCapability Capabilities => BackboneCapability.MlpHook | BackboneCapability.WindowPrompts;
     public override int NumFeatures => Config.Widths[^1];
     public override int Depth => blocks.Length;

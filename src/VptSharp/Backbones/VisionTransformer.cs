@@ -202,6 +202,7 @@ public sealed class VisionTransformer : Backbone, ITokenSequenceBackbone, IAtten
     }
 
     public override string Family => "vit";
+    public override string Architecture => $"{Family} {System.Text.Json.JsonSerializer.Serialize(Config)}";
     public override BackboneCapability Capabilities =>
         BackboneCapability.TokenSequence | BackboneCapability.ClassToken | BackboneCapability.MlpHook
         | BackboneCapability.AttentionPrefix | BackboneCapability.PatchProjection;

@@ -15,7 +15,7 @@ namespace VptSharp.Training;
 /// methods pool the backbone alike), so the memo is keyed by those. The owner keeps the backbone's weights fixed while
 /// the memo lives (a sweep restores them after every run that trains them) and disposes it.
 /// With a directory, features are also kept on disk (safetensors, written atomically) under a name derived from the
-/// backbone's sha256, the dataset's item names and labels, the preprocessing and the dtype: a sweep's child processes,
+/// backbone's sha256 and architecture, the dataset's item names and labels, the preprocessing and the dtype: a sweep's child processes,
 /// the array jobs of a cluster sweep on a shared folder and a resumed sweep then all featurize a split once. A file
 /// that does not read back as finite features of the split's shape (or is larger than those) is computed again and
 /// replaced.
@@ -36,7 +36,7 @@ public sealed class FeatureMemo(string? directory = null, string? backboneSha256
         var key = (model.backbone, data, pre, model.BackboneDtype);
         if (!store.TryGetValue(key, out var features))
         {
-            string? file = directory is null || backboneSha256 is null ? null : Path.Combine(directory, FileName(data, pre, model.BackboneDtype));
+            string? file = directory is null || backboneSha256 is null ? null : Path.Combine(directory, FileName(model.backbone, data, pre, model.BackboneDtype));
             var onDisk = file is null ? null : TryRead(file, data.Count, model.backbone.NumFeatures);
             if (onDisk is null)
             {
@@ -70,9 +70,9 @@ public sealed class FeatureMemo(string? directory = null, string? backboneSha256
         return null;
     }
 
-    string FileName(ImageDataset data, Preprocessing pre, ScalarType dtype)
+    string FileName(Backbone backbone, ImageDataset data, Preprocessing pre, ScalarType dtype)
     {
-        var text = new StringBuilder($"{backboneSha256}|{dtype}|{pre.ImageSize}|{pre.Resize}|{string.Join(",", pre.Mean)}|{string.Join(",", pre.Std)}|{data.Count}");
+        var text = new StringBuilder($"{backboneSha256}|{backbone.Architecture}|{dtype}|{pre.ImageSize}|{pre.Resize}|{string.Join(",", pre.Mean)}|{string.Join(",", pre.Std)}|{data.Count}");
         for (int i = 0; i < data.Count; i++) text.Append('\n').Append(data.NameOf(i)).Append('\t').Append(data.LabelOf(i));
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..24] + ".safetensors";
     }

@@ -32,6 +32,7 @@ public sealed partial class Sweep(Suite suite, LoadedBackbone backbone, SweepOpt
     public List<RunResult> Run(CancellationToken ct = default)
     {
         foreach (var m in options.Methods) MethodRegistry.FromOptions(m, new MethodOptions()); // unknown names fail before any work
+        CheckFolderBackbone();
         var pairs = Pairs().ToList();
         // Totals are known up front: every pair has its grid, then seeds and curves.
         int Count(SuiteTask t, string m) => TuneRuns(t, m).Count() + FinalRuns(TuneRuns(t, m).First()).Count()

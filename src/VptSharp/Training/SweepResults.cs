@@ -20,6 +20,18 @@ public sealed partial class Sweep
             .ToList();
     }
 
+    /// <summary>Refuses a folder that holds a run of another backbone: resuming into it would put two backbones' numbers in
+    /// one report. (Results without a recorded hash, e.g. failed runs, say nothing.)</summary>
+    void CheckFolderBackbone()
+    {
+        string runs = Path.Combine(outDir, "runs");
+        if (!Directory.Exists(runs)) return;
+        foreach (var f in Directory.EnumerateFiles(runs, "*.json", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+            if (ReadResult(f) is { BackboneSha256: { Length: > 0 } sha } r && sha != backbone.Sha256)
+                throw new BackboneMismatchException($"{f} is a run of backbone {r.Backbone} (sha256 {sha[..12]}…), not of this sweep's " +
+                                                    $"{backbone.Source} (sha256 {backbone.Sha256[..12]}…); a sweep folder holds one backbone's runs");
+    }
+
     static RunResult ReadResult(string path) => JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), JsonFormat.Indented)!;
 
     static void WriteResult(string path, RunResult result) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(result, JsonFormat.Indented));
