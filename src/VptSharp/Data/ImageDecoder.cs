@@ -47,17 +47,19 @@ public static class ImageDecoder
     }
 
     /// <summary>Reads a file (regular, non-empty, at most <see cref="MaxFileBytes"/>) and decodes it.</summary>
-    public static RgbImage DecodeFile(string path)
+    public static RgbImage DecodeFile(string path) => Decode(ReadImageFile(path), path);
+
+    /// <summary>The bytes of an image file, refused (named) unless it is a regular, non-empty file of at most
+    /// <see cref="MaxFileBytes"/>.</summary>
+    public static byte[] ReadImageFile(string path)
     {
         var info = new FileInfo(path);
         if (!info.Exists) throw new BadImageException(path, "image file not found");
         // FIFOs, devices and sockets report length 0: refused without opening (opening a FIFO would block).
         if (info.Length == 0) throw new BadImageException(path, "empty or not a regular file");
         if (info.Length > MaxFileBytes) throw new BadImageException(path, $"{info.Length:N0} bytes, over the {MaxFileBytes:N0}-byte image file limit");
-        byte[] data;
-        try { data = File.ReadAllBytes(path); }
+        try { return File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BadImageException(path, $"cannot read ({e.Message})"); }
-        return Decode(data, path);
     }
 
     /// <summary>Why a file is not a usable image (null: it is): existence, header and size limits, and with

@@ -27,21 +27,31 @@ public static class FgvcBuilder
         if (!TaskDirs.TryGetValue(dataset.ToLowerInvariant(), out var taskDir))
             throw new ArgumentException($"unknown FGVC dataset '{dataset}'; use one of {string.Join(", ", TaskDirs.Keys)}");
         if (!Directory.Exists(from)) throw new DirectoryNotFoundException($"{from}: no such folder (--from)");
-        var (train, val, test) = dataset.ToLowerInvariant() switch
+        List<Item> train, test;
+        List<Item>? val;
+        try
         {
-            "cub" => CubStyle(from, "CUB_200_2011"),
-            "nabirds" => CubStyle(from, "nabirds"),
-            "flowers" => Flowers(from),
-            "dogs" => Dogs(from),
-            _ => Cars(from),
-        };
+            (train, val, test) = dataset.ToLowerInvariant() switch
+            {
+                "cub" => CubStyle(from, "CUB_200_2011"),
+                "nabirds" => CubStyle(from, "nabirds"),
+                "flowers" => Flowers(from),
+                "dogs" => Dogs(from),
+                _ => Cars(from),
+            };
+        }
+        catch (Exception e) when (e is not VptException && ArchiveChecks.IsMalformed(e)) { throw ArchiveChecks.Malformed(from, e); }
         string dir = Path.Combine(outDir, taskDir);
         if (File.Exists(Path.Combine(dir, "test.json"))) throw new IOException($"{dir} already holds test.json; delete it or pass another --out (built maps are never overwritten)");
-        Directory.CreateDirectory(dir);
+        // Everything that can refuse the release is checked before the first map is written.
+        if (val is null && !(valFraction > 0 && valFraction < 1)) throw new InvalidSettingException("val-fraction", valFraction, "must be in (0, 1), e.g. 0.1");
+        if (train.Count == 0 || test.Count == 0) throw new InvalidDataException($"{from}: the release's annotation files list {train.Count} train and {test.Count} test images; extract the archive again");
+        if (train.Concat(val ?? []).Concat(test).FirstOrDefault(i => i.Label < 0) is Item bad)
+            throw new InvalidDataException($"{from}: {bad.Path} has class {bad.Label + 1}; the release numbers classes from 1");
         var missing = train.Concat(val ?? []).Concat(test).FirstOrDefault(i => !File.Exists(i.Path));
         if (missing is not null) throw new FileNotFoundException($"{missing.Path}: listed by the release's annotation files but missing; extract the archive again");
+        Directory.CreateDirectory(dir);
         int classes = train.Select(i => i.Label).Distinct().Count();
-        WriteMap(Path.Combine(dir, "test.json"), test, dir);
         int nTrain, nVal;
         if (val is not null)
         {
@@ -56,6 +66,7 @@ public static class FgvcBuilder
             var r = FgvcSplit.Write(all, valFraction, seed, dir);
             (nTrain, nVal) = (r.TrainCount, r.ValCount);
         }
+        WriteMap(Path.Combine(dir, "test.json"), test, dir); // last: its presence marks a finished build
         return new FgvcBuildResult(dir, nTrain, nVal, test.Count, classes, val is not null);
     }
 
@@ -97,7 +108,7 @@ public static class FgvcBuilder
         {
             if (!labels.TryGetValue(id, out var cls) || !split.TryGetValue(id, out var isTrain))
                 throw new InvalidDataException($"{root}: image {id} has no class or split line");
-            (isTrain == "1" ? train : test).Add(new Item(Path.Combine(root, "images", rel), index[int.Parse(cls)]));
+            (isTrain == "1" ? train : test).Add(new Item(ArchiveChecks.Under(Path.Combine(root, "images"), rel, Path.Combine(root, "images.txt")), index[int.Parse(cls)]));
         }
         return (train, null, test);
     }
@@ -128,7 +139,7 @@ public static class FgvcBuilder
             var vars = MatFile.Read(File.ReadAllBytes(path), path);
             var files = vars.GetValueOrDefault("file_list") ?? throw new InvalidDataException($"{path}: no file_list variable");
             var labels = vars.GetValueOrDefault("labels") ?? throw new InvalidDataException($"{path}: no labels variable");
-            return Enumerable.Range(0, files.Cells.Length).Select(i => new Item(Path.Combine(images, files.Cells[i].Text()), (int)labels.Number(i) - 1)).ToList();
+            return Enumerable.Range(0, files.Cells.Length).Select(i => new Item(ArchiveChecks.Under(images, files.Cells[i].Text(), path), (int)labels.Number(i) - 1)).ToList();
         }
         return (Part("train_list.mat"), null, Part("test_list.mat"));
     }
@@ -144,7 +155,7 @@ public static class FgvcBuilder
             var a = MatFile.Read(File.ReadAllBytes(all), all).GetValueOrDefault("annotations") ?? throw new InvalidDataException($"{all}: no annotations struct");
             List<Item> train = [], test = [];
             for (int i = 0; i < a.Count; i++)
-                (a.Fields["test"][i].Number(0) != 0 ? test : train).Add(new Item(Path.Combine(root, a.Fields["relative_im_path"][i].Text()), (int)a.Fields["class"][i].Number(0) - 1));
+                (a.Fields["test"][i].Number(0) != 0 ? test : train).Add(new Item(ArchiveChecks.Under(root, a.Fields["relative_im_path"][i].Text(), all), (int)a.Fields["class"][i].Number(0) - 1));
             return (train, null, test);
         }
         string devkit = Root(from, "Stanford Cars devkit", "cars_train_annos.mat");
@@ -159,7 +170,7 @@ public static class FgvcBuilder
                 ?? throw new FileNotFoundException($"{from}: no {file} (the test labels ship separately as cars_test_annos_withlabels.mat)");
             var a = MatFile.Read(File.ReadAllBytes(path), path).GetValueOrDefault("annotations") ?? throw new InvalidDataException($"{path}: no annotations struct");
             if (!a.Fields.ContainsKey("class")) throw new InvalidDataException($"{path}: annotations have no class field; use cars_test_annos_withlabels.mat");
-            return Enumerable.Range(0, (int)a.Count).Select(i => new Item(Path.Combine(images, a.Fields["fname"][i].Text()), (int)a.Fields["class"][i].Number(0) - 1)).ToList();
+            return Enumerable.Range(0, (int)a.Count).Select(i => new Item(ArchiveChecks.Under(images, a.Fields["fname"][i].Text(), path), (int)a.Fields["class"][i].Number(0) - 1)).ToList();
         }
         return (Part("cars_train_annos.mat", trainDir), null, Part("cars_test_annos_withlabels.mat", testDir));
     }

@@ -53,6 +53,8 @@ public static class TfRecordReader
             if (BitConverter.ToUInt32(header, 8) != Crc32C.Masked(header.AsSpan(0, 8)))
                 throw new InvalidDataException($"{path}: TFRecord length CRC mismatch at byte {offset}; not a TFRecord file or corrupt, prepare the dataset again");
             if (length > int.MaxValue) throw new InvalidDataException($"{path}: TFRecord of {length} bytes at byte {offset} is implausible; the file is corrupt");
+            if ((long)length + 4 > f.Length - f.Position) // checked before allocating what a truncated file cannot hold
+                throw new InvalidDataException($"{path}: truncated TFRecord at byte {offset}; the file is incomplete, prepare the dataset again");
             var data = new byte[(int)length];
             if (ReadFull(f, data) < data.Length || ReadFull(f, crc) < 4)
                 throw new InvalidDataException($"{path}: truncated TFRecord at byte {offset}; the file is incomplete, prepare the dataset again");
@@ -76,9 +78,10 @@ public static class TfRecordReader
             if (got == 0) return count;
             if (got < 12 || BitConverter.ToUInt32(header, 8) != Crc32C.Masked(header.AsSpan(0, 8)))
                 throw new InvalidDataException($"{path}: not a TFRecord file or corrupt at byte {offset}; prepare the dataset again");
-            long next = f.Position + (long)BitConverter.ToUInt64(header, 0) + 4;
-            if (next > f.Length) throw new InvalidDataException($"{path}: truncated TFRecord at byte {offset}; the file is incomplete, prepare the dataset again");
-            f.Position = next;
+            ulong length = BitConverter.ToUInt64(header, 0);
+            // Compared before adding: a huge length would wrap the next position back into the file (and loop forever).
+            if (length > (ulong)(f.Length - f.Position) || f.Position + (long)length + 4 > f.Length) throw new InvalidDataException($"{path}: truncated TFRecord at byte {offset}; the file is incomplete, prepare the dataset again");
+            f.Position += (long)length + 4;
             count++;
         }
     }

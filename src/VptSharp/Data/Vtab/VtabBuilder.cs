@@ -59,9 +59,10 @@ public static class VtabBuilder
             WriteList("test.txt", lists["test"]);
             Directory.Move(tmp, final);
         }
-        catch
+        catch (Exception e)
         {
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+            if (e is not VptException && Archives.ArchiveChecks.IsMalformed(e)) throw Archives.ArchiveChecks.Malformed(source.Description, e);
             throw;
         }
         return new VtabBuildResult(final, lists["train800"].Count, lists["val200"].Count, lists["test"].Count, task.Classes, source.Description, splits);

@@ -87,7 +87,7 @@ public sealed class TfdsSource : IVtabSource
                     .Select(v => v.ValueKind == JsonValueKind.String ? int.Parse(v.GetString()!) : v.GetInt32()).ToList();
             }
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or OverflowException)
         {
             throw new InvalidDataException($"{path}: unreadable dataset_info.json ({e.Message}); delete it to count records instead");
         }

@@ -43,7 +43,15 @@ public static class ArchiveSources
     public static IVtabSource Open(VtabTask task, string dir)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such folder (--from)");
-        return task.Name switch
+        if (!Layouts.ContainsKey(task.Name))
+            throw new ArgumentException($"{task.Name}: no original-archive reader (only a TFDS-prepared copy: --source tfds); " +
+                $"archive readers exist for {string.Join(", ", Layouts.Keys.Distinct())}");
+        try { return OpenReader(task, dir); }
+        catch (Exception e) when (e is not VptException && ArchiveChecks.IsMalformed(e)) { throw ArchiveChecks.Malformed(dir, e); }
+    }
+
+    static IVtabSource OpenReader(VtabTask task, string dir) =>
+        task.Name switch
         {
             "cifar" => Cifar100(dir),
             "svhn" => Svhn(dir),
@@ -57,10 +65,8 @@ public static class ArchiveSources
             "caltech101" => FolderLayouts.Caltech101(dir),
             "patch_camelyon" => Camelyon.Open(dir),
             "clevr_count" or "clevr_dist" => FolderLayouts.Clevr(dir),
-            _ => throw new ArgumentException($"{task.Name}: no original-archive reader (only a TFDS-prepared copy: --source tfds); " +
-                $"archive readers exist for {string.Join(", ", Layouts.Keys.Distinct())}"),
+            _ => throw new System.Diagnostics.UnreachableException(task.Name), // Layouts lists exactly these
         };
-    }
 
     /// <summary>The file under <paramref name="dir"/> (searched recursively, a ".gz" twin accepted) or a one-line error naming what is missing.</summary>
     public static string Find(string dir, string pattern, string what)
@@ -172,8 +178,8 @@ public static class ArchiveSources
             {
                 if (header.Shape.Length != 2 || header.Shape[1] != 6 || header.DType is not ("<i8" or "<i4"))
                     throw new InvalidDataException($"{path}: latents_classes is {header.DType} [{string.Join(", ", header.Shape)}], expected int [N, 6]");
-                n = (int)header.Shape[0];
-                classes = NpyStream.ReadInts(stream, header, (long)n * 6);
+                n = header.Shape[0] <= int.MaxValue / 6 ? (int)header.Shape[0] : throw new InvalidDataException($"{path}: latents_classes declares {header.Shape[0]:N0} rows");
+                classes = NpyStream.ReadInts(stream, header, (long)n * 6, zip.GetEntry("latents_classes.npy")!.Length, path + ":latents_classes");
             }
         }
         return new FuncSource($"dSprites npz {path}", new Dictionary<string, int> { ["train"] = n }, (_, start, end) => Rows(path, classes, start, end));
@@ -251,7 +257,8 @@ public static class NpyStream
         if (magic[0] != 0x93 || Encoding.ASCII.GetString(magic, 1, 5) != "NUMPY") throw new InvalidDataException($"{name}: not a .npy array");
         int headerLen;
         if (magic[6] == 1) { var b = new byte[2]; s.ReadExactly(b); headerLen = BitConverter.ToUInt16(b); }
-        else { var b = new byte[4]; s.ReadExactly(b); headerLen = (int)BitConverter.ToUInt32(b); }
+        else { var b = new byte[4]; s.ReadExactly(b); headerLen = (int)Math.Min(BitConverter.ToUInt32(b), int.MaxValue); }
+        if (headerLen > MaxHeaderBytes) throw new InvalidDataException($"{name}: .npy header of {headerLen:N0} bytes; numpy writes a few hundred, the file is corrupt");
         var text = new byte[headerLen];
         s.ReadExactly(text);
         string h = Encoding.ASCII.GetString(text);
@@ -259,13 +266,20 @@ public static class NpyStream
         var shape = System.Text.RegularExpressions.Regex.Match(h, @"'shape':\s*\(([^)]*)\)");
         if (!descr.Success || !shape.Success) throw new InvalidDataException($"{name}: unreadable .npy header");
         if (h.Contains("'fortran_order': True")) throw new InvalidDataException($"{name}: Fortran-ordered .npy arrays are not supported");
-        var dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
+        var dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(x => long.TryParse(x, out long v) && v >= 0 ? v : throw new InvalidDataException($"{name}: .npy shape ({shape.Groups[1].Value}) is not a tuple of sizes")).ToArray();
         return (new Header(descr.Groups[1].Value, dims), s);
     }
 
-    public static long[] ReadInts(Stream s, Header h, long count)
+    /// <summary>numpy's own header limit (format version 1 needs at most 65,535; newer writers stay under this).</summary>
+    const int MaxHeaderBytes = 1 << 16;
+
+    /// <summary><paramref name="count"/> integers, refused (named) when more than <paramref name="available"/> bytes
+    /// (the array's stored size) would hold them: a declared shape is checked before it is allocated.</summary>
+    public static long[] ReadInts(Stream s, Header h, long count, long available, string name)
     {
         int size = h.DType.EndsWith("8") ? 8 : 4;
+        if (count > available / size) throw new InvalidDataException($"{name}: declares {count:N0} values in {available:N0} bytes; the file is truncated, download it again");
         var buf = new byte[count * size];
         s.ReadExactly(buf);
         var result = new long[count];
@@ -301,6 +315,7 @@ public static class NorbMatrix
         using var s = ArchiveSources.OpenMaybeGz(path);
         var dims = Header(s, path, 0x1E3D4C54);
         long count = dims.Aggregate(1L, (a, b) => a * b);
+        if (count > MaxInt32Values) throw new InvalidDataException($"{path}: a smallNORB label matrix of {count:N0} values; the release's hold 97,200, the file is corrupt");
         var buf = new byte[count * 4];
         try { s.ReadExactly(buf); } catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated smallNORB matrix; download it again"); }
         var data = new int[count];
@@ -317,6 +332,11 @@ public static class NorbMatrix
             throw new InvalidDataException($"{path}: not a smallNORB {(expectedMagic == 0x1E3D4C55 ? "uint8" : "int32")} matrix (magic 0x{magic:X8}); download it again");
         var d = new byte[4 * Math.Max(3, ndim)];
         s.ReadExactly(d);
-        return Enumerable.Range(0, ndim).Select(i => BitConverter.ToInt32(d, 4 * i)).ToArray();
+        var dims = Enumerable.Range(0, ndim).Select(i => BitConverter.ToInt32(d, 4 * i)).ToArray();
+        if (dims.Any(x => x < 0)) throw new InvalidDataException($"{path}: smallNORB matrix with negative dimensions [{string.Join(", ", dims)}]; download it again");
+        return dims;
     }
+
+    /// <summary>Label matrices above this are refused before allocation (the release's are 24,300 × 4).</summary>
+    const long MaxInt32Values = 1L << 26;
 }

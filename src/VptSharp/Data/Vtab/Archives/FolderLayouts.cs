@@ -17,7 +17,7 @@ public static class FolderLayouts
     {
         if (!File.Exists(item.Path)) throw new FileNotFoundException($"{item.Path}: listed by the archive's split files but missing; extract the archive again");
         var ex = new TfExample();
-        byte[] bytes = File.ReadAllBytes(item.Path);
+        byte[] bytes = ImageDecoder.ReadImageFile(item.Path); // a regular file of image size: not a FIFO or a device
         ex.Bytes["image"] = [IsPngOrJpeg(bytes) ? bytes : Reencode(bytes, item.Path)];
         ex.Ints["label"] = [item.Label];
         return ex;
@@ -51,7 +51,7 @@ public static class FolderLayouts
                 string rel = l.Trim(), cls = rel.Split('/')[0];
                 int label = classes.IndexOf(cls);
                 if (label < 0) throw new InvalidDataException($"{path}: class '{cls}' has no folder under {images}");
-                return (Path.Combine(images, rel), (long)label);
+                return (ArchiveChecks.Under(images, rel, path), (long)label);
             }).ToList();
         }
         return FromLists($"DTD in {Path.GetDirectoryName(labels)}", splits);
@@ -70,7 +70,7 @@ public static class FolderLayouts
             {
                 var f = l.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 if (f.Length < 2 || !long.TryParse(f[1], out long id)) throw new InvalidDataException($"{path}: line '{l}' is not 'name class-id species breed-id'");
-                return (Path.Combine(images, f[0] + ".jpg"), id - 1);
+                return (ArchiveChecks.Under(images, f[0] + ".jpg", path), id - 1);
             }).ToList();
         }
         return FromLists($"Oxford-IIIT Pet in {Path.GetDirectoryName(ann)}", splits);
@@ -146,7 +146,7 @@ public static class FolderLayouts
             foreach (var scene in doc.RootElement.GetProperty("scenes").EnumerateArray().OrderBy(s => s.GetProperty("image_index").GetInt32()))
             {
                 var objects = scene.GetProperty("objects").EnumerateArray().ToList();
-                list.Add((Path.Combine(images, name, scene.GetProperty("image_filename").GetString()!),
+                list.Add((ArchiveChecks.Under(Path.Combine(images, name), scene.GetProperty("image_filename").GetString()!, path),
                     objects.Select(o => o.GetProperty("size").GetString() == "large" ? 1L : 0L).ToArray(),
                     objects.SelectMany(o => o.GetProperty("pixel_coords").EnumerateArray().Select(v => v.GetSingle())).ToArray()));
             }

@@ -71,12 +71,12 @@ public static class MatFile
                     z.CopyTo(m);
                     var inner = m.ToArray();
                     var (t2, p2, _) = Element(inner, 0, name);
-                    if (t2 == 14) { var a = Matrix(inner, p2, name); result[a.Name] = a; }
+                    if (t2 == 14) { var a = Matrix(inner, p2, name, 0); result[a.Name] = a; }
                 }
-                else if (type == 14) { var a = Matrix(data, payload, name); result[a.Name] = a; }
+                else if (type == 14) { var a = Matrix(data, payload, name, 0); result[a.Name] = a; }
             }
         }
-        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException)
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException)
         {
             throw new InvalidDataException($"{name}: corrupt MAT file ({e.Message}); download it again");
         }
@@ -98,8 +98,12 @@ public static class MatFile
         return ((int)first, new ArraySegment<byte>(d, pos + 8, size), Math.Min(next, d.Length));
     }
 
-    static MatArray Matrix(byte[] d, ArraySegment<byte> seg, string name)
+    /// <summary>Cells and structs nest; the releases read here nest two levels deep at most.</summary>
+    const int MaxNesting = 32;
+
+    static MatArray Matrix(byte[] d, ArraySegment<byte> seg, string name, int depth)
     {
+        if (depth > MaxNesting) throw new InvalidDataException($"{name}: cells or structs nested over {MaxNesting} levels deep; not a dataset's MAT file");
         int pos = seg.Offset, end = seg.Offset + seg.Count;
         if (seg.Count == 0) return new MatArray { Name = "", Dims = [0, 0], Class = 6 };
         var (_, flags, p1) = Element(d, pos, name);
@@ -109,13 +113,21 @@ public static class MatFile
         var (_, nameSeg, p3) = Element(d, p2, name);
         string varName = Encoding.ASCII.GetString(d, nameSeg.Offset, nameSeg.Count);
         pos = p3;
-        long count = dims.Aggregate(1L, (a, b) => a * b);
+        if (dims.Any(x => x < 0)) throw new InvalidDataException($"{name}: MAT variable '{varName}' has negative dimensions [{string.Join(", ", dims)}]");
+        long count = dims.Aggregate(1L, (a, b) => checked(a * b));
+        // Every cell or struct field value is an element of at least 8 bytes inside this one.
+        void CheckRoom(long elements)
+        {
+            if (elements > (end - pos) / 8)
+                throw new InvalidDataException($"{name}: MAT variable '{varName}' declares {elements:N0} elements in {end - pos:N0} bytes; the file is corrupt");
+        }
         switch (cls)
         {
             case 1: // cell
             {
+                CheckRoom(count);
                 var cells = new MatArray[count];
-                for (long i = 0; i < count; i++) { var (_, c, n) = Element(d, pos, name); cells[i] = Matrix(d, c, name); pos = n; }
+                for (long i = 0; i < count; i++) { var (_, c, n) = Element(d, pos, name); cells[i] = Matrix(d, c, name, depth + 1); pos = n; }
                 return new MatArray { Name = varName, Dims = dims, Class = cls, Cells = cells };
             }
             case 2: // struct
@@ -125,10 +137,11 @@ public static class MatFile
                 var (_, namesSeg, q2) = Element(d, q1, name);
                 int nf = fieldLen == 0 ? 0 : namesSeg.Count / fieldLen;
                 var names = Enumerable.Range(0, nf).Select(i => Encoding.ASCII.GetString(d, namesSeg.Offset + i * fieldLen, fieldLen).TrimEnd('\0')).ToArray();
-                var fields = names.ToDictionary(n => n, _ => new MatArray[count]);
                 pos = q2;
-                for (long i = 0; i < count; i++)
-                    foreach (var f in names) { var (_, c, n) = Element(d, pos, name); fields[f][i] = Matrix(d, c, name); pos = n; }
+                if (nf > 0) { CheckRoom(count); CheckRoom(count * nf); } // the first bounds count, so the product cannot overflow
+                var fields = names.ToDictionary(n => n, _ => new MatArray[nf == 0 ? 0 : count]);
+                for (long i = 0; i < count && nf > 0; i++)
+                    foreach (var f in names) { var (_, c, n) = Element(d, pos, name); fields[f][i] = Matrix(d, c, name, depth + 1); pos = n; }
                 return new MatArray { Name = varName, Dims = dims, Class = cls, Fields = fields };
             }
             case 4: case >= 6 and <= 15:
