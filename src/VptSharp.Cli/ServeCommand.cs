@@ -93,6 +93,9 @@ internal static class ServeCommand
         builder.Logging.ClearProviders();
         // Kestrel enforces the body cap while streaming (an oversized body is answered 413 without being buffered).
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody);
+        // A task's recorded metrics may hold NaN; JSON has no NaN, and a response that cannot be written fails after its
+        // handler returned (an empty 500). Named literals write it as "NaN".
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
         builder.WebHost.UseUrls($"http://{host}:{port}");
         var app = builder.Build();
         // Kestrel resolves dot segments, so /v1/tasks/%2e%2e/predict would reach /v1/predict: encoded dots or slashes

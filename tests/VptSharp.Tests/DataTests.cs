@@ -110,6 +110,31 @@ public class DataTests
         Assert.Equal(-0.406f / 0.225f, dst[8 + 1], 4);
     }
 
+    /// <summary>A 2047×1 image under crop-flip: only a centred window of 4:1 is resized (148×37 at size 32, not 75,739×37),
+    /// and the crop comes from the middle of the image.</summary>
+    [Fact]
+    public void ExtremeAspectRatiosAreWindowedBeforeTheResize()
+    {
+        var px = new byte[2047 * 3];
+        for (int x = 0; x < 2047; x++) px[3 * x] = (byte)(x < 1000 || x > 1046 ? 0 : 200); // lit only around the centre
+        var img = new RgbImage(2047, 1, px);
+        var window = ImageTransform.CentreWindow(img, ImageTransform.MaxAspect);
+        Assert.Equal((4, 1), (window.Width, window.Height));
+        Assert.Equal(200, window.Pixels[0]); // columns 1021..1024
+        Assert.Same(img, ImageTransform.CentreWindow(img, 4096));
+        var tall = ImageTransform.CentreWindow(new RgbImage(2, 50, new byte[300]), 4);
+        Assert.Equal((2, 8), (tall.Width, tall.Height));
+
+        var tf = new ImageTransform(new Preprocessing { ImageSize = 32, Resize = ResizeMode.CropFlip, Mean = [0, 0, 0], Std = [1, 1, 1] }, train: false);
+        var dst = new float[tf.OutputLength];
+        tf.Apply(img, new Random(0), dst); // warm-up: SkiaSharp's first call allocates its own tables
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        tf.Apply(img, new Random(0), dst);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes allocated for one 32 px crop");
+        Assert.Equal(200 / 255f, dst[16 * 32 + 16], 2); // the centre of the crop is the lit middle of the image
+    }
+
     [Fact]
     public void SeedsAreTheSameInEveryProcess()
     {

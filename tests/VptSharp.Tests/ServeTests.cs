@@ -24,6 +24,41 @@ public class ServeTests
         return path;
     }
 
+    /// <summary>A task whose weights hold NaN is refused at load (named, listed as rejected); a task whose recorded metrics
+    /// hold NaN is served, and the listings that show those metrics still answer (NaN as a named literal).</summary>
+    [Fact]
+    public async Task NonFiniteWeightsAreRefusedAndNonFiniteMetricsStillAnswer()
+    {
+        string dir = TempDir();
+        string bbPath = SaveTinyBackbone(dir, seed: 3);
+        string tasks = Directory.CreateDirectory(Path.Combine(dir, "tasks")).FullName;
+        using (var bb = BackboneLoader.Load(bbPath))
+        {
+            var backbone = new BackboneRef(bb.Source, bb.Sha256, bb.Config);
+            manual_seed(1);
+            var model = PromptedModel.Create(bb.Model, new LinearProbeConfig(), 3);
+            TaskArtifact.FromModel(model, backbone, ["red", "green", "blue"], new Preprocessing { ImageSize = 32 },
+                new Dictionary<string, double> { ["train_loss"] = double.NaN, ["val_top1"] = 0.5 }).Save(Path.Combine(tasks, "nanmetric.vpt"));
+            using (no_grad()) model.head.weight![0, 0] = tensor(float.NaN);
+            TaskArtifact.FromModel(model, backbone, ["red", "green", "blue"], new Preprocessing { ImageSize = 32 }).Save(Path.Combine(tasks, "nanweights.vpt"));
+        }
+        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--threads", "1", "--precision", "fp32");
+        using var http = new HttpClient { BaseAddress = server.Url };
+        using (var overview = JsonDocument.Parse(await http.GetStringAsync("v1/overview")))
+        {
+            var task = overview.RootElement.GetProperty("tasks").EnumerateArray().Single();
+            Assert.Equal("nanmetric", task.GetProperty("name").GetString());
+            Assert.Equal("NaN", task.GetProperty("metrics").GetProperty("train_loss").GetString());
+            var rejected = overview.RootElement.GetProperty("rejected").EnumerateArray().Single();
+            Assert.Equal("nanweights", rejected.GetProperty("name").GetString());
+            Assert.Contains("NaN or infinite", rejected.GetProperty("reason").GetString());
+        }
+        var content = new ByteArrayContent(File.ReadAllBytes(Directory.GetFiles(MakeImageFolder(Path.Combine(dir, "img"), 3, 1), "*.png", SearchOption.AllDirectories)[0]));
+        content.Headers.ContentType = new MediaTypeHeaderValue("image/png");
+        using var answer = await http.PostAsync("v1/tasks/nanmetric/predict", content);
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+    }
+
     internal sealed class Server : IDisposable
     {
         public readonly Process Process;

@@ -24,6 +24,7 @@ public sealed class ImageTransform(Preprocessing pre, bool train)
         {
             // The reference (src/data/transforms.py): shorter side to 256 (for 224) keeping the aspect ratio, then a
             // random (train) or centre crop.
+            img = CentreWindow(img, MaxAspect);
             var (rw, rh) = ShorterSideTo(img.Width, img.Height, ResizeBeforeCrop(s));
             sized = Resize(img, rw, rh);
             if (Train) { ox = rng.Next(rw - s + 1); oy = rng.Next(rh - s + 1); flip = rng.Next(2) == 1; }
@@ -50,6 +51,24 @@ public sealed class ImageTransform(Preprocessing pre, bool train)
         224 => 256, 384 => 438, 448 => 512,
         _ => (int)Math.Round(crop * 256.0 / 224.0),
     };
+
+    /// <summary>Longest side over shortest kept before a shorter-side resize. A 2047×1 image would otherwise be resized to
+    /// 524,032×256 (half a gigabyte) to cut one square from it; real photographs stay far below this.</summary>
+    public const int MaxAspect = 4;
+
+    /// <summary>The centred part of <paramref name="img"/> whose long side is at most <paramref name="maxAspect"/> times its
+    /// short side (the image itself when it already is): what a square crop of a shorter-side resize can reach, but for
+    /// random crops far off centre.</summary>
+    public static RgbImage CentreWindow(RgbImage img, int maxAspect)
+    {
+        int w = img.Width, h = img.Height;
+        int cw = (int)Math.Min(w, (long)maxAspect * h), ch = (int)Math.Min(h, (long)maxAspect * w);
+        if (cw == w && ch == h) return img;
+        int x0 = (w - cw) / 2, y0 = (h - ch) / 2;
+        var px = new byte[3 * cw * ch];
+        for (int y = 0; y < ch; y++) Array.Copy(img.Pixels, 3 * ((y0 + y) * w + x0), px, 3 * y * cw, 3 * cw);
+        return new RgbImage(cw, ch, px);
+    }
 
     /// <summary>torchvision Resize(int): the shorter side becomes <paramref name="size"/>, the longer one
     /// ⌊size · long / short⌋.</summary>
