@@ -198,6 +198,11 @@ public class SegmentationDataTests
         // A file whose metadata lies about the classes is refused before anything is built.
         var lying = new SegmentationArtifact(art.Metadata with { Classes = ["a", "b", "c"] }, art.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
         Assert.Throws<CheckpointException>(() => lying.Attach(bb, "lying.vpt"));
+        // So is one whose decoder description asks for far more than it stores (4096 channels: 3.3 GB of weights), and
+        // more ×2 stages than the patch needs (patch 8: 3) are refused when a decoder is built.
+        var huge = new SegmentationArtifact(art.Metadata with { Decoder = art.Metadata.Decoder with { Channels = 4096 } }, art.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
+        Assert.Contains("decoder description needs", Assert.Throws<CheckpointException>(() => huge.Attach(bb, "huge.vpt")).Message);
+        Assert.Throws<InvalidSettingException>(() => SegmentationModel.Create(bb.Model, new PromptConfig { Tokens = 2 }, 2, new PupConfig { Channels = 8, Stages = 4 }));
         var classification = Path.Combine(dir, "cls.vpt");
         TaskArtifact.FromModel(PromptedModel.Create(bb.Model, new LinearProbeConfig(), 2), new BackboneRef(bb.Source, bb.Sha256, bb.Config), ["a", "b"], pre).Save(classification);
         Assert.Contains("classification task", Assert.Throws<CheckpointException>(() => SegmentationArtifact.Load(classification)).Message);

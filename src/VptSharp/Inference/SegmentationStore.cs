@@ -65,7 +65,7 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
                 changes++;
                 Log?.Invoke($"loaded {name} (segmentation, {art.Metadata.Method}, {art.Metadata.Classes.Length} classes)");
             }
-            catch (Exception e) when (e is VptException or ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException or UnauthorizedAccessException)
+            catch (Exception e) // one file never stops the rescan (libtorch refusing an allocation is an ExternalException)
             {
                 string reason = e.Message.Split('\n')[0];
                 nextRejected[name] = new RejectedTask(name, path, reason);

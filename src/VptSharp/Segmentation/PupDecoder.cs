@@ -18,7 +18,20 @@ public sealed record PupConfig
 
     public const int MaxChannels = 4096, MaxStages = 8;
 
-    public int StagesFor(int patchSize) => Stages ?? Math.Max(1, (int)Math.Ceiling(Math.Log2(patchSize) - 1e-9));
+    public int StagesFor(int patchSize) => Stages ?? NeededStages(patchSize);
+
+    /// <summary>×2 stages that bring a patch grid back to (at least) image resolution; more would build maps larger than
+    /// the image only to shrink them again.</summary>
+    public static int NeededStages(int patchSize) => Math.Max(1, (int)Math.Ceiling(Math.Log2(patchSize) - 1e-9));
+
+    /// <summary>Values the decoder stores (parameters and BatchNorm statistics) over tokens of <paramref name="width"/>: a
+    /// task file's description is checked against what the file holds before the decoder is allocated.</summary>
+    public long StoredValues(int width, int patchSize, int numClasses)
+    {
+        long c = Channels, k2 = (long)KernelSize * KernelSize, total = 2L * width + c * numClasses + numClasses;
+        for (int i = 0; i < StagesFor(patchSize); i++) total += c * (i == 0 ? width : c) * k2 + 4 * c;
+        return total;
+    }
 
     public void Validate()
     {

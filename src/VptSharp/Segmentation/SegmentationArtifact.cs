@@ -123,6 +123,13 @@ public sealed class SegmentationArtifact(SegmentationTaskMetadata metadata, Dict
     {
         if (!string.Equals(backbone.Sha256, Metadata.Backbone.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new BackboneMismatchException($"{taskPath} was trained on backbone {Metadata.Backbone.Source} (sha256 {Short(Metadata.Backbone.Sha256)}) but {backbone.Source} has sha256 {Short(backbone.Sha256)}");
+        if (backbone.Model is ITokenSequenceBackbone tokens)
+        {
+            long declared = Metadata.Decoder.StoredValues(tokens.Width, tokens.PatchSize, Metadata.Classes.Length);
+            long stored = Tensors.Where(kv => kv.Key.StartsWith("decoder.", StringComparison.Ordinal)).Sum(kv => kv.Value.numel());
+            if (declared != stored) // checked before the decoder is built: the description alone could ask for gigabytes
+                throw new CheckpointException($"{taskPath}: its decoder description needs {declared:N0} values but the file stores {stored:N0}; the file is damaged, train it again");
+        }
         var model = SegmentationModel.Create(backbone.Model, MethodConfig, Metadata.Classes.Length, Metadata.Decoder);
         TaskArtifact.CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => p.Tensor), Tensors, taskPath, Metadata.Method);
         model.eval();

@@ -72,6 +72,8 @@ public sealed class SegmentationModel : nn.Module<Tensor, Tensor>
             throw new InvalidSettingException("classes", numClasses, $"segmentation takes 1..{SegmentationLabels.MaxClasses} classes (label {SegmentationLabels.Ignore} is 'ignore')");
         if ((long)(backbone.ImageSize / tokens.PatchSize) * (backbone.ImageSize / tokens.PatchSize) != tokens.NumPatches)
             throw new InvalidSettingException("backbone", backbone.ImageSize, "the patch tokens do not form a square grid");
+        if (decoder?.Stages is int stages && stages > PupConfig.NeededStages(tokens.PatchSize))
+            throw new InvalidSettingException("decoder-stages", stages, $"patch {tokens.PatchSize} needs {PupConfig.NeededStages(tokens.PatchSize)} ×2 stages to reach the image; more only enlarge the maps past it");
         SegmentationMethods.NameOf(config); // only the trainable sets of Table 3
         MethodLimits.Check(config, backbone, numClasses);
         return new SegmentationModel(backbone, config.Attach(backbone), new PupDecoder(tokens.Width, tokens.PatchSize, numClasses, decoder ?? new PupConfig()));
