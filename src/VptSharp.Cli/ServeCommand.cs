@@ -85,6 +85,8 @@ internal static class ServeCommand
         if (!(maxDelay >= 0 && maxDelay <= 10000)) throw new ArgumentException($"--max-delay-ms {maxDelay}: must be in 0..10000");
     }
 
+    public const double MinBodyBytesPerSecond = 16 * 1024;
+
     public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody,
         ServeReplica? replica = null, SegmentationStore? segments = null)
     {
@@ -92,7 +94,13 @@ internal static class ServeCommand
         replica?.Configure(builder);
         builder.Logging.ClearProviders();
         // Kestrel enforces the body cap while streaming (an oversized body is answered 413 without being buffered).
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = maxBody;
+            // A body must keep arriving at 16 KB/s after 5 s (Kestrel answers 408 and closes otherwise): at Kestrel's
+            // default 240 B/s, two clients trickling 8 MB would hold the two segmentation slots for hours.
+            k.Limits.MinRequestBodyDataRate = new Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate(MinBodyBytesPerSecond, TimeSpan.FromSeconds(5));
+        });
         // A task's recorded metrics may hold NaN; JSON has no NaN, and a response that cannot be written fails after its
         // handler returned (an empty 500). Named literals write it as "NaN".
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);

@@ -108,6 +108,11 @@ internal static class ServeSegment
             ctx.Response.Headers.Connection = "close";
             return (413, null, $"image body exceeds the {limit}-byte limit (--max-body-kb)");
         }
+        catch (BadHttpRequestException e) when (e.StatusCode == 408)
+        {
+            ctx.Response.Headers.Connection = "close";
+            return (408, null, $"image body arrived slower than {ServeCommand.MinBodyBytesPerSecond / 1024:F0} KB/s; send it again on a faster link");
+        }
         catch (BadHttpRequestException e) { return (400, null, $"malformed request body ({Common.OneLine(e.Message)})"); }
         var bytes = ms.ToArray();
         if (bytes.Length == 0) return (400, null, "empty body; POST the image bytes");

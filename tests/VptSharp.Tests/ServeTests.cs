@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Text;
 using System.Text.Json;
 using VptSharp.Checkpoints;
 using VptSharp.Cli;
@@ -57,6 +58,39 @@ public class ServeTests
         content.Headers.ContentType = new MediaTypeHeaderValue("image/png");
         using var answer = await http.PostAsync("v1/tasks/nanmetric/predict", content);
         Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+    }
+
+    /// <summary>A body trickling in at 2 KB/s (above Kestrel's default minimum of 240 B/s) is cut off with 408 after the
+    /// grace period, instead of holding its slot for the 50 s it would take.</summary>
+    [Fact]
+    public async Task TricklingBodiesAreCutOffWith408()
+    {
+        string dir = TempDir();
+        string bbPath = SaveTinyBackbone(dir, seed: 3);
+        string tasks = Directory.CreateDirectory(Path.Combine(dir, "tasks")).FullName;
+        using (var bb = BackboneLoader.Load(bbPath)) SaveTask(bb, new LinearProbeConfig(), Path.Combine(tasks, "lin.vpt"), 2);
+        using var server = new Server("serve", "--backbone", bbPath, "--tasks", tasks, "--port", "0", "--threads", "1", "--precision", "fp32");
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(server.Url.Host, server.Url.Port);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("POST /v1/tasks/lin/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"));
+        var clock = Stopwatch.StartNew();
+        using var stop = new CancellationTokenSource();
+        var trickle = Task.Run(async () =>
+        {
+            try { for (int i = 0; i < 100 && !stop.IsCancellationRequested; i++) { await stream.WriteAsync(new byte[1000], stop.Token); await Task.Delay(500, stop.Token); } }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException) { } // the server closed the connection
+        });
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var buf = new byte[4096];
+        var answer = new StringBuilder();
+        for (int n; (n = await stream.ReadAsync(buf, read.Token)) > 0;) answer.Append(Encoding.ASCII.GetString(buf, 0, n)); // the server closes it
+        string head = answer.ToString();
+        stop.Cancel();
+        await trickle;
+        Assert.StartsWith("HTTP/1.1 408", head);
+        Assert.Contains("slower than 16 KB/s", head);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 3, 30); // after the 5 s grace, long before the body's 50 s
     }
 
     internal sealed class Server : IDisposable

@@ -25,11 +25,13 @@ public sealed record RejectedTask(string Name, string Path, string Reason);
 /// </summary>
 public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp.torch.ScalarType engineDtype = TorchSharp.torch.ScalarType.Float32) : IDisposable
 {
+    // sync guards model use against disposal (a batch holds it for its forward pass). The three maps are published
+    // whole and never changed afterwards, so listings and health checks read them without it, never waiting for a batch.
     readonly object sync = new();
-    Dictionary<string, ServedTask> tasks = new();
-    Dictionary<string, RejectedTask> rejected = new();
+    volatile Dictionary<string, ServedTask> tasks = new();
+    volatile Dictionary<string, RejectedTask> rejected = new();
     MultiTaskEngine? engine;
-    Dictionary<string, int> engineIndex = new();
+    volatile Dictionary<string, int> engineIndex = new();
 
     /// <summary>What a batch sees: the tasks, and the engine with each engine task's index.</summary>
     public sealed record View(IReadOnlyDictionary<string, ServedTask> Tasks, MultiTaskEngine? Engine, IReadOnlyDictionary<string, int> EngineIndex);
@@ -38,14 +40,14 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
     public LoadedBackbone Backbone => backbone;
     public string Folder => folder;
 
-    public IReadOnlyDictionary<string, ServedTask> Tasks { get { lock (sync) return new Dictionary<string, ServedTask>(tasks); } }
-    public IReadOnlyCollection<RejectedTask> Rejected { get { lock (sync) return rejected.Values.ToList(); } }
+    public IReadOnlyDictionary<string, ServedTask> Tasks => tasks;
+    public IReadOnlyCollection<RejectedTask> Rejected => rejected.Values.ToList();
 
     /// <summary>Runs <paramref name="body"/> with the current tasks while no reload can dispose them.</summary>
     public T Use<T>(Func<View, T> body) { lock (sync) return body(new View(tasks, engine, engineIndex)); }
 
     /// <summary>Names of the tasks that run through the one-pass multi-task engine.</summary>
-    public IReadOnlyCollection<string> EngineTasks { get { lock (sync) return engineIndex.Keys.ToList(); } }
+    public IReadOnlyCollection<string> EngineTasks => engineIndex.Keys.ToList();
 
     /// <summary>Brings the store in line with the folder; returns how many tasks were added, replaced or removed.</summary>
     public int Rescan()
@@ -66,8 +68,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
         // Load outside the lock (it reads files); swap under it.
         var loaded = new Dictionary<string, ServedTask>();
         var newlyRejected = new Dictionary<string, RejectedTask>();
-        Dictionary<string, ServedTask> current;
-        lock (sync) current = new(tasks);
+        var current = tasks;
         foreach (var (name, path) in files)
         {
             var info = new FileInfo(path);
@@ -160,14 +161,17 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             engineRefusalLogged = true;
             return;
         }
-        engine = new MultiTaskEngine(backbone, engineDtype);
+        var built = new MultiTaskEngine(backbone, engineDtype);
+        var index = new Dictionary<string, int>();
         foreach (var (name, t) in tasks.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             try { PrefixRules.Check(MethodRegistry.FromJson(t.Artifact.Metadata.Method, t.Artifact.Metadata.MethodConfig.ToJsonString()), backbone.Config.Depth); }
             catch (ArgumentException) { continue; } // not an exact prefix: served through its own model
-            try { engineIndex[name] = engine.AddTask(t.Artifact, name); }
+            try { index[name] = built.AddTask(t.Artifact, name); }
             catch (Exception e) { Log?.Invoke($"{name}: served through its own model ({FirstLine(e.Message)})"); } // one task never breaks the engine
         }
+        engine = built;
+        engineIndex = index;
     }
 
     bool engineRefusalLogged;
@@ -180,7 +184,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
         lock (sync)
         {
             foreach (var t in tasks.Values) t.Model.Dispose();
-            tasks.Clear();
+            tasks = new();
             engine?.Dispose();
             engine = null;
         }
