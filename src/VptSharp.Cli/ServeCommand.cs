@@ -56,7 +56,7 @@ internal static class ServeCommand
             segments.Log += m => Console.WriteLine(m);
             segments.Rescan();
             var metrics = new ServeMetrics();
-            var batcher = new MicroBatcher<PredictionRequest, ClassScore[]>(batch => TaskBatch.Predict(store, batch), r.GetValue(maxBatch),
+            var batcher = new MicroBatcher<PredictionRequest, ClassScore[]?>(batch => TaskBatch.Predict(store, batch), r.GetValue(maxBatch),
                 TimeSpan.FromMilliseconds(r.GetValue(maxDelay)), r.GetValue(queue));
             batcher.BatchProcessed += (n, t) => metrics.Batch(n, t);
             var app = Build(store, batcher, metrics, r.GetValue(host)!, r.GetValue(port), r.GetValue(maxBody) * 1024L, replica, segments);
@@ -87,7 +87,7 @@ internal static class ServeCommand
 
     public const double MinBodyBytesPerSecond = 16 * 1024;
 
-    public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, ServeMetrics metrics, string host, int port, long maxBody,
+    public static WebApplication Build(TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]?> batcher, ServeMetrics metrics, string host, int port, long maxBody,
         ServeReplica? replica = null, SegmentationStore? segments = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -162,7 +162,7 @@ internal static class ServeCommand
     static object Error(string message) => new { error = message };
 
     /// <summary>Reads, checks and decodes the image body once, then queues one request per task and awaits them all.</summary>
-    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]> batcher, string[] names, long limit)
+    static async Task<(int Status, object Body)> Predict(HttpContext ctx, TaskStore store, MicroBatcher<PredictionRequest, ClassScore[]?> batcher, string[] names, long limit)
     {
         try
         {
@@ -181,7 +181,7 @@ internal static class ServeCommand
             }
             var (status, image, error) = await ServeSegment.ReadImage(ctx, limit);
             if (image is null) return (status, Error(error!));
-            var pending = new List<(string Name, Task<ClassScore[]> Result)>();
+            var pending = new List<(string Name, Task<ClassScore[]?> Result)>();
             foreach (var name in names)
             {
                 var pre = tasks[name].Preprocessing;
@@ -200,7 +200,8 @@ internal static class ServeCommand
             {
                 var done = await Task.WhenAny(result, Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted));
                 if (done != result) return (503, Error("prediction timed out; the server is overloaded"));
-                answers[name] = new { task = name, top = (await result).Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) };
+                if (await result is not ClassScore[] top) return (404, Error($"task {name} was unloaded while the request waited; GET /v1/tasks lists the tasks now"));
+                answers[name] = new { task = name, top = top.Select(s => new { label = s.Label, index = s.Index, probability = Math.Round(s.Probability, 6) }) };
             }
             return (200, answers);
         }

@@ -77,12 +77,12 @@ public class ServingTests
 
         string[] names = ["deep", "shallow", "lin", "deep", "shallow", "lin", "deep"];
         var batch = names.Select((t, i) => new PredictionRequest(t, Pixels(10 + i), 32, 1 + i % 3)).ToList();
-        var mixed = TaskBatch.Predict(store, batch);
+        var mixed = TaskBatch.Predict(store, batch).Select(r => r!).ToList(); // every task is loaded: no null
         Assert.Equal(batch.Count, mixed.Count);
         var tasks = store.Tasks;
         for (int i = 0; i < batch.Count; i++)
         {
-            var alone = TaskBatch.Predict(store, [batch[i]])[0];
+            var alone = TaskBatch.Predict(store, [batch[i]])[0]!;
             using var x = TaskBatch.Stack([batch[i]]);
             var own = Predictor.TopK(tasks[batch[i].Task].Model, x, Rgb, batch[i].TopK)[0];
             Assert.Equal(batch[i].TopK, mixed[i].Length);
@@ -96,13 +96,17 @@ public class ServingTests
         }
         // The tasks are distinct: the same image gets different answers from different tasks.
         var same = Pixels(99);
-        var per = TaskBatch.Predict(store, new[] { "deep", "lin", "shallow" }.Select(t => new PredictionRequest(t, same, 32, 3)).ToList());
+        var per = TaskBatch.Predict(store, new[] { "deep", "lin", "shallow" }.Select(t => new PredictionRequest(t, same, 32, 3)).ToList()).Select(r => r!).ToList();
         Assert.True(per.Select(p => string.Join(",", p.Select(s => $"{s.Label}:{s.Probability:F4}"))).Distinct().Count() == 3);
 
+        // A task unloaded while its requests waited: those get null, the rest of the batch is answered as before.
         File.Delete(Path.Combine(folder, "lin.vpt"));
         store.Rescan();
-        var e = Assert.Throws<KeyNotFoundException>(() => TaskBatch.Predict(store, [batch[2]]));
-        Assert.Contains("lin", e.Message);
+        var afterRemoval = TaskBatch.Predict(store, batch);
+        for (int i = 0; i < batch.Count; i++)
+            if (batch[i].Task == "lin") Assert.Null(afterRemoval[i]);
+            else Assert.Equal(mixed[i].Select(s => s.Label), afterRemoval[i]!.Select(s => s.Label));
+        Assert.Contains(batch, b => b.Task == "lin");
     }
 
     static string Invariant(double v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);

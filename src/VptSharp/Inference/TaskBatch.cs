@@ -14,16 +14,16 @@ public static class TaskBatch
 {
     /// <summary>
     /// Top-k of every request. Tasks are re-resolved by name under the store's lock, so a hot swap cannot pull a model
-    /// away mid-batch; a task unloaded since the request was queued fails the batch (<see cref="KeyNotFoundException"/>).
+    /// away mid-batch. A request whose task was unloaded since it was queued gets null; the other requests of the batch
+    /// are answered as usual.
     /// </summary>
-    public static IReadOnlyList<ClassScore[]> Predict(TaskStore store, IReadOnlyList<PredictionRequest> batch)
+    public static IReadOnlyList<ClassScore[]?> Predict(TaskStore store, IReadOnlyList<PredictionRequest> batch)
     {
-        var results = new ClassScore[batch.Count][];
+        var results = new ClassScore[]?[batch.Count];
         store.Use(view =>
         {
-            var missing = batch.Select(b => b.Task).Distinct().Where(t => !view.Tasks.ContainsKey(t)).ToList();
-            if (missing.Count > 0) throw new KeyNotFoundException($"task(s) {string.Join(", ", missing)} were unloaded");
-            var viaEngine = batch.Select((req, i) => (req, i)).Where(x => view.Engine is not null && view.EngineIndex.ContainsKey(x.req.Task)).ToList();
+            var live = batch.Select((req, i) => (req, i)).Where(x => view.Tasks.ContainsKey(x.req.Task)).ToList();
+            var viaEngine = live.Where(x => view.Engine is not null && view.EngineIndex.ContainsKey(x.req.Task)).ToList();
             if (viaEngine.Count > 0)
             {
                 using var x = Stack(viaEngine.Select(v => v.req).ToList());
@@ -34,7 +34,7 @@ public static class TaskBatch
                     results[viaEngine[j].i] = Predictor.TopKOf(p.data<float>().ToArray(), view.Tasks[viaEngine[j].req.Task].Classes, viaEngine[j].req.TopK);
                 }
             }
-            foreach (var group in batch.Select((req, i) => (req, i)).Where(x => results[x.i] is null).GroupBy(x => x.req.Task))
+            foreach (var group in live.Where(x => results[x.i] is null).GroupBy(x => x.req.Task))
             {
                 var items = group.ToList();
                 var task = view.Tasks[group.Key];
