@@ -116,6 +116,13 @@ internal static class ServeSegment
         catch (BadHttpRequestException e) { return (400, null, $"malformed request body ({Common.OneLine(e.Message)})"); }
         var bytes = ms.ToArray();
         if (bytes.Length == 0) return (400, null, "empty body; POST the image bytes");
+        // A decode holds up to MaxPixels × 4 bytes (formats SkiaSharp cannot decode in strips): a bounded number run at
+        // once, so many small bodies of huge images cannot together take the memory. Waiting is brief; a long wait is 429.
+        if (!await DecodeGate.WaitAsync(TimeSpan.FromSeconds(5), ctx.RequestAborted))
+        {
+            ctx.Response.Headers.RetryAfter = "1";
+            return (429, null, "server busy: image decoding at capacity; retry after a second");
+        }
         try
         {
             var (w, h) = ImageDecoder.ReadSize(bytes, "request body");
@@ -123,5 +130,9 @@ internal static class ServeSegment
             return (200, ImageDecoder.Decode(bytes, "request body"), null);
         }
         catch (BadImageException e) { return (400, null, e.Message); }
+        finally { DecodeGate.Release(); }
     }
+
+    /// <summary>Decodes at once across the process's endpoints: one per core, at least two.</summary>
+    static readonly SemaphoreSlim DecodeGate = new(Math.Max(2, Environment.ProcessorCount));
 }

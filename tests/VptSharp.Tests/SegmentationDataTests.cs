@@ -169,6 +169,33 @@ public class SegmentationDataTests
         return root;
     }
 
+    /// <summary>An image whose sliding window would pass the server's memory budget is segmented at the largest size
+    /// that fits and its mask scaled back to the image: exactly the downscaled prediction, nearest-neighbour upscaled.</summary>
+    [Fact]
+    public void ServedSegmentationKeepsTheWindowWithinItsMemoryBudget()
+    {
+        string dir = TempDir();
+        using var bb = BackboneLoader.Load(SaveTinyBackbone(dir, seed: 5));
+        string tasks = Directory.CreateDirectory(Path.Combine(dir, "tasks")).FullName;
+        manual_seed(3);
+        using (var model = SegmentationModel.Create(bb.Model, new PromptConfig { Tokens = 2 }, 2, new PupConfig { Channels = 8 }))
+            SegmentationArtifact.FromModel(model, new BackboneRef(bb.Source, bb.Sha256, bb.Config), ["bg", "fg"], new Preprocessing { ImageSize = 32 }, reduceZeroLabel: false, stride: 16).Save(Path.Combine(tasks, "seg.vpt"));
+        using var store = new VptSharp.Inference.SegmentationStore(bb, tasks) { MaxWindowBytes = 12.0 * 2 * 40 * 40 }; // 2 classes, 40×40 pixels
+        store.Rescan();
+        var served = store.Tasks["seg"];
+        var rng = new Random(7);
+        var px = new byte[3 * 80 * 80];
+        rng.NextBytes(px);
+        var image = new RgbImage(80, 80, px);
+        var mask = store.Segment(served, image);
+        Assert.Equal((80, 80), (mask.Width, mask.Height));
+        var small = SegmentationInference.Predict(served.Model, ImageTransform.Resize(image, 40, 40), served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 });
+        Assert.Equal(small.Resize(80, 80).Labels, mask.Labels);
+        var within = new RgbImage(40, 40, px[..(3 * 40 * 40)]); // at the budget: segmented as it is
+        Assert.Equal(SegmentationInference.Predict(served.Model, within, served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 }).Labels,
+            store.Segment(served, within).Labels);
+    }
+
     [Fact]
     public void TrainingLowersTheLossBeatsChanceAndTheTaskFileRoundTrips()
     {

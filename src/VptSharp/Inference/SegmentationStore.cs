@@ -87,12 +87,23 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
 
     readonly Dictionary<string, DateTime> stamp = new();
 
-    /// <summary>The label mask of an image (sliding window at the task's stride).</summary>
+    /// <summary>
+    /// The label mask of an image (sliding window at the task's stride), at the image's size. The window keeps about
+    /// 3 × classes × pixels floats; an image over <see cref="MaxWindowBytes"/> of them is segmented at the largest size
+    /// that fits (aspect kept) and its mask scaled back by nearest neighbour, as mmseg tests at a fixed scale.
+    /// </summary>
     public LabelMask Segment(ServedSegmentationTask task, RgbImage image)
     {
         var md = task.Artifact.Metadata;
-        lock (task.Gate) return SegmentationInference.Predict(task.Model, image, md.Preprocessing, new SlideOptions { Stride = md.Stride });
+        double scale = Math.Sqrt(MaxWindowBytes / (12.0 * md.Classes.Length * image.Width * image.Height));
+        var input = scale >= 1 ? image : ImageTransform.Resize(image, Math.Max(1, (int)(image.Width * scale)), Math.Max(1, (int)(image.Height * scale)));
+        LabelMask mask;
+        lock (task.Gate) mask = SegmentationInference.Predict(task.Model, input, md.Preprocessing, new SlideOptions { Stride = md.Stride });
+        return mask.Resize(image.Width, image.Height);
     }
+
+    /// <summary>Most memory one request's sliding window may hold (1 GiB).</summary>
+    public double MaxWindowBytes { get; init; } = 1L << 30;
 
     public void Dispose()
     {
