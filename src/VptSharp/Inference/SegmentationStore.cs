@@ -49,9 +49,12 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
         foreach (var (name, path) in files)
         {
             var info = new FileInfo(path);
-            // Only regular, non-empty files are opened (a FIFO would block); the header says whether it is ours.
-            if (info.LinkTarget is not null || info.Length == 0 || info.Length > TaskStore.MaxTaskFileBytes || !SegmentationArtifact.IsSegmentationTask(path)) continue;
             if (current.TryGetValue(name, out var have) && have.ModifiedUtc == info.LastWriteTimeUtc && have.Length == info.Length) { next[name] = have; continue; }
+            // Only regular, non-empty files are opened (a FIFO would block); the header says whether it is ours, and is
+            // read again only when the file changes.
+            if (info.LinkTarget is not null || info.Length == 0 || info.Length > TaskStore.MaxTaskFileBytes) continue;
+            if (notOurs.TryGetValue(name, out var seen) && seen == (info.LastWriteTimeUtc, info.Length)) continue;
+            if (!SegmentationArtifact.IsSegmentationTask(path)) { notOurs[name] = (info.LastWriteTimeUtc, info.Length); continue; }
             lock (sync)
                 if (rejected.TryGetValue(name, out var r) && File.GetLastWriteTimeUtc(path) <= stamp.GetValueOrDefault(name)) { nextRejected[name] = r; continue; }
             try
@@ -86,6 +89,8 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
     }
 
     readonly Dictionary<string, DateTime> stamp = new();
+    /// <summary>Files whose header said "not a segmentation task", as (modified, length) when read.</summary>
+    readonly Dictionary<string, (DateTime, long)> notOurs = new();
 
     /// <summary>
     /// The label mask of an image (sliding window at the task's stride), at the image's size. The window keeps about

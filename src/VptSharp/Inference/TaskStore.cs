@@ -76,11 +76,17 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             if (rejected.TryGetValue(name, out _) && !ChangedSinceRejected(name, info)) continue;
             // Each file is judged alone: whatever one file does (bad metadata, a FIFO, a huge size, a native error)
             // ends in its own rejection, never in the rescan or in another task.
+            TaskArtifact? art = null;
             try
             {
                 if (WhyNotARegularFile(info) is string why) throw new CheckpointException($"{path}: {why}");
-                if (VptSharp.Segmentation.SegmentationArtifact.IsSegmentationTask(path)) continue; // served by SegmentationStore
-                var art = TaskArtifact.Load(path);
+                if (segmentationFiles.TryGetValue(name, out var seen) && seen == (info.LastWriteTimeUtc, info.Length)) continue;
+                if (VptSharp.Segmentation.SegmentationArtifact.IsSegmentationTask(path)) // served by SegmentationStore; its header is read again only when it changes
+                {
+                    segmentationFiles[name] = (info.LastWriteTimeUtc, info.Length);
+                    continue;
+                }
+                art = TaskArtifact.Load(path);
                 if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
                 if (art.Metadata.Preprocessing.ImageSize != backbone.Model.ImageSize)
@@ -91,6 +97,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
             }
             catch (Exception e)
             {
+                if (art is not null) foreach (var t in art.Tensors.Values) t.Dispose(); // a refused file's tensors are freed now, not at some GC
                 string reason = e is BackboneMismatchException or VptException or ArgumentException or IOException or InvalidDataException
                     or System.Text.Json.JsonException or UnauthorizedAccessException or BadImageException
                     ? FirstLine(e.Message) : $"cannot be loaded ({e.GetType().Name}: {FirstLine(e.Message)})";
@@ -122,6 +129,7 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
     }
 
     readonly Dictionary<string, (DateTime, long)> rejectedStamp = new();
+    readonly Dictionary<string, (DateTime, long)> segmentationFiles = new();
 
     /// <summary>Largest task file loaded (512 MiB; a served task holds prompts and a head, not a backbone).</summary>
     public const long MaxTaskFileBytes = 512L << 20;

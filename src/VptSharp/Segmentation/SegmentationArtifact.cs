@@ -131,7 +131,8 @@ public sealed class SegmentationArtifact(SegmentationTaskMetadata metadata, Dict
                 throw new CheckpointException($"{taskPath}: its decoder description needs {declared:N0} values but the file stores {stored:N0}; the file is damaged, train it again");
         }
         var model = SegmentationModel.Create(backbone.Model, MethodConfig, Metadata.Classes.Length, Metadata.Decoder);
-        TaskArtifact.CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => p.Tensor), Tensors, taskPath, Metadata.Method);
+        try { TaskArtifact.CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => p.Tensor), Tensors, taskPath, Metadata.Method); }
+        catch { model.Dispose(); throw; }
         model.eval();
         return model;
     }

@@ -107,7 +107,8 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
         TaskFileCheck.CheckSizes(Metadata, MethodLimits.ShapeOf(backbone.Model), Tensors, taskPath);
         var config = MethodRegistry.FromJson(Metadata.Method, Metadata.MethodConfig.ToJsonString());
         var model = PromptedModel.Create(backbone.Model, config, Metadata.Classes.Length);
-        CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param), Tensors, taskPath, Metadata.Method);
+        try { CopyTensors(model.TaskTensors().ToDictionary(p => p.Name, p => (Tensor)p.Param), Tensors, taskPath, Metadata.Method); }
+        catch { model.Dispose(); throw; } // a refused file leaves no model behind (a server refuses them on every change)
         model.eval();
         return model;
     }
