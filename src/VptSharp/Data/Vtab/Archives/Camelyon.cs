@@ -31,10 +31,18 @@ public static class Camelyon
         string target = path[..^3];
         if (!File.Exists(target))
         {
-            string tmp = target + ".tmp";
-            using (var src = ArchiveSources.OpenMaybeGz(path))
-            using (var dst = File.Create(tmp)) src.CopyTo(dst);
-            File.Move(tmp, target);
+            string tmp = $"{target}.tmp-{Environment.ProcessId}";
+            try
+            {
+                using (var src = ArchiveSources.OpenMaybeGz(path))
+                using (var dst = File.Create(tmp)) src.CopyTo(dst);
+                File.Move(tmp, target);
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                File.Delete(tmp); // a truncated .gz (or a full disk) leaves no partial file beside the release
+                throw new InvalidDataException($"{path}: cannot be unpacked beside itself ({e.Message}); download it again, or unpack it yourself", e);
+            }
         }
         return target;
     }
