@@ -133,6 +133,6 @@ internal static class ServeSegment
         finally { DecodeGate.Release(); }
     }
 
-    /// <summary>Decodes at once across the process's endpoints: one per core, at least two.</summary>
+    /// <summary>Decodes at once across the process's endpoints: as many as cores, at least two.</summary>
     static readonly SemaphoreSlim DecodeGate = new(Math.Max(2, Environment.ProcessorCount));
 }

@@ -191,6 +191,18 @@ public class SegmentationDataTests
         Assert.Equal((80, 80), (mask.Width, mask.Height));
         var small = SegmentationInference.Predict(served.Model, ImageTransform.Resize(image, 40, 40), served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 });
         Assert.Equal(small.Resize(80, 80).Labels, mask.Labels);
+        // A long thin image keeps its short side padded to the 32-pixel crop: only its long side can shrink the window
+        // (200 × 10 → 50 × 2, padded to 50 × 32 = the budget's 1,600 pixels).
+        var thin = new RgbImage(200, 10, px[..(3 * 200 * 10)]);
+        var thinMask = store.Segment(served, thin);
+        Assert.Equal((200, 10), (thinMask.Width, thinMask.Height));
+        Assert.Equal(SegmentationInference.Predict(served.Model, ImageTransform.Resize(thin, 50, 2), served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 })
+            .Resize(200, 10).Labels, thinMask.Labels);
+        Assert.Equal(0.25, VptSharp.Inference.SegmentationStore.WindowScale(200, 10, 32, 2, store.MaxWindowBytes));
+        Assert.Equal(0.5, VptSharp.Inference.SegmentationStore.WindowScale(80, 80, 32, 2, store.MaxWindowBytes));
+        Assert.Equal(1.0, VptSharp.Inference.SegmentationStore.WindowScale(40, 40, 32, 2, store.MaxWindowBytes));
+        // 2047 × 1 at 150 classes and a 512 crop under 1 GiB: padded to 512 rows, so about 0.57, not the 1 the area alone gives.
+        Assert.InRange(VptSharp.Inference.SegmentationStore.WindowScale(2047, 1, 512, 150, 1L << 30), 0.56, 0.58);
         var within = new RgbImage(40, 40, px[..(3 * 40 * 40)]); // at the budget: segmented as it is
         Assert.Equal(SegmentationInference.Predict(served.Model, within, served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 }).Labels,
             store.Segment(served, within).Labels);

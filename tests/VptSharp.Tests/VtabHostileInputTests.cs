@@ -75,7 +75,7 @@ public class VtabHostileInputTests
         // A million cells declared in no bytes, and negative dimensions.
         Refused(() => MatFile.Read(MatFileOf(MatMatrix(1, [1000, 1000], [])), "cells.mat"), "declares 1,000,000 elements");
         Refused(() => MatFile.Read(MatFileOf(MatMatrix(1, [-1, 1], [])), "negative.mat"), "negative dimensions");
-        // A struct of no fields over 2^62 elements: nothing to read, so it returns at once instead of looping 2^62 times.
+        // A struct of no fields over (2^31 − 1)² elements: nothing to read, so it returns at once instead of looping 2^62 times.
         byte[] noFields = [.. BitConverter.GetBytes(5), .. BitConverter.GetBytes(4), .. BitConverter.GetBytes(32), 0, 0, 0, 0,
             .. BitConverter.GetBytes(1), .. BitConverter.GetBytes(0)];
         var (thrown, _) = Attempt(() =>

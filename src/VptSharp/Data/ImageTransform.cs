@@ -57,8 +57,8 @@ public sealed class ImageTransform(Preprocessing pre, bool train)
     public const int MaxAspect = 4;
 
     /// <summary>The centred part of <paramref name="img"/> whose long side is at most <paramref name="maxAspect"/> times its
-    /// short side (the image itself when it already is). It holds the centre crop; random training crops of a longer
-    /// image are drawn from it only.</summary>
+    /// short side (the image itself when it already is). It holds the centre crop's region (a longer image's resampling
+    /// grid moves by under a pixel); random training crops of a longer image are drawn from it only.</summary>
     public static RgbImage CentreWindow(RgbImage img, int maxAspect)
     {
         int w = img.Width, h = img.Height;

@@ -57,9 +57,10 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
             if (!SegmentationArtifact.IsSegmentationTask(path)) { notOurs[name] = (info.LastWriteTimeUtc, info.Length); continue; }
             lock (sync)
                 if (rejected.TryGetValue(name, out var r) && File.GetLastWriteTimeUtc(path) <= stamp.GetValueOrDefault(name)) { nextRejected[name] = r; continue; }
+            SegmentationArtifact? art = null;
             try
             {
-                var art = SegmentationArtifact.Load(path);
+                art = SegmentationArtifact.Load(path);
                 if (art.Tensors.Keys.Any(k => k.StartsWith("backbone.")))
                     throw new ArgumentException($"method {art.Metadata.Method} trains backbone tensors; serving it would overwrite the backbone the other tasks share (serve it from its own process)");
                 if (art.Metadata.Preprocessing.ImageSize != backbone.Config.ImageSize)
@@ -70,6 +71,7 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
             }
             catch (Exception e) // one file never stops the rescan (libtorch refusing an allocation is an ExternalException)
             {
+                if (art is not null) foreach (var t in art.Tensors.Values) t.Dispose();
                 string reason = e.Message.Split('\n')[0];
                 nextRejected[name] = new RejectedTask(name, path, reason);
                 stamp[name] = info.LastWriteTimeUtc;
@@ -94,17 +96,31 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
 
     /// <summary>
     /// The label mask of an image (sliding window at the task's stride), at the image's size. The window keeps about
-    /// 3 × classes × pixels floats; an image over <see cref="MaxWindowBytes"/> of them is segmented at the largest size
-    /// that fits (aspect kept) and its mask scaled back by nearest neighbour, as mmseg tests at a fixed scale.
+    /// 3 × classes × pixels floats over the image padded to at least the crop size on each side; an image over
+    /// <see cref="MaxWindowBytes"/> of them is segmented at the largest size that fits (aspect kept) and its mask scaled
+    /// back by nearest neighbour, as mmseg tests at a fixed scale.
     /// </summary>
     public LabelMask Segment(ServedSegmentationTask task, RgbImage image)
     {
         var md = task.Artifact.Metadata;
-        double scale = Math.Sqrt(MaxWindowBytes / (12.0 * md.Classes.Length * image.Width * image.Height));
-        var input = scale >= 1 ? image : ImageTransform.Resize(image, Math.Max(1, (int)(image.Width * scale)), Math.Max(1, (int)(image.Height * scale)));
+        int w = image.Width, h = image.Height;
+        double scale = WindowScale(w, h, task.Model.CropSize, md.Classes.Length, MaxWindowBytes);
+        var input = scale >= 1 ? image : ImageTransform.Resize(image, Math.Max(1, (int)(w * scale)), Math.Max(1, (int)(h * scale)));
         LabelMask mask;
         lock (task.Gate) mask = SegmentationInference.Predict(task.Model, input, md.Preprocessing, new SlideOptions { Stride = md.Stride });
         return mask.Resize(image.Width, image.Height);
+    }
+
+    /// <summary>The largest scale ≤ 1 at which a <paramref name="width"/> × <paramref name="height"/> image's window (3
+    /// float planes per class over the image padded to the crop on each side) stays within <paramref name="maxBytes"/>.</summary>
+    public static double WindowScale(int width, int height, int crop, int classes, double maxBytes)
+    {
+        double perPixel = 12.0 * classes;
+        double Bytes(double s) => perPixel * Math.Max(width * s, crop) * Math.Max(height * s, crop);
+        double scale = Math.Min(1, Math.Sqrt(maxBytes / (perPixel * width * height)));
+        // A long thin image keeps its short side padded to the crop: then only the long side can shrink the window.
+        if (Bytes(scale) > maxBytes) scale = Math.Min(scale, maxBytes / (perPixel * crop * Math.Max(width, height)));
+        return scale;
     }
 
     /// <summary>Most memory one request's sliding window may hold (1 GiB).</summary>

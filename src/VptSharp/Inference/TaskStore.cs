@@ -162,9 +162,9 @@ public sealed class TaskStore(LoadedBackbone backbone, string folder, TorchSharp
     {
         engine?.Dispose();
         engine = null;
-        engineIndex = new Dictionary<string, int>();
         if (!MultiTaskEngine.Supports(backbone))
         {
+            engineIndex = new Dictionary<string, int>();
             if (!engineRefusalLogged) Log?.Invoke($"{backbone.Model.Family} backbone: every task runs through its own model ({MultiTaskEngine.OnePassNeeds})");
             engineRefusalLogged = true;
             return;

@@ -27,9 +27,14 @@ public sealed partial class Sweep
         string runs = Path.Combine(outDir, "runs");
         if (!Directory.Exists(runs)) return;
         foreach (var f in Directory.EnumerateFiles(runs, "*.json", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
-            if (ReadResult(f) is { BackboneSha256: { Length: > 0 } sha } r && sha != backbone.Sha256)
-                throw new BackboneMismatchException($"{f} is a run of backbone {r.Backbone} (sha256 {sha[..12]}…), not of this sweep's " +
-                                                    $"{backbone.Source} (sha256 {backbone.Sha256[..12]}…); a sweep folder holds one backbone's runs");
+        {
+            RunResult r;
+            try { r = ReadResult(f); }
+            catch (JsonException e) { throw new InputFileException(f, $"not a run result ({e.Message}); delete it to rerun that run"); }
+            if (r.BackboneSha256 is { Length: > 0 } sha && sha != backbone.Sha256)
+                throw new BackboneMismatchException($"{f} is a run of backbone {r.Backbone} (sha256 {sha[..Math.Min(12, sha.Length)]}…), not of this sweep's " +
+                                                    $"{backbone.Source} (sha256 {backbone.Sha256[..Math.Min(12, backbone.Sha256.Length)]}…); a sweep folder holds one backbone's runs");
+        }
     }
 
     static RunResult ReadResult(string path) => JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), JsonFormat.Indented)!;

@@ -11,8 +11,9 @@ public static class ArchiveChecks
     /// name or one that climbs out with ".." is refused: the builders copy what they resolve into the output.</summary>
     public static string Under(string root, string relative, string listedIn)
     {
-        string full = Path.GetFullPath(Path.Combine(root, relative)), top = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root));
-        if (Path.IsPathRooted(relative) || !full.StartsWith(top + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        string full = Path.GetFullPath(Path.Combine(root, relative)), top = Path.GetFullPath(root);
+        if (!Path.EndsInDirectorySeparator(top)) top += Path.DirectorySeparatorChar; // "/" and "E:\" already end in one
+        if (Path.IsPathRooted(relative) || !full.StartsWith(top, StringComparison.Ordinal))
             throw new InvalidDataException($"{listedIn}: entry '{relative}' points outside {root}; the list file is not the release's");
         return full;
     }

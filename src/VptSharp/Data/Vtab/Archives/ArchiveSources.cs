@@ -85,8 +85,23 @@ public static class ArchiveSources
     public static byte[] ReadAllMaybeGz(string path)
     {
         using var s = OpenMaybeGz(path);
+        return ReadBounded(s, MaxInflatedBytes, path);
+    }
+
+    /// <summary>Largest file these readers hold in memory after inflating (SVHN's train .mat, the largest, is ~180 MB).</summary>
+    public const long MaxInflatedBytes = 1L << 30;
+
+    /// <summary>All of <paramref name="s"/>, refused (named) past <paramref name="limit"/> bytes: a small compressed
+    /// file can inflate without bound.</summary>
+    public static byte[] ReadBounded(Stream s, long limit, string name)
+    {
         using var m = new MemoryStream();
-        s.CopyTo(m);
+        var buf = new byte[1 << 16];
+        for (int n; (n = s.Read(buf, 0, buf.Length)) > 0;)
+        {
+            if (m.Length + n > limit) throw new InvalidDataException($"{name}: inflates past {limit:N0} bytes; not the release's file");
+            m.Write(buf, 0, n);
+        }
         return m.ToArray();
     }
 
@@ -179,7 +194,9 @@ public static class ArchiveSources
                 if (header.Shape.Length != 2 || header.Shape[1] != 6 || header.DType is not ("<i8" or "<i4"))
                     throw new InvalidDataException($"{path}: latents_classes is {header.DType} [{string.Join(", ", header.Shape)}], expected int [N, 6]");
                 n = header.Shape[0] <= int.MaxValue / 6 ? (int)header.Shape[0] : throw new InvalidDataException($"{path}: latents_classes declares {header.Shape[0]:N0} rows");
-                classes = NpyStream.ReadInts(stream, header, (long)n * 6, zip.GetEntry("latents_classes.npy")!.Length, path + ":latents_classes");
+                var entry = zip.GetEntry("latents_classes.npy")!;
+                long stored = Math.Min(entry.Length, entry.CompressedLength * MaxDeflateRatio); // both are the zip's own claims
+                classes = NpyStream.ReadInts(stream, header, (long)n * 6, stored, path + ":latents_classes");
             }
         }
         return new FuncSource($"dSprites npz {path}", new Dictionary<string, int> { ["train"] = n }, (_, start, end) => Rows(path, classes, start, end));
@@ -204,6 +221,9 @@ public static class ArchiveSources
             }
         }
     }
+
+    /// <summary>Deflate's largest expansion (about 1032 : 1): a bound on an entry's real size whatever its header says.</summary>
+    const long MaxDeflateRatio = 1032;
 
     static ZipArchive OpenZip(string path)
     {
@@ -315,6 +335,8 @@ public static class NorbMatrix
         using var s = ArchiveSources.OpenMaybeGz(path);
         var dims = Header(s, path, 0x1E3D4C54);
         long count = dims.Aggregate(1L, (a, b) => a * b);
+        bool gz = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+        if (!gz && count * 4 > new FileInfo(path).Length) throw new InvalidDataException($"{path}: declares {count:N0} values in a {new FileInfo(path).Length:N0}-byte file; download it again");
         if (count > MaxInt32Values) throw new InvalidDataException($"{path}: a smallNORB label matrix of {count:N0} values; the release's hold 97,200, the file is corrupt");
         var buf = new byte[count * 4];
         try { s.ReadExactly(buf); } catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated smallNORB matrix; download it again"); }

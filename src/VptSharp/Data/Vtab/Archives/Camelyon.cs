@@ -41,6 +41,7 @@ public static class Camelyon
             catch (Exception e) when (e is IOException or InvalidDataException)
             {
                 File.Delete(tmp); // a truncated .gz (or a full disk) leaves no partial file beside the release
+                if (File.Exists(target)) return target; // another process unpacked it first
                 throw new InvalidDataException($"{path}: cannot be unpacked beside itself ({e.Message}); download it again, or unpack it yourself", e);
             }
         }

@@ -67,9 +67,7 @@ public static class MatFile
                 if (type == 15)
                 {
                     using var z = new ZLibStream(new MemoryStream(data, payload.Offset, payload.Count), CompressionMode.Decompress);
-                    using var m = new MemoryStream();
-                    z.CopyTo(m);
-                    var inner = m.ToArray();
+                    var inner = ArchiveSources.ReadBounded(z, ArchiveSources.MaxInflatedBytes, name);
                     var (t2, p2, _) = Element(inner, 0, name);
                     if (t2 == 14) { var a = Matrix(inner, p2, name, 0); result[a.Name] = a; }
                 }
