@@ -97,7 +97,12 @@ public static class ArchiveSources
     {
         using var m = new MemoryStream();
         var buf = new byte[1 << 16];
-        for (int n; (n = s.Read(buf, 0, buf.Length)) > 0;)
+        int Next()
+        {
+            try { return s.Read(buf, 0, buf.Length); }
+            catch (InvalidDataException e) { throw new InvalidDataException($"{name}: does not inflate ({e.Message}); download it again", e); }
+        }
+        for (int n; (n = Next()) > 0;)
         {
             if (m.Length + n > limit) throw new InvalidDataException($"{name}: inflates past {limit:N0} bytes; not the release's file");
             m.Write(buf, 0, n);
