@@ -66,6 +66,7 @@ internal static class ServeSegment
                 };
                 return Results.Bytes(png, "image/png");
             }
+            catch (KeyNotFoundException e) { return Results.Json(Error($"{e.Message}; GET /v1/segmentation-tasks lists them"), statusCode: 404); }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 Console.Error.WriteLine($"segment: {e.GetType().Name}: {Common.OneLine(e.Message)}");

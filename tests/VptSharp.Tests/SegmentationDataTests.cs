@@ -206,6 +206,19 @@ public class SegmentationDataTests
         var within = new RgbImage(40, 40, px[..(3 * 40 * 40)]); // at the budget: segmented as it is
         Assert.Equal(SegmentationInference.Predict(served.Model, within, served.Artifact.Metadata.Preprocessing, new SlideOptions { Stride = 16 }).Labels,
             store.Segment(served, within).Labels);
+
+        // A request still holding a task that a rescan replaced runs on the replacement; one whose task is gone is refused.
+        manual_seed(4);
+        using (var model = SegmentationModel.Create(bb.Model, new PromptConfig { Tokens = 2 }, 2, new PupConfig { Channels = 8 }))
+            SegmentationArtifact.FromModel(model, new BackboneRef(bb.Source, bb.Sha256, bb.Config), ["bg", "fg"], new Preprocessing { ImageSize = 32 }, reduceZeroLabel: false, stride: 16).Save(Path.Combine(tasks, "seg.vpt"));
+        File.SetLastWriteTimeUtc(Path.Combine(tasks, "seg.vpt"), DateTime.UtcNow.AddMinutes(1)); // a change the rescan sees even within the clock's resolution
+        store.Rescan();
+        var replacement = store.Tasks["seg"];
+        Assert.NotSame(served, replacement);
+        Assert.Equal(store.Segment(replacement, within).Labels, store.Segment(served, within).Labels);
+        File.Delete(Path.Combine(tasks, "seg.vpt"));
+        store.Rescan();
+        Assert.Throws<KeyNotFoundException>(() => store.Segment(served, within));
     }
 
     [Fact]

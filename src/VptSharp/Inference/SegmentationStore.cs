@@ -9,6 +9,8 @@ namespace VptSharp.Inference;
 public sealed record ServedSegmentationTask(string Name, string Path, SegmentationArtifact Artifact, SegmentationModel Model, DateTime ModifiedUtc, long Length)
 {
     internal readonly object Gate = new();
+    /// <summary>Set under <see cref="Gate"/> when a rescan replaced or removed the task and disposed its model.</summary>
+    internal bool Retired;
 }
 
 /// <summary>
@@ -86,7 +88,7 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
             tasks = next;
             rejected = nextRejected;
         }
-        foreach (var t in retired) lock (t.Gate) t.Model.Dispose(); // never the shared backbone
+        foreach (var t in retired) lock (t.Gate) { t.Retired = true; t.Model.Dispose(); } // never the shared backbone
         return changes;
     }
 
@@ -102,13 +104,20 @@ public sealed class SegmentationStore(LoadedBackbone backbone, string folder) : 
     /// </summary>
     public LabelMask Segment(ServedSegmentationTask task, RgbImage image)
     {
-        var md = task.Artifact.Metadata;
-        int w = image.Width, h = image.Height;
-        double scale = WindowScale(w, h, task.Model.CropSize, md.Classes.Length, MaxWindowBytes);
-        var input = scale >= 1 ? image : ImageTransform.Resize(image, Math.Max(1, (int)(w * scale)), Math.Max(1, (int)(h * scale)));
-        LabelMask mask;
-        lock (task.Gate) mask = SegmentationInference.Predict(task.Model, input, md.Preprocessing, new SlideOptions { Stride = md.Stride });
-        return mask.Resize(image.Width, image.Height);
+        string name = task.Name;
+        // A request may hold a task that a rescan replaced while it waited: it runs on the replacement instead.
+        for (int attempt = 0; attempt < 4; attempt++)
+        {
+            var md = task.Artifact.Metadata;
+            double scale = WindowScale(image.Width, image.Height, task.Model.CropSize, md.Classes.Length, MaxWindowBytes);
+            var input = scale >= 1 ? image : ImageTransform.Resize(image, Math.Max(1, (int)(image.Width * scale)), Math.Max(1, (int)(image.Height * scale)));
+            lock (task.Gate)
+                if (!task.Retired)
+                    return SegmentationInference.Predict(task.Model, input, md.Preprocessing, new SlideOptions { Stride = md.Stride }).Resize(image.Width, image.Height);
+            if (!Tasks.TryGetValue(name, out var now)) break;
+            task = now;
+        }
+        throw new KeyNotFoundException($"segmentation task {name} was removed while the request waited");
     }
 
     /// <summary>The largest scale ≤ 1 at which a <paramref name="width"/> × <paramref name="height"/> image's window (3
