@@ -117,6 +117,9 @@ public class SweepTests
         var refused = Assert.Throws<BackboneMismatchException>(() => new Sweep(suite, other, options, outDir).Run());
         Assert.Contains(Path.Combine(outDir, "runs"), refused.Message);
         Assert.Contains(bb.Sha256[..12], refused.Message);
+        // So are the same weights under another architecture (one attention head instead of two).
+        using var oneHead = BackboneLoader.Load(bb.WeightsPath!, new ArchOverrides { Heads = 1 });
+        Assert.Contains("\"Heads\":2", Assert.Throws<BackboneMismatchException>(() => new Sweep(suite, oneHead, options, outDir).Run()).Message);
         Assert.False(File.Exists(victim));
     }
 

@@ -27,6 +27,9 @@ public sealed record RunResult
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Error { get; init; }
     public string Backbone { get; init; } = "";
     public string BackboneSha256 { get; init; } = "";
+    /// <summary><see cref="Backbones.Backbone.Architecture"/> of the run's backbone (absent in results written before it
+    /// was recorded): the same weights under another architecture are another backbone.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? BackboneArchitecture { get; init; }
     public int Threads { get; init; }
     public DateTime FinishedUtc { get; init; }
 }

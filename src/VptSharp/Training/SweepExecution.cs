@@ -62,8 +62,8 @@ public sealed partial class Sweep
                 {
                     Spec = spec, Diverged = true, TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
                     TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = double.NaN, Seconds = clock.Elapsed.TotalSeconds,
-                    Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow,
-                    Precision = precisionName,
+                    Backbone = backbone.Source, BackboneSha256 = backbone.Sha256, BackboneArchitecture = backbone.Model.Architecture,
+                    Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow, Precision = precisionName,
                 };
             }
             int evalBatch = Math.Max(Math.Min(batch, 256), 128);
@@ -84,7 +84,7 @@ public sealed partial class Sweep
                 TrainableParams = model.TrainableCount, BackboneParams = backbone.Model.BackboneParameterCount,
                 TrainImages = train.Count, EvalImages = eval.Count, FinalTrainLoss = history[^1].TrainLoss, FirstTrainLoss = history[0].TrainLoss,
                 Seconds = clock.Elapsed.TotalSeconds, Backbone = backbone.Source, BackboneSha256 = backbone.Sha256,
-                Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow, Precision = precisionName,
+                BackboneArchitecture = backbone.Model.Architecture, Threads = get_num_threads(), FinishedUtc = DateTime.UtcNow, Precision = precisionName,
             };
             Directory.Delete(work, recursive: true); // checkpoints of a finished run are no longer needed
             return result;

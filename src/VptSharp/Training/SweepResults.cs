@@ -20,8 +20,9 @@ public sealed partial class Sweep
             .ToList();
     }
 
-    /// <summary>Refuses a folder that holds a run of another backbone: resuming into it would put two backbones' numbers in
-    /// one report. (Results without a recorded hash, e.g. failed runs, say nothing.)</summary>
+    /// <summary>Refuses a folder that holds a run of another backbone (other weights, or the same weights under another
+    /// architecture): resuming into it would put two backbones' numbers in one report. (Results without a recorded hash
+    /// or architecture, e.g. failed runs and older results, say nothing.)</summary>
     void CheckFolderBackbone()
     {
         string runs = Path.Combine(outDir, "runs");
@@ -34,6 +35,8 @@ public sealed partial class Sweep
             if (r.BackboneSha256 is { Length: > 0 } sha && sha != backbone.Sha256)
                 throw new BackboneMismatchException($"{f} is a run of backbone {r.Backbone} (sha256 {sha[..Math.Min(12, sha.Length)]}…), not of this sweep's " +
                                                     $"{backbone.Source} (sha256 {backbone.Sha256[..Math.Min(12, backbone.Sha256.Length)]}…); a sweep folder holds one backbone's runs");
+            if (r.BackboneArchitecture is string arch && arch != backbone.Model.Architecture)
+                throw new BackboneMismatchException($"{f} is a run of these weights as {arch}, not as this sweep's {backbone.Model.Architecture}; a sweep folder holds one backbone's runs");
         }
     }
 
