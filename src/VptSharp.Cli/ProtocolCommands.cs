@@ -71,13 +71,14 @@ internal static partial class ProtocolCommands
                 Console.WriteLine(JsonSerializer.Serialize(new Sweep(suite, bb, options, outDir).ExecuteOne(spec), JsonFormat.Indented).ReplaceLineEndings(" "));
                 return 0;
             }
+            var sweep = new Sweep(suite, bb, options, outDir) { Runner = r.GetValue(InProcess) ? null : spec => RunInChild(spec, suite, bb) };
+            sweep.CheckFolderBackbone(); // a refused folder keeps its own sweep.json
             // What was asked, for the record (the report reads the runs themselves).
             AtomicFile.WriteAllText(Path.Combine(outDir, "sweep.json"), JsonSerializer.Serialize(new
             {
                 suite = suite.Name, root = suite.Root, backbone = bb.Source, backbone_sha256 = bb.Sha256, options,
                 command = "vpt " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             }, JsonFormat.Indented));
-            var sweep = new Sweep(suite, bb, options, outDir) { Runner = r.GetValue(InProcess) ? null : spec => RunInChild(spec, suite, bb) };
             sweep.Log += m => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(m)}[/]");
             double secondsThisSession = 0;
             sweep.Progress += p =>

@@ -144,14 +144,14 @@ internal static class TrainCommands
     static (ImageDataset Train, ImageDataset? Val) LoadSplits(ParseResult r)
     {
         bool skip = r.GetValue(Common.SkipBad);
+        double fraction = r.GetValue(ValFraction); // checked before any image is read
+        if (!(fraction >= 0 && fraction < 1)) throw new ArgumentException($"--val-fraction {fraction}: use 0 (no validation) or a fraction below 1, e.g. 0.2");
         Action<string> log = m => AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(m)}[/]");
         var data = DatasetSpec.Open(r.GetValue(Data)!, null, skip, log);
         if (r.GetValue(Val) is string valSpec)
             return (data, DatasetSpec.Open(valSpec, data.Classes, skip, log));
-        double fraction = r.GetValue(ValFraction);
-        if (!(fraction >= 0 && fraction < 1)) throw new ArgumentException($"--val-fraction {fraction}: use 0 (no validation) or a fraction below 1, e.g. 0.2");
         if (fraction == 0) return (data, null); // the trainer keeps the latest epoch
-        return data.SplitTrainVal(r.GetValue(ValFraction), r.GetValue(Seed));
+        return data.SplitTrainVal(fraction, r.GetValue(Seed));
     }
 
     public static void PrintParameterSummary(PromptedModel model, LoadedBackbone bb)

@@ -249,6 +249,14 @@ public class SweepTests
         Assert.Contains("| vpt-deep |", md);
         Assert.Contains("| linear | 2 |", md); // the significance row: 2 tasks paired
         Assert.True(File.Exists(Path.Combine(outDir, "report.csv")));
+        // Another backbone is refused in one line (exit 3), and the folder keeps its record of the sweep that made it.
+        string record = File.ReadAllText(Path.Combine(outDir, "sweep.json"));
+        string other = SaveTinyBackbone(Directory.CreateDirectory(Path.Combine(dir, "other")).FullName, seed: 3);
+        var foreign = RunCli("sweep", "--suite", suitePath, "--backbone", other, "--methods", "linear", "--lrs", "1", "--epochs", "2", "--out", outDir);
+        Assert.Equal(3, foreign.ExitCode);
+        Assert.DoesNotContain('\n', foreign.Stderr.Trim());
+        Assert.Contains("a sweep folder holds one backbone's runs", foreign.Stderr);
+        Assert.Equal(record, File.ReadAllText(Path.Combine(outDir, "sweep.json")));
         var bad = RunCli("sweep", "--suite", suitePath, "--backbone", bb, "--methods", "nope", "--out", outDir);
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("unknown method", bad.Stderr);

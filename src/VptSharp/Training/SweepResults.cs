@@ -22,9 +22,11 @@ public sealed partial class Sweep
 
     /// <summary>Refuses a folder that holds a run of another backbone (other weights, or the same weights under another
     /// architecture): resuming into it would put two backbones' numbers in one report. (Results without a recorded hash
-    /// or architecture, e.g. failed runs and older results, say nothing.)</summary>
-    void CheckFolderBackbone()
+    /// or architecture, e.g. failed runs and older results, say nothing.) <see cref="Run"/> calls it; a front end that
+    /// records anything in the folder first calls it before.</summary>
+    public void CheckFolderBackbone()
     {
+        if (folderChecked) return; // the CLI checks before it writes sweep.json, then Run would read every result again
         string runs = Path.Combine(outDir, "runs");
         if (!Directory.Exists(runs)) return;
         foreach (var f in Directory.EnumerateFiles(runs, "*.json", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
@@ -38,7 +40,10 @@ public sealed partial class Sweep
             if (r.BackboneArchitecture is string arch && arch != backbone.Model.Architecture)
                 throw new BackboneMismatchException($"{f} is a run of these weights as {arch}, not as this sweep's {backbone.Model.Architecture}; a sweep folder holds one backbone's runs");
         }
+        folderChecked = true;
     }
+
+    bool folderChecked;
 
     static RunResult ReadResult(string path) => JsonSerializer.Deserialize<RunResult>(File.ReadAllText(path), JsonFormat.Indented)!;
 

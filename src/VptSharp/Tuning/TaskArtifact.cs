@@ -128,7 +128,8 @@ public sealed class TaskArtifact(TaskMetadata metadata, Dictionary<string, Tenso
                 var src = stored[name];
                 if (!src.shape.SequenceEqual(p.shape))
                     throw new CheckpointException($"{taskPath}: '{name}' has shape [{string.Join(",", src.shape)}], expected [{string.Join(",", p.shape)}]");
-                using (var finite = src.isfinite().all())
+                using var isFinite = src.isfinite();
+                using (var finite = isFinite.all())
                     if (!finite.item<bool>()) throw new CheckpointException($"{taskPath}: '{name}' holds NaN or infinite values; the task is unusable, train it again");
                 p.copy_(src);
             }
