@@ -126,8 +126,9 @@ public class MethodTests
         using var model = PromptedModel.Create(vit, Specs[spec](), 3);
         if (model.method.BackboneParametersToTrain(vit).Any())
         {
-            var e = Assert.Throws<ArgumentException>(() => model.SetBackboneDtype(ScalarType.BFloat16));
-            Assert.Contains("train it without --bf16", e.Message);
+            var e = Assert.Throws<InvalidSettingException>(() => model.SetBackboneDtype(ScalarType.BFloat16));
+            Assert.Equal("precision", e.Setting);
+            Assert.Contains("trains backbone parameters", e.Message);
             return;
         }
         manual_seed(2);

@@ -148,7 +148,7 @@ public class PrecisionTests
             Watch($"blocks.{b}.mlp.fc1", blk.mlp.fc1, () => blk.mlp.fc1.weight!);
             Watch($"blocks.{b}.mlp.fc2", blk.mlp.fc2, () => blk.mlp.fc2.weight!);
         }
-        Watch("norm", vit.norm, () => vit.norm.weight!);
+        Watch("norm", vit.norm!, () => vit.norm!.weight!);
         GradProbe.Seen.Clear();
         manual_seed(2);
         var x = randn(4, 3, 32, 32);

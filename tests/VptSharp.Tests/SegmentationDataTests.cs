@@ -90,7 +90,8 @@ public class SegmentationDataTests
         Assert.Equal([0, 1, 0, 1], ds.Load(0).Mask.Labels[..4]);
         var size = Assert.Throws<InvalidDataException>(() => ds.Load(1));
         Assert.Contains("b.png", size.Message); Assert.Contains("3×4", size.Message); Assert.Contains("4×4", size.Message);
-        var range = Assert.Throws<InvalidDataException>(() => ds.Load(2));
+        var range = Assert.Throws<InputFileException>(() => ds.Load(2));
+        Assert.Equal("reduce-zero-label", range.Setting); // the CLI adds "if 0 means 'unlabelled' pass --reduce-zero-label"
         Assert.Contains("value 7 at pixel (2, 1)", range.Message); Assert.Contains("2 classes", range.Message);
         Assert.DoesNotContain("\n", range.Message);
         File.Delete(Path.Combine(dir, "masks", "a.png"));

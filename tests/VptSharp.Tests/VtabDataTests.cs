@@ -126,8 +126,8 @@ public class VtabDataTests
         var ds = DatasetSpec.Open(Path.Combine(t, "train800val200.txt"));
         Assert.Equal(1000, ds.Count);
         // An existing task is never overwritten.
-        var again = Assert.Throws<IOException>(() => VtabBuilder.Build(task, new TfdsSource(data, task.Tfds), outDir));
-        Assert.Contains("already exists", again.Message);
+        var again = Assert.Throws<InputFileException>(() => VtabBuilder.Build(task, new TfdsSource(data, task.Tfds), outDir));
+        Assert.Contains("already exists", again.Message); Assert.Equal("out-dir", again.Setting);
     }
 
     [Fact]

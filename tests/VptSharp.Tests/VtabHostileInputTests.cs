@@ -1,7 +1,10 @@
+using System.IO.Compression;
 using System.Text;
+using VptSharp.Data;
 using VptSharp.Data.Fgvc;
 using VptSharp.Data.Vtab;
 using VptSharp.Data.Vtab.Archives;
+using VptSharp.IO;
 using static VptSharp.Tests.VtabFixtures;
 
 namespace VptSharp.Tests;
@@ -159,5 +162,51 @@ public class VtabHostileInputTests
         // A name that climbs out of images/ is refused like the VTAB lists.
         File.WriteAllLines(Path.Combine(root, "images.txt"), [.. images.SkipLast(1), "4 ../../outside.jpg"]);
         Refused(() => FgvcBuilder.Build("cub", dir, Path.Combine(dir, "fgvc2"), 0.34), "points outside");
+    }
+
+    static byte[] Gzip(byte[] data)
+    {
+        using var m = new MemoryStream();
+        using (var gz = new GZipStream(m, CompressionLevel.SmallestSize, leaveOpen: true)) gz.Write(data);
+        return m.ToArray();
+    }
+
+    [Fact]
+    public void GzipInputsInflateOnlyToTheirCeiling()
+    {
+        // 8 MB of zeros is an 8 KB gzip: the reader stops at its ceiling instead of following it.
+        var bomb = Gzip(new byte[8 << 20]);
+        Assert.True(bomb.Length < 64 << 10);
+        var e = Assert.Throws<InvalidDataException>(() => BoundedInflate.ReadAll(new GZipStream(new MemoryStream(bomb), CompressionMode.Decompress), 1 << 20, "bomb.gz"));
+        Assert.Contains("bomb.gz: inflates past 1,048,576 bytes", e.Message);
+        using var sink = new MemoryStream();
+        Assert.Throws<InvalidDataException>(() => BoundedInflate.CopyTo(new GZipStream(new MemoryStream(bomb), CompressionMode.Decompress), sink, 1 << 20, "bomb.gz"));
+        Assert.True(sink.Length <= 1 << 20);
+        Assert.Equal(8 << 20, BoundedInflate.ReadAll(new GZipStream(new MemoryStream(bomb), CompressionMode.Decompress), 8 << 20, "bomb.gz").Length);
+    }
+
+    [Fact]
+    public void FashionMnistFilesShorterThanTheirHeaderAreNamed()
+    {
+        string dir = TestUtil.TempDir();
+        File.WriteAllBytes(Path.Combine(dir, "t10k-images-idx3-ubyte.gz"), Gzip([0, 0, 8, 3, 0, 0])); // magic 2051, then cut
+        File.WriteAllBytes(Path.Combine(dir, "t10k-labels-idx1-ubyte.gz"), Gzip([0, 0, 8, 1, 0, 0, 0, 0]));
+        var e = Assert.Throws<InvalidDataException>(() => new FashionMnist("test", dir));
+        Assert.Contains("t10k-images-idx3-ubyte.gz: not an IDX file (too short)", e.Message);
+    }
+
+    [Fact]
+    public void TheCliNamesTheFlagForAMissingReleaseOrABuiltTask()
+    {
+        string dir = TestUtil.TempDir(), missing = Path.Combine(dir, "nowhere");
+        var r = TestUtil.RunCli("data", "vtab", "--task", "dtd", "--from", missing, "--source", "archive", "--out", Path.Combine(dir, "out"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal($"error: {missing}: no such folder; pass the folder the release was extracted to as --from", r.Stderr.Trim());
+        // The library's own message states the fact only.
+        var e = Assert.Throws<InputFileException>(() => ArchiveSources.Open(VtabTasks.Get("dtd"), missing));
+        Assert.Equal(("release-folder", $"{missing}: no such folder"), (e.Setting, e.Message));
+        var f = Assert.Throws<InputFileException>(() => FgvcBuilder.Build("cub", dir, Path.Combine(dir, "fgvc")));
+        Assert.Contains("not the extracted CUB_200_2011 release", f.Message);
+        Assert.DoesNotContain("--", f.Message);
     }
 }

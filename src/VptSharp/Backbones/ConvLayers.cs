@@ -202,7 +202,7 @@ public static class ConvNetWeights
             throw new CheckpointException($"{what}: checkpoint does not match a {family}: "
                 + string.Join("; ", new[] { ("missing", missing), ("unexpected", unexpected), ("shape", wrongShape) }.Where(x => x.Item2.Count > 0)
                     .Select(x => $"{x.Item1} [{string.Join(", ", x.Item2.Take(8))}{(x.Item2.Count > 8 ? $", … {x.Item2.Count} in all" : "")}]"))
-                + "; check the architecture name (--arch) or that the file is this family's state dict");
+                + "; the architecture asked for or the file is not this family's", "arch");
         using var _ = no_grad();
         foreach (var (k, dst) in expected)
             if (tensors.TryGetValue(k, out var src)) dst.copy_(src.to(dst.dtype));

@@ -48,8 +48,8 @@ public sealed class LoadedBackbone(Backbone model, string source, string sha256,
         (normalisation ?? new Preprocessing()) with { ImageSize = Model.ImageSize, Resize = resize };
 
     /// <summary>The one-line refusal of a ViT-only feature on another family.</summary>
-    public ArgumentException NotAVit(string why) =>
-        new($"backbone {Source} is a {Model.Family} backbone: {why}; use a ViT backbone (e.g. --backbone default) for it");
+    public InvalidSettingException NotAVit(string why) =>
+        new("backbone", Source, $"is a {Model.Family} backbone: {why}");
 
     public void Dispose() => Model.Dispose();
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using VptSharp.IO;
 
 namespace VptSharp.Data;
 
@@ -32,12 +33,14 @@ public sealed class FashionMnist : ImageDataset
         if (labels.Length * 784 != images.Length) throw new InvalidDataException($"{lab}: label count does not match {img}");
     }
 
+    /// <summary>Largest inflated IDX file accepted: the train images are 47 MB.</summary>
+    const long MaxIdxBytes = 256L << 20;
+
     static byte[] ReadIdx(string path, int magic, out int[] dims)
     {
         using var gz = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
-        using var ms = new MemoryStream();
-        gz.CopyTo(ms);
-        var all = ms.GetBuffer().AsSpan(0, (int)ms.Length);
+        var all = BoundedInflate.ReadAll(gz, MaxIdxBytes, path).AsSpan();
+        if (all.Length < 4 + 4 * (magic & 0xff)) throw new InvalidDataException($"{path}: not an IDX file (too short)");
         if (BinaryPrimitives.ReadInt32BigEndian(all) != magic) throw new InvalidDataException($"{path}: not an IDX file (magic {magic} expected)");
         int nd = magic & 0xff;
         dims = new int[nd];

@@ -143,7 +143,8 @@ public sealed class SegmentationArtifact(SegmentationTaskMetadata metadata, Dict
     public SegmentationModel LoadModel(string? backboneOverride = null, string taskPath = "task file")
     {
         string source = backboneOverride ?? Metadata.Backbone.Source;
-        var bb = BackboneLoader.Load(source, new ArchOverrides { Heads = Metadata.Backbone.Config.Heads, ImageSize = Metadata.Backbone.Config.ImageSize });
+        var config = Metadata.Backbone.Config ?? throw new CheckpointException($"{taskPath}: records no ViT configuration for its backbone; it is not a segmentation task file");
+        var bb = BackboneLoader.Load(source, new ArchOverrides { Heads = config.Heads, ImageSize = config.ImageSize });
         return Attach(bb, taskPath);
     }
 }

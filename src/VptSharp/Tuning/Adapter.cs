@@ -27,7 +27,7 @@ public sealed record AdapterConfig : MethodConfig
         return new Adapter(this, backbone);
     }
 
-    public static MethodRegistry.Entry Entry => new("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d; the reference's zero-init of both, or --adapter-init zero-up) on every block's MLP output, added before the residual",
+    public static MethodRegistry.Entry Entry => new("adapter", "bottleneck adapter (d→d/r, GELU, d/r→d; the reference's zero-init of both, or the zero-up init) on every block's MLP output, added before the residual",
         "L·(2d²/r + d/r + d)  (+ head)", typeof(AdapterConfig), o => new AdapterConfig { Reduction = o.Reduction ?? 8, Init = o.AdapterInit ?? AdapterInit.ZeroBoth }, [SweepAxis.Reduction]);
 }
 

@@ -28,7 +28,7 @@ public sealed record PadPromptConfig : MethodConfig
     }
 
     public static MethodRegistry.Entry Entry => new("vpt-pad",
-        "VPT for ConvNets (paper §4.4): p learnable pixels padded around the input image (p from --prompts; paper grid 1,3,5,7,9,11)",
+        "VPT for ConvNets (paper §4.4): p learnable pixels padded around the input image (p = the prompt count; paper grid 1,3,5,7,9,11)",
         "C·((H+2p)(W+2p) − HW)  (+ head)", typeof(PadPromptConfig), o => new PadPromptConfig { Pixels = o.Prompts }, [SweepAxis.PadPixels]);
 }
 

@@ -91,7 +91,7 @@ public sealed class PromptedModel : Module<Tensor, Tensor>
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentException($"backbone dtype {dtype}: use float32 or bfloat16");
         if (dtype != ScalarType.Float32 && method.BackboneParametersToTrain(backbone).Any())
-            throw new ArgumentException($"--bf16 keeps the frozen backbone in bfloat16 with no float32 copy, but {method.Config.Method} trains backbone parameters, which need one: train it without --bf16");
+            throw new InvalidSettingException("precision", "bf16", $"keeps the frozen backbone in bfloat16 with no float32 copy, but {method.Config.Method} trains backbone parameters, which need one; train it in fp32");
         backbone.to(dtype);
         SelectTrainable(); // converted parameters are new tensors: freeze them again
     }

@@ -77,7 +77,7 @@ public static class TaskFileCheck
                     var s = bb.Swin ?? throw Bad(path, "field 'backbone.swin' is missing");
                     CheckConvNet(s.Depths, s.Depths?.Select((_, i) => s.EmbedDim << Math.Min(i, 16)).ToArray()!, s.ImageSize, s.InChannels, "backbone.swin");
                     s.Validate();
-                    return new VitConfig { Width = s.Widths[^1], Depth = s.Depths.Sum(), ImageSize = s.ImageSize, PatchSize = s.PatchSize, Heads = 1 };
+                    return new VitConfig { Width = s.Widths[^1], Depth = s.Depths!.Sum(), ImageSize = s.ImageSize, PatchSize = s.PatchSize, Heads = 1 }; // Validate refused missing depths
                 default:
                     throw Bad(path, $"field 'backbone.family' is '{bb.Family}'; this build knows vit, resnet, convnext and swin");
             }

@@ -26,7 +26,7 @@ public static class FgvcBuilder
     {
         if (!TaskDirs.TryGetValue(dataset.ToLowerInvariant(), out var taskDir))
             throw new ArgumentException($"unknown FGVC dataset '{dataset}'; use one of {string.Join(", ", TaskDirs.Keys)}");
-        if (!Directory.Exists(from)) throw new DirectoryNotFoundException($"{from}: no such folder (--from)");
+        if (!Directory.Exists(from)) throw new InputFileException(from, "no such folder", "release-folder");
         List<Item> train, test;
         List<Item>? val;
         try
@@ -42,7 +42,7 @@ public static class FgvcBuilder
         }
         catch (Exception e) when (e is not VptException && ArchiveChecks.IsMalformed(e)) { throw ArchiveChecks.Malformed(from, e); }
         string dir = Path.Combine(outDir, taskDir);
-        if (File.Exists(Path.Combine(dir, "test.json"))) throw new IOException($"{dir} already holds test.json; delete it or pass another --out (built maps are never overwritten)");
+        if (File.Exists(Path.Combine(dir, "test.json"))) throw new InputFileException(dir, "already holds test.json (built maps are never overwritten)", "out-dir");
         // Everything that can refuse the release is checked before the first map is written.
         if (val is null && !(valFraction > 0 && valFraction < 1)) throw new InvalidSettingException("val-fraction", valFraction, "must be in (0, 1), e.g. 0.1");
         if (train.Count == 0 || test.Count == 0) throw new InvalidDataException($"{from}: the release's annotation files list {train.Count} train and {test.Count} test images; extract the archive again");
@@ -82,7 +82,7 @@ public static class FgvcBuilder
     {
         if (File.Exists(Path.Combine(from, marker))) return from;
         var hit = Directory.EnumerateFiles(from, marker, SearchOption.AllDirectories).Order(StringComparer.Ordinal).FirstOrDefault();
-        return hit is not null ? Path.GetDirectoryName(hit)! : throw new FileNotFoundException($"{from}: no {marker} under it; pass the extracted {name} release as --from");
+        return hit is not null ? Path.GetDirectoryName(hit)! : throw new InputFileException(from, $"no {marker} under it, so it is not the extracted {name} release", "release-folder");
     }
 
     static Dictionary<string, string> Pairs(string path) => File.ReadAllLines(path).Where(l => l.Trim().Length > 0).Select(l =>

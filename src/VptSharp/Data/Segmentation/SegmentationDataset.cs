@@ -112,8 +112,8 @@ public sealed class SegmentationDataset
             int v = stored.Labels[i];
             int label = !ReduceZeroLabel ? v : v == 0 || v == 255 ? 255 : v - 1;
             if (label != LabelMask.Ignore && label >= c)
-                throw new InvalidDataException($"{name}: value {v} at pixel ({i % stored.Width}, {i / stored.Width}) is label {label}, out of range for {c} classes (0..{c - 1}, 255 = ignore)" +
-                    (ReduceZeroLabel ? "" : "; if 0 means 'unlabelled' pass --reduce-zero-label"));
+                throw new InputFileException(name, $"value {v} at pixel ({i % stored.Width}, {i / stored.Width}) is label {label}, out of range for {c} classes (0..{c - 1}, 255 = ignore)",
+                    ReduceZeroLabel ? null : "reduce-zero-label"); // the CLI suggests the flag when it is off
             dst[i] = (byte)label;
         }
         return stored with { Labels = dst };

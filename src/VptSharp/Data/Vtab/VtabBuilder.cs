@@ -16,7 +16,7 @@ public static class VtabBuilder
     {
         string final = Path.Combine(outDir, task.Name);
         if (Directory.Exists(final))
-            throw new IOException($"{final} already exists; delete it or pass another --out (a built task is never overwritten)");
+            throw new InputFileException(final, "already exists (a built task is never overwritten)", "out-dir");
         var (train, val, test) = task.Splits(source.SplitSizes);
         var splits = new Dictionary<string, string> { ["train800"] = train, ["val200"] = val, ["test"] = test };
         var slices = splits.ToDictionary(kv => kv.Key, kv => SplitSlice.Parse(kv.Value, source.SplitSizes));

@@ -34,7 +34,7 @@ public sealed class TfdsSource : IVtabSource
     /// <param name="root">the TFDS data dir (holding &lt;builder&gt;/), the builder folder, or the version folder itself</param>
     public TfdsSource(string root, string builder, string? preferredVersion = null)
     {
-        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"{root}: no such folder; pass the TFDS data dir (the one holding {builder}/) as --from");
+        if (!Directory.Exists(root)) throw new InputFileException(root, $"no such folder (a TFDS data dir holding {builder}/ is expected)", "tfds-folder");
         VersionDir = FindVersionDir(root, builder, preferredVersion);
         var files = Directory.GetFiles(VersionDir, "*.tfrecord*");
         if (files.Length == 0) throw new InvalidDataException($"{VersionDir}: no *.tfrecord* shards (newer TFDS may write array_record files: prepare the dataset with file_format='tfrecord')");
@@ -66,7 +66,7 @@ public sealed class TfdsSource : IVtabSource
         string dir = Directory.Exists(Path.Combine(root, builder)) ? Path.Combine(root, builder) : root;
         var versions = Directory.GetDirectories(dir).Where(IsVersion).ToList();
         if (versions.Count == 0)
-            throw new DirectoryNotFoundException($"{root}: no TFDS folder {builder}/<version>/ with .tfrecord shards; prepare it with tfds.builder(\"{builder}\").download_and_prepare(data_dir=...) and pass that data dir as --from");
+            throw new InputFileException(root, $"no TFDS folder {builder}/<version>/ with .tfrecord shards; prepare one with tfds.builder(\"{builder}\").download_and_prepare(data_dir=...)", "tfds-folder");
         return versions.FirstOrDefault(v => Path.GetFileName(v) == preferred)
             ?? versions.OrderByDescending(v => Version.Parse(Path.GetFileName(v))).First();
     }

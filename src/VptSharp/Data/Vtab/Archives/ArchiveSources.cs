@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using VptSharp.Data.MiniSuite;
+using VptSharp.IO;
 
 namespace VptSharp.Data.Vtab.Archives;
 
@@ -42,10 +43,10 @@ public static class ArchiveSources
 
     public static IVtabSource Open(VtabTask task, string dir)
     {
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: no such folder (--from)");
+        if (!Directory.Exists(dir)) throw new InputFileException(dir, "no such folder", "release-folder");
         if (!Layouts.ContainsKey(task.Name))
-            throw new ArgumentException($"{task.Name}: no original-archive reader (only a TFDS-prepared copy: --source tfds); " +
-                $"archive readers exist for {string.Join(", ", Layouts.Keys.Distinct())}");
+            throw new ConfigMismatchException($"{task.Name}: no original-archive reader, only its TFDS-prepared copy is read; " +
+                $"archive readers exist for {string.Join(", ", Layouts.Keys.Distinct())}", "source", "from");
         try { return OpenReader(task, dir); }
         catch (Exception e) when (e is not VptException && ArchiveChecks.IsMalformed(e)) { throw ArchiveChecks.Malformed(dir, e); }
     }
@@ -73,7 +74,7 @@ public static class ArchiveSources
     {
         var hits = Directory.EnumerateFiles(dir, pattern, SearchOption.AllDirectories)
             .Concat(Directory.EnumerateFiles(dir, pattern + ".gz", SearchOption.AllDirectories)).Order(StringComparer.Ordinal).ToList();
-        return hits.Count > 0 ? hits[0] : throw new FileNotFoundException($"{dir}: no {pattern} ({what}) under it; pass the folder the archive was extracted to as --from");
+        return hits.Count > 0 ? hits[0] : throw new InputFileException(dir, $"no {pattern} ({what}) under it", "release-folder");
     }
 
     public static Stream OpenMaybeGz(string path)
@@ -85,30 +86,11 @@ public static class ArchiveSources
     public static byte[] ReadAllMaybeGz(string path)
     {
         using var s = OpenMaybeGz(path);
-        return ReadBounded(s, MaxInflatedBytes, path);
+        return BoundedInflate.ReadAll(s, MaxInflatedBytes, path);
     }
 
     /// <summary>Largest file these readers hold in memory after inflating (SVHN's train .mat, the largest, is ~180 MB).</summary>
     public const long MaxInflatedBytes = 1L << 30;
-
-    /// <summary>All of <paramref name="s"/>, refused (named) past <paramref name="limit"/> bytes: a small compressed
-    /// file can inflate without bound.</summary>
-    public static byte[] ReadBounded(Stream s, long limit, string name)
-    {
-        using var m = new MemoryStream();
-        var buf = new byte[1 << 16];
-        int Next()
-        {
-            try { return s.Read(buf, 0, buf.Length); }
-            catch (InvalidDataException e) { throw new InvalidDataException($"{name}: does not inflate ({e.Message}); download it again", e); }
-        }
-        for (int n; (n = Next()) > 0;)
-        {
-            if (m.Length + n > limit) throw new InvalidDataException($"{name}: inflates past {limit:N0} bytes; not the release's file");
-            m.Write(buf, 0, n);
-        }
-        return m.ToArray();
-    }
 
     static TfExample Example(byte[] png, params (string Key, long Value)[] ints)
     {

@@ -1,6 +1,7 @@
 using PureHDF;
 using PureHDF.Selections;
 using VptSharp.Data.MiniSuite;
+using VptSharp.IO;
 
 namespace VptSharp.Data.Vtab.Archives;
 
@@ -24,6 +25,9 @@ public static class Camelyon
         return new FuncSource($"PatchCamelyon HDF5 in {root}", splits.ToDictionary(kv => kv.Key, kv => kv.Value.Count), (split, start, end) => Rows(splits[split], start, end));
     }
 
+    /// <summary>Largest unpacked HDF5 file accepted: the train images are 262,144 × 96 × 96 × 3 bytes (7.2 GB) plus headers.</summary>
+    public const long MaxUnpackedBytes = 8L << 30;
+
     /// <summary>HDF5 needs random access: a .gz file is unpacked once beside itself (name without .gz).</summary>
     static string Local(string path)
     {
@@ -35,7 +39,7 @@ public static class Camelyon
             try
             {
                 using (var src = ArchiveSources.OpenMaybeGz(path))
-                using (var dst = File.Create(tmp)) src.CopyTo(dst);
+                using (var dst = File.Create(tmp)) BoundedInflate.CopyTo(src, dst, MaxUnpackedBytes, path);
                 File.Move(tmp, target);
             }
             catch (Exception e) when (e is IOException or InvalidDataException)

@@ -32,7 +32,7 @@ public static class FolderLayouts
     {
         if (Path.GetFileName(Path.TrimEndingDirectorySeparator(root)).Equals(name, StringComparison.OrdinalIgnoreCase) && Directory.Exists(root)) return root;
         var hit = Directory.EnumerateDirectories(root, name, SearchOption.AllDirectories).Order(StringComparer.Ordinal).FirstOrDefault();
-        return hit ?? throw new DirectoryNotFoundException($"{root}: no {name}/ folder ({what}) under it; pass the folder the archive was extracted to as --from");
+        return hit ?? throw new InputFileException(root, $"no {name}/ folder ({what}) under it", "release-folder");
     }
 
     /// <summary>DTD: labels/{train1,val1,test1}.txt ("class/file.jpg" per line: fold 1, as TFDS dtd), images under images/;
@@ -105,7 +105,7 @@ public static class FolderLayouts
     {
         var candidates = new[] { root }.Concat(Directory.EnumerateDirectories(root, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal));
         string? dir = candidates.FirstOrDefault(d => Directory.GetDirectories(d).Length == expectedClasses);
-        if (dir is null) throw new DirectoryNotFoundException($"{root}: no folder with {expectedClasses} class folders ({what}); pass the extracted archive as --from");
+        if (dir is null) throw new InputFileException(root, $"no folder with {expectedClasses} class folders ({what}) under it", "release-folder");
         var classes = Directory.GetDirectories(dir).Order(StringComparer.Ordinal).ToList();
         var items = classes.SelectMany((c, label) => Directory.GetFiles(c).Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
             .Order(StringComparer.Ordinal).Select(f => (f, (long)label))).ToList();

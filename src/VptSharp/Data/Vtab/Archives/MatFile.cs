@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Text;
+using VptSharp.IO;
 
 namespace VptSharp.Data.Vtab.Archives;
 
@@ -67,7 +68,7 @@ public static class MatFile
                 if (type == 15)
                 {
                     using var z = new ZLibStream(new MemoryStream(data, payload.Offset, payload.Count), CompressionMode.Decompress);
-                    var inner = ArchiveSources.ReadBounded(z, ArchiveSources.MaxInflatedBytes, name);
+                    var inner = BoundedInflate.ReadAll(z, ArchiveSources.MaxInflatedBytes, name);
                     var (t2, p2, _) = Element(inner, 0, name);
                     if (t2 == 14) { var a = Matrix(inner, p2, name, 0); result[a.Name] = a; }
                 }
