@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Table of bench/resnet18-mini-suite.sh: per task, ML.NET's two trainers vs VptSharp's linear (SGD sweep, L-BFGS sweeps
 on raw and standardised features), mlp-3 and vpt-pad (test top-1; mean ± std over seeds where there are several), and featurization images/s of both;
-then, where bench/resnet18-short-budget.sh ran, Table 5's methods at vpt-pad's 4-epoch budget.
+then, where bench/resnet18-short-budget.sh ran, Table 5's methods at vpt-pad's 4-epoch budget, with vpt-pad's width chosen
+on val200 where bench/resnet18-pad-grid.sh ran.
 Writes OUT/table.md, OUT/short-budget.md and OUT/summary.json."""
 import glob, json, os, statistics, sys
 
@@ -20,6 +21,26 @@ def single(folder, task, key="top1"):
     return json.load(open(p))[key] if os.path.exists(p) else None
 
 
+def best_val(metrics_path):
+    """The best epoch's val top-1 of one `vpt train` run (the epoch its task file keeps), or None."""
+    if not os.path.exists(metrics_path): return None
+    vals = [json.loads(l).get("val_top1") for l in open(metrics_path) if l.strip()]
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
+
+
+def pad_by_val(task):
+    """vpt-pad's width grid on one task: {p: (val, test)} for every width run, and the width val200 picks (ties: the
+    narrower, fewer parameters) — p = 5 is the trunc-normal run of the main script."""
+    grid = {}
+    for p in [1, 3, 5, 7, 9, 11]:
+        folder = "vpt-pad-trunc-normal" if p == 5 else os.path.join("vpt-pad-grid", f"p{p}")
+        val, test = best_val(os.path.join(out, folder, f"{task}-metrics.jsonl")), single(folder, task)
+        if val is not None and test is not None: grid[p] = (val * 100, test * 100)
+    if len(grid) < 2: return grid, None
+    return grid, max(grid, key=lambda p: (grid[p][0], -p))
+
+
 def fmt(xs):
     if not xs: return "–"
     return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
@@ -32,8 +53,11 @@ for t in tasks:
     sgd, lbfgs, lbfgs_std, mlp = finals("linear", t), finals("linear-lbfgs", t), finals("linear-lbfgs-standardized", t), finals("mlp3", t, "mlp-3")
     pad, pad_tn = single("vpt-pad", t), single("vpt-pad-trunc-normal", t)
     pad, pad_tn = ([pad * 100] if pad is not None else []), ([pad_tn * 100] if pad_tn is not None else [])
+    grid, chosen = pad_by_val(t)
+    bias = single(os.path.join("short-budget", "bias"), t)
     ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad,
-            "vpt-pad p=5, trunc-normal head": pad_tn}
+            "vpt-pad p=5, trunc-normal head": pad_tn, "vpt-pad, p by val": [grid[chosen][1]] if chosen else [],
+            "bias, 4 epochs": [bias * 100] if bias is not None else []}
     best_name, best = max(((k, statistics.mean(v)) for k, v in ours.items() if v), key=lambda kv: kv[1], default=(None, None))
     best_ml = max(by.values())
     thr, peer_thr = single("throughput", t, "images_per_second"), m["featurize_images_per_second"]
@@ -57,14 +81,18 @@ for t in tasks:
     short = {m: single(os.path.join("short-budget", m), t) for m in short_methods}
     if all(v is None for v in short.values()): continue
     short = {m: (v * 100 if v is not None else None) for m, v in short.items()}
+    grid, chosen = pad_by_val(t)
     summary[t]["short_budget"] = short
+    summary[t]["vpt_pad_grid"] = {str(p): dict(val_top1=v, test_top1=te) for p, (v, te) in grid.items()}
+    summary[t]["vpt_pad_width_by_val"] = chosen
     pad_tn = single("vpt-pad-trunc-normal", t)
-    cells = [fmt(finals("linear-lbfgs", t)), fmt(finals("mlp3", t, "mlp-3")), f"{pad_tn * 100:.1f}" if pad_tn is not None else "–"]
+    cells = [fmt(finals("linear-lbfgs", t)), fmt(finals("mlp3", t, "mlp-3")), f"{pad_tn * 100:.1f}" if pad_tn is not None else "–",
+             f"{grid[chosen][1]:.1f} (p = {chosen})" if chosen else "–"]
     cells += [f"{short[m]:.1f}" if short[m] is not None else "–" for m in short_methods]
     short_rows.append(f"| {t} | " + " | ".join(cells) + " |")
 if short_rows:
-    short_table = ("| task | linear, L-BFGS | mlp-3 (3 seeds) | vpt-pad p=5, 4 epochs | partial-1, 4 epochs | bias, 4 epochs | full, 4 epochs |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(short_rows) + "\n")
+    short_table = ("| task | linear, L-BFGS | mlp-3 (3 seeds) | vpt-pad p=5, 4 epochs | vpt-pad, p by val200, 4 epochs | partial-1, 4 epochs | bias, 4 epochs | full, 4 epochs |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(short_rows) + "\n")
     with open(os.path.join(out, "short-budget.md"), "w") as f: f.write(short_table)
     print(short_table)
 with open(os.path.join(out, "summary.json"), "w") as f: json.dump(summary, f, indent=2)

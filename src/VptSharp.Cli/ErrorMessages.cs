@@ -20,6 +20,7 @@ internal static class ErrorMessages
     public static string For(Exception e) => e switch
     {
         InvalidSettingException s => s.Value is null ? $"{Flag(s.Setting!)}: {s.Fact}" : $"{Flag(s.Setting!)} {InvalidSettingException.Format(s.Value)}: {s.Fact}",
+        ConfigMismatchException { Setting: "source" } => $"{e.Message}; pass a TFDS data dir as --from (or --source tfds)",
         ConfigMismatchException m when m.Settings.Count > 0 => $"{m.Message}; check {string.Join(" / ", m.Settings.Select(Flag))}",
         BadImageException => $"{e.Message}; fix or remove the file, or pass --skip-bad to skip such images",
         TrainingDivergedException => $"{e.Message}; lower --lr or --weight-decay",
@@ -33,7 +34,6 @@ internal static class ErrorMessages
         InputFileException { Setting: "tfds-folder" } => $"{e.Message}; pass that TFDS data dir as --from",
         InputFileException { Setting: "out-dir" } => $"{e.Message}; delete it or pass another --out",
         InputFileException { Setting: "reduce-zero-label" } => $"{e.Message}; if 0 means 'unlabelled', pass --reduce-zero-label",
-        CheckpointException { Setting: "arch" } => $"{e.Message}; check --arch, or that the file is this family's state dict",
         InputFileException { Setting: "task-file" } => $"{e.Message}; train one with 'vpt train ... --out DIR'",
         UnsupportedMethodException => $"{e.Message}; see 'vpt methods' for what each method needs",
         _ => e.Message,

@@ -202,7 +202,7 @@ public static class ConvNetWeights
             throw new CheckpointException($"{what}: checkpoint does not match a {family}: "
                 + string.Join("; ", new[] { ("missing", missing), ("unexpected", unexpected), ("shape", wrongShape) }.Where(x => x.Item2.Count > 0)
                     .Select(x => $"{x.Item1} [{string.Join(", ", x.Item2.Take(8))}{(x.Item2.Count > 8 ? $", … {x.Item2.Count} in all" : "")}]"))
-                + "; the architecture asked for or the file is not this family's", "arch");
+                + "; the file is not this family's state dict, or not the architecture asked for");
         using var _ = no_grad();
         foreach (var (k, dst) in expected)
             if (tensors.TryGetValue(k, out var src)) dst.copy_(src.to(dst.dtype));

@@ -49,7 +49,7 @@ public sealed class LoadedBackbone(Backbone model, string source, string sha256,
 
     /// <summary>The one-line refusal of a ViT-only feature on another family.</summary>
     public InvalidSettingException NotAVit(string why) =>
-        new("backbone", Source, $"is a {Model.Family} backbone: {why}");
+        new("backbone", Source, $"is a {Model.Family} backbone, not a ViT: {why}");
 
     public void Dispose() => Model.Dispose();
 }

@@ -6,9 +6,11 @@ namespace VptSharp.IO;
 /// </summary>
 public static class BoundedInflate
 {
-    /// <summary>All of <paramref name="s"/> in memory, refused (naming <paramref name="name"/>) past <paramref name="limit"/> bytes.</summary>
+    /// <summary>All of <paramref name="s"/> in memory, refused (naming <paramref name="name"/>) past <paramref name="limit"/>
+    /// bytes; the limit is at most <see cref="Array.MaxLength"/> (one array holds the result).</summary>
     public static byte[] ReadAll(Stream s, long limit, string name)
     {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, Array.MaxLength);
         using var m = new MemoryStream();
         CopyTo(s, m, limit, name);
         return m.ToArray();

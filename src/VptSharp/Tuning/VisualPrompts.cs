@@ -36,7 +36,7 @@ public sealed class VisualPrompts : TuningMethod
         if (config.PrefixForm == true && config.PromptsInexactReason(backbone.Depth) is string why)
             throw new InvalidSettingException("prefix-form", null, why);
         if (config.PrefixForm == true && vit.GlobalPool && config.Output is PromptOutput.Cls or PromptOutput.GlobalPool)
-            throw new ConfigMismatchException("the prefix form cannot serve this backbone: it pools globally (MAE) and this prompt output pools the prompt outputs too, which a prefix never computes; the image-pool prompt output avoids them", "prompt-output", "prefix-form");
+            throw new InvalidSettingException("prefix-form", null, "this backbone pools globally (MAE), prompt outputs included, which a prefix never computes; the image-pool prompt output avoids it");
         int width = config.ProjectDim > 0 ? config.ProjectDim : vit.Width;
         bool sharedAcrossBlocks = config.Sharing is PromptSharing.Inter or PromptSharing.All;
         bool oneVectorPerBlock = config.Sharing is PromptSharing.Intra or PromptSharing.All;

@@ -42,11 +42,16 @@ public static class Camelyon
                 using (var dst = File.Create(tmp)) BoundedInflate.CopyTo(src, dst, MaxUnpackedBytes, path);
                 File.Move(tmp, target);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException)
+            catch (InvalidDataException)
             {
-                File.Delete(tmp); // a truncated .gz (or a full disk) leaves no partial file beside the release
+                File.Delete(tmp); // a corrupt or oversized .gz leaves no partial file; its error already names it
+                throw;
+            }
+            catch (IOException e)
+            {
+                File.Delete(tmp); // nor does a full disk
                 if (File.Exists(target)) return target; // another process unpacked it first
-                throw new InvalidDataException($"{path}: cannot be unpacked beside itself ({e.Message}); download it again, or unpack it yourself", e);
+                throw new InvalidDataException($"{path}: cannot be unpacked beside itself ({e.Message}); free space there, or unpack it yourself", e);
             }
         }
         return target;
