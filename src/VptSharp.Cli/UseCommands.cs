@@ -199,13 +199,28 @@ internal static class UseCommands
         ("--project k", "prompts of width k through a shared linear map to d", "L·p·k + k·d + d"),
     ];
 
+    /// <summary>The `vpt train` flags that set each method's own settings (the library's entries describe the settings, not flags).</summary>
+    static readonly Dictionary<string, string> MethodFlags = new()
+    {
+        ["vpt-shallow"] = "--prompts, and the ablation flags below",
+        ["vpt-deep"] = "--prompts, and the ablation flags below",
+        ["prompt+bias"] = "--prompts",
+        ["prompt-fixed"] = "--prompts",
+        ["partial-k"] = "k in the name: --method partial-1",
+        ["mlp-k"] = "k in the name: --method mlp-3",
+        ["vpt-pad"] = "--prompts (pixels per side)",
+        ["adapter"] = "--reduction, --adapter-init",
+        ["sidetune"] = "--side-width",
+    };
+
     public static Command Methods()
     {
         var c = new Command("methods", "list tuning methods with their trainable-parameter formula (L blocks, p prompts, d width, C classes)");
         c.SetAction(_ =>
         {
-            var table = new Table().AddColumns("method", "description", "trainable parameters");
-            foreach (var m in MethodRegistry.All) table.AddRow(m.Name, Markup.Escape(m.Description), Markup.Escape(m.ParameterFormula));
+            var table = new Table().AddColumns("method", "description", "trainable parameters", "its flags");
+            foreach (var m in MethodRegistry.All)
+                table.AddRow(m.Name, Markup.Escape(m.Description), Markup.Escape(m.ParameterFormula), Markup.Escape(MethodFlags.GetValueOrDefault(m.Name, "")));
             AnsiConsole.Write(table);
             var ablations = new Table().Title("VPT ablations (flags of vpt train --method vpt-deep|vpt-shallow)").AddColumns("flag", "effect", "prompt parameters");
             foreach (var (flag, what, formula) in PromptAblations) ablations.AddRow(Markup.Escape(flag), Markup.Escape(what), Markup.Escape(formula));

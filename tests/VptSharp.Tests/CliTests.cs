@@ -95,6 +95,17 @@ public class CliTests
         Assert.Contains("--prompt-location concat-channel: prompts the input only, so it needs method vpt-shallow", bad.Stderr); // the location asked for
     }
 
+    /// <summary>`vpt methods` lists every registered method, and the flags that set a method's own settings.</summary>
+    [Fact]
+    public void MethodsListsEachMethodAndItsFlags()
+    {
+        var r = RunCli("methods");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.All(VptSharp.Tuning.MethodRegistry.All, m => Assert.Contains($"│ {m.Name} ", r.Stdout));
+        Assert.Contains("--side-width", r.Stdout);
+        Assert.Contains("--adapter-init", r.Stdout);
+    }
+
     /// <summary>`--prefix-form` and `--bf16` reach the model: the task file records the prefix form and holds float32
     /// tensors after a bf16 run; inexact or backbone-training combinations stop with one line naming the fix.</summary>
     [Fact]

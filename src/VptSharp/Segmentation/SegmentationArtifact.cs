@@ -76,7 +76,7 @@ public sealed class SegmentationArtifact(SegmentationTaskMetadata metadata, Dict
         var meta = SafetensorsFile.ReadMetadata(path);
         if (!meta.TryGetValue(MetadataKey, out var json))
             throw new CheckpointException(meta.ContainsKey(TaskArtifact.MetadataKey)
-                ? $"{path}: a classification task file, not a segmentation task; use it with vpt eval / predict"
+                ? $"{path}: a classification task file, not a segmentation task"
                 : $"{path}: a safetensors file but not a VptSharp segmentation task (no '{MetadataKey}' metadata)");
         return new SegmentationArtifact(Parse(json, path), SafetensorsFile.Load(path));
     }

@@ -23,7 +23,7 @@ public sealed class SweepReport
     {
         results = DropSupersededFinals(runs.ToList());
         var finals = results.Where(r => r.Spec.Phase == "final" && r.TestTop1 is not null).ToList();
-        if (finals.Count == 0) throw new ArgumentException("no finished final runs in this sweep yet: nothing to report (run or resume `vpt sweep`)");
+        if (finals.Count == 0) throw new ArgumentException("no finished final runs in this sweep yet: nothing to report until the sweep's final runs finish");
         var present = finals.Select(r => r.Spec.Method).Distinct().ToList();
         methods = (methodOrder ?? []).Where(present.Contains).Concat(present.Where(m => methodOrder?.Contains(m) != true).Order()).ToList();
         groupOf = finals.GroupBy(r => r.Spec.Task).ToDictionary(g => g.Key, g => g.First().Spec.Group);

@@ -36,7 +36,7 @@ public static class MethodRegistry
     public static IReadOnlyCollection<Entry> All => entries.Values;
 
     public static Entry Get(string name) => entries.TryGetValue(name, out var e) ? e
-        : throw new ArgumentException($"unknown method '{name}'; run 'vpt methods' to list them ({string.Join(", ", entries.Keys)})");
+        : throw new ArgumentException($"unknown method '{name}'; the methods are {string.Join(", ", entries.Keys)}");
 
     /// <summary>The entry of a method name, accepting "partial-2" / "mlp-3" for the "-k" families; k is returned apart.</summary>
     public static (Entry Entry, int? K) Resolve(string name)
