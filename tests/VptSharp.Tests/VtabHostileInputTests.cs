@@ -10,8 +10,9 @@ using static VptSharp.Tests.VtabFixtures;
 namespace VptSharp.Tests;
 
 /// <summary>Release files whose fields lie (lengths past the end, shapes they do not hold, nesting without end, names
-/// outside the release): each ends in one named InvalidDataException, without hanging, overflowing the stack or
-/// allocating what the file declares.</summary>
+/// outside the release, gzip that inflates without bound): each ends in one named InvalidDataException, without hanging,
+/// overflowing the stack or allocating what the file declares; a missing release is an InputFileException the CLI maps
+/// to --from.</summary>
 public class VtabHostileInputTests
 {
     /// <summary>Runs <paramref name="read"/> on its own thread with a deadline (a regression would hang, not fail) and
@@ -196,7 +197,7 @@ public class VtabHostileInputTests
     }
 
     [Fact]
-    public void TheCliNamesTheFlagForAMissingReleaseOrABuiltTask()
+    public void TheCliNamesTheFlagForAMissingRelease()
     {
         string dir = TestUtil.TempDir(), missing = Path.Combine(dir, "nowhere");
         var r = TestUtil.RunCli("data", "vtab", "--task", "dtd", "--from", missing, "--source", "archive", "--out", Path.Combine(dir, "out"));
