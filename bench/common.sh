@@ -21,5 +21,7 @@ train_and_test() {
 resnet18_suite_env() {
   DATA=${DATA:-data/mini}; OUT=${OUT:-docs/results/resnet18-mini-suite}; LOCK=${LOCK:-/tmp/vpt-heavy.lock}; THREADS=${THREADS:-2}
   TASKS=${TASKS:-fmnist-5to9,glyphs,textures,dsprites-loc,dsprites-ori,count,distance}
-  export DATA OUT LOCK TASKS THREADS
+  # SEED 42 (`vpt train`'s default) is each recipe's first run, in its folder; other seeds go to its seed<S>/ subfolder.
+  SEED=${SEED:-42}; SEED_DIR=""; [ "$SEED" = 42 ] || SEED_DIR=/seed$SEED
+  export DATA OUT LOCK TASKS THREADS SEED SEED_DIR
 }

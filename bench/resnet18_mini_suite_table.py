@@ -21,6 +21,16 @@ def single(folder, task, key="top1"):
     return json.load(open(p))[key] if os.path.exists(p) else None
 
 
+def seeded(folder, task):
+    """Test top-1 (%) of one recipe's runs on a task: seed 42 in the folder, other seeds in its seed<S>/ subfolders."""
+    paths = [os.path.join(out, folder, f"{task}.json")] + sorted(glob.glob(os.path.join(out, folder, "seed*", f"{task}.json")))
+    return [json.load(open(p))["top1"] * 100 for p in paths if os.path.exists(p)]
+
+
+def pad_folder(p):
+    return "vpt-pad-trunc-normal" if p == 5 else os.path.join("vpt-pad-grid", f"p{p}")
+
+
 def best_val(metrics_path):
     """The best epoch's val top-1 of one `vpt train` run (the epoch its task file keeps), or None."""
     if not os.path.exists(metrics_path): return None
@@ -31,10 +41,10 @@ def best_val(metrics_path):
 
 def pad_by_val(task):
     """vpt-pad's width grid on one task: {p: (val, test)} for every width run, and the width val200 picks (ties: the
-    narrower, fewer parameters) — p = 5 is the trunc-normal run of the main script."""
+    narrower, fewer parameters) — p = 5 is the trunc-normal run of the main script. Seed 42 alone picks the width."""
     grid = {}
     for p in [1, 3, 5, 7, 9, 11]:
-        folder = "vpt-pad-trunc-normal" if p == 5 else os.path.join("vpt-pad-grid", f"p{p}")
+        folder = pad_folder(p)
         val, test = best_val(os.path.join(out, folder, f"{task}-metrics.jsonl")), single(folder, task)
         if val is not None and test is not None: grid[p] = (val * 100, test * 100)
     if len(grid) < 2: return grid, None
@@ -54,10 +64,11 @@ for t in tasks:
     pad, pad_tn = single("vpt-pad", t), single("vpt-pad-trunc-normal", t)
     pad, pad_tn = ([pad * 100] if pad is not None else []), ([pad_tn * 100] if pad_tn is not None else [])
     grid, chosen = pad_by_val(t)
-    bias = single(os.path.join("short-budget", "bias"), t)
+    bias = seeded(os.path.join("short-budget", "bias"), t)
+    pad_chosen = seeded(pad_folder(chosen), t) if chosen else []
     ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad,
-            "vpt-pad p=5, trunc-normal head": pad_tn, "vpt-pad, p by val": [grid[chosen][1]] if chosen else [],
-            "bias, 4 epochs": [bias * 100] if bias is not None else []}
+            "vpt-pad p=5, trunc-normal head": pad_tn, "vpt-pad, p by val": pad_chosen,
+            "bias, 4 epochs": bias}
     best_name, best = max(((k, statistics.mean(v)) for k, v in ours.items() if v), key=lambda kv: kv[1], default=(None, None))
     best_ml = max(by.values())
     thr, peer_thr = single("throughput", t, "images_per_second"), m["featurize_images_per_second"]
@@ -78,20 +89,25 @@ with open(os.path.join(out, "table.md"), "w") as f: f.write(table)
 short_methods = ["partial-1", "bias", "full"]
 short_rows = []
 for t in tasks:
-    short = {m: single(os.path.join("short-budget", m), t) for m in short_methods}
-    if all(v is None for v in short.values()): continue
-    short = {m: (v * 100 if v is not None else None) for m, v in short.items()}
+    short = {m: seeded(os.path.join("short-budget", m), t) for m in short_methods}
+    if not any(short.values()): continue
     grid, chosen = pad_by_val(t)
     summary[t]["short_budget"] = short
     summary[t]["vpt_pad_grid"] = {str(p): dict(val_top1=v, test_top1=te) for p, (v, te) in grid.items()}
     summary[t]["vpt_pad_width_by_val"] = chosen
     pad_tn = single("vpt-pad-trunc-normal", t)
     cells = [f"{summary[t]['mlnet_best']:.1f}", fmt(finals("linear-lbfgs", t)), fmt(finals("mlp3", t, "mlp-3")), f"{pad_tn * 100:.1f}" if pad_tn is not None else "–",
-             f"{grid[chosen][1]:.1f} (p = {chosen})" if chosen else "–"]
-    cells += [f"{short[m]:.1f}" if short[m] is not None else "–" for m in short_methods]
+             f"{fmt(seeded(pad_folder(chosen), t))} (p = {chosen})" if chosen else "–"]
+    cells += [fmt(short[m]) for m in short_methods]
     short_rows.append(f"| {t} | " + " | ".join(cells) + " |")
 if short_rows:
-    short_table = ("| task | ML.NET, better trainer | linear, L-BFGS | mlp-3 (3 seeds) | vpt-pad p=5, 4 epochs | vpt-pad, p by val200, 4 epochs | partial-1, 4 epochs | bias, 4 epochs | full, 4 epochs |\n"
+    def seeds(name, lists):
+        lo, hi = min(map(len, lists)), max(map(len, lists))
+        return f"{name} ({lo if lo == hi else f'{lo}–{hi}'} seed{'s' if hi > 1 else ''})"
+    per = {m: [summary[t]["short_budget"][m] for t in summary if "short_budget" in summary[t]] for m in short_methods}
+    pads = [seeded(pad_folder(summary[t]["vpt_pad_width_by_val"]), t) for t in summary if summary[t].get("vpt_pad_width_by_val")] or [[]]
+    short_table = ("| task | ML.NET, better trainer | linear, L-BFGS | mlp-3 (3 seeds) | vpt-pad p=5, 4 epochs | "
+                   + seeds("vpt-pad, p by val200, 4 epochs", pads) + " | " + " | ".join(seeds(f"{m}, 4 epochs", per[m]) for m in short_methods) + " |\n"
                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(short_rows) + "\n")
     with open(os.path.join(out, "short-budget.md"), "w") as f: f.write(short_table)
     print(short_table)
