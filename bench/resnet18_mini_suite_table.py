@@ -3,7 +3,7 @@
 on raw and standardised features), mlp-3 and vpt-pad (test top-1; mean ± std over seeds where there are several), and featurization images/s of both;
 then, where bench/resnet18-short-budget.sh ran, Table 5's methods at vpt-pad's 4-epoch budget, with vpt-pad's width chosen
 on val200 where bench/resnet18-pad-grid.sh ran.
-Writes OUT/table.md, OUT/short-budget.md and OUT/summary.json."""
+Writes OUT/table.md, OUT/short-budget.md, OUT/vpt-pad-grid.md and OUT/summary.json."""
 import glob, json, math, os, statistics, sys
 
 out = sys.argv[1]
@@ -121,5 +121,15 @@ if short_rows:
                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(short_rows) + "\n")
     with open(os.path.join(out, "short-budget.md"), "w") as f: f.write(short_table)
     print(short_table)
+# vpt-pad's width grid: test top-1 (val200 top-1) of every width, seed 42; the width val200 picks in bold.
+grid_rows = []
+for t in tasks:
+    grid, chosen = pad_by_val(t)
+    if not chosen: continue
+    cells = [("–" if p not in grid else (f"**{grid[p][1]:.1f} ({grid[p][0]:.1f})**" if p == chosen else f"{grid[p][1]:.1f} ({grid[p][0]:.1f})")) for p in [1, 3, 5, 7, 9, 11]]
+    grid_rows.append(f"| {t} | " + " | ".join(cells) + f" | {fmt(finals('linear-lbfgs', t))} |")
+if grid_rows:
+    with open(os.path.join(out, "vpt-pad-grid.md"), "w") as f:
+        f.write("| task | p = 1 | p = 3 | p = 5 | p = 7 | p = 9 | p = 11 | linear, L-BFGS |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(grid_rows) + "\n")
 with open(os.path.join(out, "summary.json"), "w") as f: json.dump(summary, f, indent=2)
 print(table)
