@@ -201,6 +201,12 @@ public class VtabArchiveTests
         Assert.True(File.Exists(train.NameOf(0)));
         var again = FgvcBuilder.Build("cub", dir, Path.Combine(dir, "fgvc2"), 0.1, seed: 42);
         Assert.Equal(File.ReadAllText(Path.Combine(res.TaskDir, "val.json")), File.ReadAllText(Path.Combine(again.TaskDir, "val.json")));
+        // Built maps are never overwritten; the CLI names the flag that picks another place.
+        string before = File.ReadAllText(Path.Combine(res.TaskDir, "train.json"));
+        var cli = TestUtil.RunCli("data", "fgvc", "--dataset", "cub", "--from", dir, "--out", Path.Combine(dir, "fgvc"), "--seed", "7");
+        Assert.Equal(1, cli.ExitCode);
+        Assert.Equal($"error: {res.TaskDir}: already holds test.json (built maps are never overwritten); delete it or pass another --out", cli.Stderr.Trim());
+        Assert.Equal(before, File.ReadAllText(Path.Combine(res.TaskDir, "train.json")));
     }
 
     [Fact]
