@@ -34,9 +34,10 @@ def copy_sweep_finals(sweep, task, method):
 
 
 def record_of_train_run(folder, task, method, seed, prompts=None):
-    """A `vpt train` + `vpt eval` pair (bench/common.sh's train_and_test) as a sweep result record, or None if not run."""
+    """A `vpt train` + `vpt eval` pair (bench/common.sh's train_and_test) as a sweep result record, or None if not run
+    (or still running: train_and_test copies the metrics after the eval)."""
     ev_path = os.path.join(folder, f"{task}.json")
-    if not os.path.exists(ev_path): return None
+    if not all(os.path.exists(os.path.join(folder, f"{task}{x}")) for x in [".json", "-train.log", "-metrics.jsonl"]): return None
     ev = json.load(open(ev_path))
     log = " ".join(open(os.path.join(folder, f"{task}-train.log")).read().split())
     method_params, head_params = (int(x.replace(",", "")) for x in re.search(r"([\d,]+) method \+ ([\d,]+) head params trainable", log).groups())
