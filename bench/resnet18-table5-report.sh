@@ -13,3 +13,8 @@ python3 bench/resnet18_mini_suite_table.py "$OUT" >/dev/null
 python3 bench/resnet18_table5_runs.py "$OUT"
 VPT=${VPT:-$(flock "$LOCK" bash -c 'source bench/common.sh; build_vpt')}
 $VPT report "$OUT/table5" --methods linear,mlp-3,vpt-pad,partial-1,bias,full | plain | tail -n 1
+# The report's header describes a sweep's final runs; these are not all that: say so above it.
+sed -i '1a\
+\
+> Not one `vpt sweep`: the runs of several recipes gathered by bench/resnet18_table5_runs.py. Their protocol (not all are\
+> train+val → test finals) is in [PROTOCOL.md](PROTOCOL.md).' "$OUT/table5/report.md"
