@@ -39,10 +39,16 @@ def record_of_train_run(folder, task, method, seed, prompts=None):
     ev_path = os.path.join(folder, f"{task}.json")
     if not all(os.path.exists(os.path.join(folder, f"{task}{x}")) for x in [".json", "-train.log", "-metrics.jsonl"]): return None
     ev = json.load(open(ev_path))
-    log = " ".join(open(os.path.join(folder, f"{task}-train.log")).read().split())
-    method_params, head_params = (int(x.replace(",", "")) for x in re.search(r"([\d,]+) method \+ ([\d,]+) head params trainable", log).groups())
-    lr, wd = float(re.search(r"\(base ([\d.eE+-]+)\)", log).group(1)), float(re.search(r"wd ([\d.eE+-]+),", log).group(1))
-    backbone_params = int(re.search(r"\(([\d,]+) params, sha256", log).group(1).replace(",", ""))
+    log_path = os.path.join(folder, f"{task}-train.log")
+    log = " ".join(open(log_path).read().split())
+
+    def field(pattern):
+        m = re.search(pattern, log)
+        if not m: sys.exit(f"error: {log_path}: no '{pattern}' in it; not a `vpt train` log (rerun that run: delete its {task}.json)")
+        return m.groups()
+    method_params, head_params = (int(x.replace(",", "")) for x in field(r"([\d,]+) method \+ ([\d,]+) head params trainable"))
+    lr, wd = float(field(r"\(base ([\d.eE+-]+)\)")[0]), float(field(r"wd ([\d.eE+-]+),")[0])
+    backbone_params = int(field(r"\(([\d,]+) params, sha256")[0].replace(",", ""))
     epochs = [json.loads(l) for l in open(os.path.join(folder, f"{task}-metrics.jsonl")) if l.strip()]
     spec = dict(task=task, group=groups[task], method=method, phase="final", lr=lr, weight_decay=wd, seed=seed, fraction=1)
     if prompts is not None: spec["prompts"] = prompts
