@@ -20,7 +20,7 @@ flock "$LOCK" bash -euo pipefail -c '
     for h in trunc-normal reference; do
       run "linear-$t-$h" "$t" --method linear --head-init "$h" --lr 0.25 --batch-size 64 --epochs 30 --warmup-epochs 3 --weight-decay 0.0001
     done
-    run "pad-$t" "$t" --method vpt-pad --prompts 5 --head-init trunc-normal --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
+    run "pad-$t" "$t" --method vpt-pad --pad-init xavier --prompts 5 --head-init trunc-normal --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
   done
   log "done"
 '

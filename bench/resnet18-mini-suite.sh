@@ -44,7 +44,7 @@ flock "$LOCK" bash -euo pipefail -c '
   for head in reference trunc-normal; do
     dir=$OUT/vpt-pad; [ $head = reference ] || dir=$OUT/vpt-pad-$head
     for t in ${TASKS//,/ }; do
-      train_and_test "$dir" "$t" "$t" --method vpt-pad --prompts 5 --head-init $head --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
+      train_and_test "$dir" "$t" "$t" --method vpt-pad --pad-init xavier --prompts 5 --head-init $head --lr 0.25 --batch-size 16 --epochs 4 --warmup-epochs 0 --weight-decay 0.0001
     done
   done
   # Only the speed of these task files counts: their fixed L2 (0.1) is not tuned, so their top-1 is not a result.

@@ -2,8 +2,9 @@
 """Table of bench/resnet18-mini-suite.sh: per task, ML.NET's two trainers vs VptSharp's linear (SGD sweep, L-BFGS sweeps
 on raw and standardised features), mlp-3 and vpt-pad (test top-1; mean ± std over seeds where there are several), and featurization images/s of both;
 then, where bench/resnet18-short-budget.sh ran, Table 5's methods at vpt-pad's 4-epoch budget, with vpt-pad's width chosen
-on val200 where bench/resnet18-pad-grid.sh ran.
-Writes OUT/table.md, OUT/short-budget.md, OUT/vpt-pad-grid.md and OUT/summary.json."""
+on val200 where bench/resnet18-pad-grid.sh ran, for each pad form run: "xavier" (normalised values, sessions 7-12) and
+"pixels" (the reference code's U(0, 1) pixels normalised like the image).
+Writes OUT/table.md, OUT/short-budget.md, OUT/vpt-pad-grid.md, OUT/vpt-pad-pixels-grid.md and OUT/summary.json."""
 import glob, json, math, os, statistics, sys
 
 out = sys.argv[1]
@@ -27,8 +28,13 @@ def seeded(folder, task):
     return [json.load(open(p))["top1"] * 100 for p in paths if os.path.exists(p)]
 
 
-def pad_folder(p):
-    return "vpt-pad-trunc-normal" if p == 5 else os.path.join("vpt-pad-grid", f"p{p}")
+PAD_INITS = ["xavier", "pixels"]
+
+
+def pad_folder(p, init):
+    """Where bench/resnet18-pad-grid.sh put width p of a pad form (xavier's p = 5 is bench/resnet18-mini-suite.sh's run)."""
+    if init == "xavier": return "vpt-pad-trunc-normal" if p == 5 else os.path.join("vpt-pad-grid", f"p{p}")
+    return os.path.join(f"vpt-pad-{init}-grid", f"p{p}")
 
 
 def best_val(metrics_path):
@@ -39,12 +45,12 @@ def best_val(metrics_path):
     return max(vals) if vals else None
 
 
-def pad_by_val(task):
+def pad_by_val(task, init):
     """vpt-pad's width grid on one task: {p: (val, test)} for every width run, and the width val200 picks (ties: the
-    narrower, fewer parameters) — p = 5 is the trunc-normal run of the main script. Seed 42 alone picks the width."""
+    narrower, fewer parameters). Seed 42 alone picks the width."""
     grid = {}
     for p in [1, 3, 5, 7, 9, 11]:
-        folder = pad_folder(p)
+        folder = pad_folder(p, init)
         val, test = best_val(os.path.join(out, folder, f"{task}-metrics.jsonl")), single(folder, task)
         if val is not None and test is not None: grid[p] = (val * 100, test * 100)
     if len(grid) < 2: return grid, None
@@ -71,12 +77,12 @@ for t in tasks:
     sgd, lbfgs, lbfgs_std, mlp = finals("linear", t), finals("linear-lbfgs", t), finals("linear-lbfgs-standardized", t), finals("mlp3", t, "mlp-3")
     pad, pad_tn = single("vpt-pad", t), single("vpt-pad-trunc-normal", t)
     pad, pad_tn = ([pad * 100] if pad is not None else []), ([pad_tn * 100] if pad_tn is not None else [])
-    grid, chosen = pad_by_val(t)
     bias = seeded(os.path.join("short-budget", "bias"), t)
-    pad_chosen = seeded(pad_folder(chosen), t) if chosen else []
     ours = {"linear (SGD)": sgd, "linear (L-BFGS)": lbfgs, "linear (L-BFGS, standardised)": lbfgs_std, "mlp-3": mlp, "vpt-pad p=5": pad,
-            "vpt-pad p=5, trunc-normal head": pad_tn, "vpt-pad, p by val": pad_chosen,
-            "bias, 4 epochs": bias}
+            "vpt-pad p=5, trunc-normal head": pad_tn, "bias, 4 epochs": bias}
+    for init in PAD_INITS:
+        _, chosen = pad_by_val(t, init)
+        ours["vpt-pad, p by val" + ("" if init == "xavier" else f" ({init})")] = seeded(pad_folder(chosen, init), t) if chosen else []
     best_name, best = max(((k, statistics.mean(v)) for k, v in ours.items() if v), key=lambda kv: kv[1], default=(None, None))
     best_ml = max(by.values())
     thr, peer_thr = single("throughput", t, "images_per_second"), m["featurize_images_per_second"]
@@ -97,17 +103,21 @@ with open(os.path.join(out, "table.md"), "w") as f: f.write(table)
 # Table 5 at one short budget: every method that trains (vpt-pad, partial-1, bias, full) got 4 epochs at batch 16 with the
 # trunc-normal head; the linear probe (L-BFGS) and mlp-3 (30 epochs on cached features) are the sweeps above.
 short_methods = ["partial-1", "bias", "full"]
+pad_inits_run = [i for i in PAD_INITS if any(pad_by_val(t, i)[1] for t in tasks)]
+pad_names = {"xavier": "vpt-pad, p by val200, 4 epochs", "pixels": "vpt-pad as the reference inits it (U(0, 1) pixels), p by val200, 4 epochs"}
 short_rows = []
 for t in tasks:
     short = {m: seeded(os.path.join("short-budget", m), t) for m in short_methods}
     if not any(short.values()): continue
-    grid, chosen = pad_by_val(t)
     summary[t]["short_budget"] = short
-    summary[t]["vpt_pad_grid"] = {str(p): dict(val_top1=v, test_top1=te) for p, (v, te) in grid.items()}
-    summary[t]["vpt_pad_width_by_val"] = chosen
     pad_tn = single("vpt-pad-trunc-normal", t)
-    cells = [f"{summary[t]['mlnet_best']:.1f}", fmt(finals("linear-lbfgs", t)), fmt(finals("mlp3", t, "mlp-3")), f"{pad_tn * 100:.1f}" if pad_tn is not None else "–",
-             f"{fmt(seeded(pad_folder(chosen), t))} (p = {chosen})" if chosen else "–"]
+    cells = [f"{summary[t]['mlnet_best']:.1f}", fmt(finals("linear-lbfgs", t)), fmt(finals("mlp3", t, "mlp-3")), f"{pad_tn * 100:.1f}" if pad_tn is not None else "–"]
+    for init in pad_inits_run:
+        grid, chosen = pad_by_val(t, init)
+        key = "vpt_pad" if init == "xavier" else f"vpt_pad_{init}"
+        summary[t][f"{key}_grid"] = {str(p): dict(val_top1=v, test_top1=te) for p, (v, te) in grid.items()}
+        summary[t][f"{key}_width_by_val"] = chosen
+        cells.append(f"{fmt(seeded(pad_folder(chosen, init), t))} (p = {chosen})" if chosen else "–")
     cells += [fmt(short[m]) for m in short_methods]
     short_rows.append(f"| {t} | " + " | ".join(cells) + " |")
 if short_rows:
@@ -115,21 +125,24 @@ if short_rows:
         lo, hi = min(map(len, lists)), max(map(len, lists))
         return f"{name} ({lo if lo == hi else f'{lo}–{hi}'} seed{'s' if hi > 1 else ''})"
     per = {m: [summary[t]["short_budget"][m] for t in summary if "short_budget" in summary[t]] for m in short_methods}
-    pads = [seeded(pad_folder(summary[t]["vpt_pad_width_by_val"]), t) for t in summary if summary[t].get("vpt_pad_width_by_val")] or [[]]
-    short_table = ("| task | ML.NET, better trainer | linear, L-BFGS | mlp-3 (3 seeds) | vpt-pad p=5, 4 epochs | "
-                   + seeds("vpt-pad, p by val200, 4 epochs", pads) + " | " + " | ".join(seeds(f"{m}, 4 epochs", per[m]) for m in short_methods) + " |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(short_rows) + "\n")
+    def pads(init):
+        key = "vpt_pad" if init == "xavier" else f"vpt_pad_{init}"
+        return [seeded(pad_folder(summary[t][f"{key}_width_by_val"], init), t) for t in summary if summary[t].get(f"{key}_width_by_val")] or [[]]
+    columns = ["ML.NET, better trainer", "linear, L-BFGS", "mlp-3 (3 seeds)", "vpt-pad p=5, 4 epochs"]
+    columns += [seeds(pad_names[i], pads(i)) for i in pad_inits_run] + [seeds(f"{m}, 4 epochs", per[m]) for m in short_methods]
+    short_table = ("| task | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns) + "\n" + "\n".join(short_rows) + "\n")
     with open(os.path.join(out, "short-budget.md"), "w") as f: f.write(short_table)
     print(short_table)
-# vpt-pad's width grid: test top-1 (val200 top-1) of every width, seed 42; the width val200 picks in bold.
-grid_rows = []
-for t in tasks:
-    grid, chosen = pad_by_val(t)
-    if not chosen: continue
-    cells = [("–" if p not in grid else (f"**{grid[p][1]:.1f} ({grid[p][0]:.1f})**" if p == chosen else f"{grid[p][1]:.1f} ({grid[p][0]:.1f})")) for p in [1, 3, 5, 7, 9, 11]]
-    grid_rows.append(f"| {t} | " + " | ".join(cells) + f" | {fmt(finals('linear-lbfgs', t))} |")
-if grid_rows:
-    with open(os.path.join(out, "vpt-pad-grid.md"), "w") as f:
-        f.write("| task | p = 1 | p = 3 | p = 5 | p = 7 | p = 9 | p = 11 | linear, L-BFGS |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(grid_rows) + "\n")
+# vpt-pad's width grid of each pad form: test top-1 (val200 top-1) of every width, seed 42; the width val200 picks in bold.
+for init in PAD_INITS:
+    grid_rows = []
+    for t in tasks:
+        grid, chosen = pad_by_val(t, init)
+        if not chosen: continue
+        cells = [("–" if p not in grid else (f"**{grid[p][1]:.1f} ({grid[p][0]:.1f})**" if p == chosen else f"{grid[p][1]:.1f} ({grid[p][0]:.1f})")) for p in [1, 3, 5, 7, 9, 11]]
+        grid_rows.append(f"| {t} | " + " | ".join(cells) + f" | {fmt(finals('linear-lbfgs', t))} |")
+    if grid_rows:
+        with open(os.path.join(out, "vpt-pad-grid.md" if init == "xavier" else f"vpt-pad-{init}-grid.md"), "w") as f:
+            f.write("| task | p = 1 | p = 3 | p = 5 | p = 7 | p = 9 | p = 11 | linear, L-BFGS |\n|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(grid_rows) + "\n")
 with open(os.path.join(out, "summary.json"), "w") as f: json.dump(summary, f, indent=2)
 print(table)

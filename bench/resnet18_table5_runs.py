@@ -66,6 +66,7 @@ def seeded_folders(folder):
         yield int(os.path.basename(sub)[4:]), sub
 
 
+pad_forms = {}
 for task in groups:
     if task not in summary: continue
     copy_sweep_finals("linear-lbfgs", task, "linear")
@@ -74,9 +75,12 @@ for task in groups:
         for seed, folder in seeded_folders(os.path.join(out, "short-budget", method)):
             r = record_of_train_run(folder, task, method, seed)
             if r: write(task, method, r)
-    p = summary[task].get("vpt_pad_width_by_val")
+    # vpt-pad as the reference code initialises it (U(0, 1) pixels) where its grid ran, else the xavier form.
+    init, p = ("pixels", summary[task].get("vpt_pad_pixels_width_by_val")) if summary[task].get("vpt_pad_pixels_width_by_val") \
+        else ("xavier", summary[task].get("vpt_pad_width_by_val"))
     if p:
-        base = os.path.join(out, "vpt-pad-trunc-normal") if p == 5 else os.path.join(out, "vpt-pad-grid", f"p{p}")
+        pad_forms[task] = f"{init}, p = {p}"
+        base = os.path.join(out, "vpt-pad-trunc-normal") if (init, p) == ("xavier", 5) else os.path.join(out, f"vpt-pad-{init}-grid".replace("-xavier", ""), f"p{p}")
         for seed, folder in seeded_folders(base):
             r = record_of_train_run(folder, task, "vpt-pad", seed, prompts=p)
             if r: write(task, "vpt-pad", r)
@@ -94,5 +98,7 @@ Assembled by `bench/resnet18_table5_runs.py` from the mini-suite runs on `resnet
   trunc-normal head, the epoch picked on val200, tested on test; seeds 42, 43, 44 where they ran. vpt-pad's width
   was picked per task on val200 from {1, 3, 5, 7, 9, 11} with seed 42 (its `prompts` field). Base lr: vpt-pad 0.25 (SGD, bf16 backbone),
   bias 0.05, partial-1 and full 0.001 (AdamW, fp32). Their `train_images` is 800 and `val_top1` the picked epoch's.
+- **vpt-pad's form** per task (`--pad-init`: pixels = the reference code's U(0, 1) pixels normalised like the image;
+  xavier = normalised values, xavier-uniform): """ + "; ".join(f"{t} {f}" for t, f in pad_forms.items()) + """.
 """)
 print(f"wrote {dest}/runs and {dest}/PROTOCOL.md")

@@ -9,7 +9,8 @@ every tensor (BatchNorm running statistics and ConvNeXt's layer scale included, 
 saves the weights as a torchvision .pth and as a timm-layout safetensors, and records an input with the pooled
 features and logits. It also writes the key + shape list of the full-size torchvision resnet18/resnet50/convnext_tiny/
 convnext_base (built from the architecture alone, no weights), and logits of a ResNet on a pad-prompted input (the
-paper's VPT for ConvNets, §4.4: p learnable pixels around the image) from the reference written below.
+paper's VPT for ConvNets, §4.4: p learnable pixels around the image) from the reference written below, in both forms:
+xavier-uniform values in normalised space, and the reference code's U(0, 1) pixels normalised like the image.
 """
 import json
 import os
@@ -140,6 +141,19 @@ for name, (model, image, feats) in configs.items():
         padded = torch.cat([strips["top"].expand(b, -1, -1, -1), mid, strips["bottom"].expand(b, -1, -1, -1)], 2)
         with torch.no_grad():
             save_npy("pad3_logits.npy", model(padded))
+        # The reference's own form (KMnP/vpt, ResNet "pad" prompts): two tensors in [0, 1] pixel space, top+bottom
+        # [1, 3, 2p, W + 2p] and left+right [1, 3, H, 2p], drawn U(0, 1) and passed through ImageNet's Normalize before
+        # the concatenation. A generator of its own, so the configs after this one draw what they drew before.
+        gen = torch.Generator().manual_seed(3)
+        tb, lr = torch.rand(1, 3, 2 * p, image + 2 * p, generator=gen), torch.rand(1, 3, image, 2 * p, generator=gen)
+        save_npy("pad3px_tb.npy", tb)
+        save_npy("pad3px_lr.npy", lr)
+        mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        tb_n, lr_n = ((tb - mean) / std).expand(b, -1, -1, -1), ((lr - mean) / std).expand(b, -1, -1, -1)
+        padded = torch.cat([lr_n[:, :, :, :p], x, lr_n[:, :, :, p:]], dim=-1)
+        padded = torch.cat([tb_n[:, :, :p, :], padded, tb_n[:, :, p:, :]], dim=-2)
+        with torch.no_grad():
+            save_npy("pad3px_logits.npy", model(padded))
 
 # Full-size architectures: every key and shape (no weights needed), for the key-mapping check.
 for name, ctor in [("resnet18", resnet18), ("resnet50", resnet50), ("convnext_tiny", convnext_tiny), ("convnext_base", convnext_base)]:

@@ -39,6 +39,7 @@ internal static class TrainCommands
     static readonly Option<int> Reduction = new("--reduction") { Description = "adapter reduction factor r", DefaultValueFactory = _ => 8 };
     static readonly Option<string> PromptLocationOpt = new("--prompt-location") { Description = "prepend (default), add (to patch tokens; p = 1 or #patches), prepend-pixel or concat-channel (input level, vpt-shallow)", DefaultValueFactory = _ => "prepend" };
     static readonly Option<string> PromptInitOpt = new("--prompt-init") { Description = "random (xavier) or cls-prototype (p = #classes, per-class mean CLS embedding)", DefaultValueFactory = _ => "random" };
+    static readonly Option<string?> PadInitOpt = new("--pad-init") { Description = "vpt-pad: pixels (the reference's: [0, 1] pixels drawn U(0, 1), normalised like the image) or xavier (normalised values, xavier-uniform)" };
     static readonly Option<int?> SideWidth = new("--side-width") { Description = "sidetune: channels of the side network's first conv stage (default 16)" };
     static readonly Option<bool?> PrefixForm = new("--prefix-form") { Description = "vpt-deep: prompts as per-block keys/values only (same logits and gradients, faster); default: wherever exact (cls/image-pool output, prompts ending at the last block); false = token form" };
     static readonly Option<int> Project = new("--project") { Description = "prompt width before a learned projection to d (-1: none)", DefaultValueFactory = _ => -1 };
@@ -48,7 +49,7 @@ internal static class TrainCommands
         var backbone = Common.Backbone();
         var c = new Command("train", "tune a method (VPT-deep by default) on a frozen backbone and write a task file");
         Common.AddBackboneOptions(c, backbone);
-        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PrefixForm, Common.Precision, Common.Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
+        foreach (var o in new Option[] { Data, Val, ValFraction, MethodOpt, Prompts, PromptDropout, Project, PromptOutputOpt, PromptDepth, PromptSharingOpt, PromptLocationOpt, PromptInitOpt, PadInitOpt, PrefixForm, Common.Precision, Common.Bf16, Reduction, AdapterInitOpt, SideWidth, Epochs, Common.BatchSize, Lr, WeightDecay,
                      Warmup, OptimizerOpt, Common.LbfgsStandardize, Common.HeadInitOpt, Seed, Out, Resume, Guards.Force, StopAfter, Workers, Augment, Common.SkipBad, Common.Threads, Common.Device })
             c.Options.Add(o);
         c.SetAction(r => Common.Run(() =>
@@ -68,6 +69,7 @@ internal static class TrainCommands
                 PromptLocation = ParseEnum<PromptLocation>(r.GetValue(PromptLocationOpt)!, "--prompt-location"), PromptInit = init,
                 PromptDepth = ParseDepth(r.GetValue(PromptDepth)), Reduction = r.GetValue(Reduction), AdapterInit = ParseAdapterInit(r.GetValue(AdapterInitOpt)), SideWidth = r.GetValue(SideWidth),
                 PrefixForm = r.GetValue(PrefixForm),
+                PadInit = r.GetValue(PadInitOpt) is { } padInit ? ParseEnum<PadInit>(padInit, "--pad-init") : null,
             });
             var opts = OptionsFrom(r, methodCfg.TrainsWholeBackbone, methodCfg.Method);
             string outDir = opts.OutDir!;

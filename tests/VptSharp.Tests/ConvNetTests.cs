@@ -153,12 +153,36 @@ public class ConvNetTests
         }
     }
 
-    /// <summary>VPT-pad (paper §4.4) on a ResNet equals the reference: the image framed by the four strips, through torchvision.</summary>
+    /// <summary>VPT-pad in the reference code's form equals it: two [0, 1] pixel tensors (top+bottom, left+right), drawn
+    /// U(0, 1), ImageNet-normalised, then concatenated around the image, through torchvision.</summary>
+    [Fact]
+    public void PixelPadPromptLogitsMatchReference()
+    {
+        using var net = LoadGolden("resnet_basic", false, 64);
+        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3 }, 5);
+        var pad = (PadPrompts)model.method;
+        using (no_grad())
+        {
+            using var tb = Npy.Read(G("pad3px_tb.npy"));
+            using var lr = Npy.Read(G("pad3px_lr.npy"));
+            pad.top.copy_(tb.narrow(2, 0, 3)); pad.bottom.copy_(tb.narrow(2, 3, 3));
+            pad.left.copy_(lr.narrow(3, 0, 3)); pad.right.copy_(lr.narrow(3, 3, 3));
+            model.head.weight!.copy_(net.Classifier!.weight!); model.head.bias!.copy_(net.Classifier.bias!);
+        }
+        model.eval();
+        using var _ = no_grad();
+        double d = MaxAbsDiff(model.forward(Npy.Read(G("resnet_basic_input.npy"))), Npy.Read(G("pad3px_logits.npy")));
+        Console.WriteLine($"vpt-pad p=3 (pixels) on resnet_basic: logits max |Δ| {d:E2}");
+        Assert.True(d < 1e-4, $"{d}");
+    }
+
+    /// <summary>VPT-pad's xavier form (<c>--pad-init xavier</c>) on a ResNet equals the reference written for it: the image
+    /// framed by the four normalised strips, through torchvision.</summary>
     [Fact]
     public void PadPromptLogitsMatchReference()
     {
         using var net = LoadGolden("resnet_basic", false, 64);
-        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3 }, 5);
+        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3, Init = PadInit.Xavier }, 5);
         var pad = (PadPrompts)model.method;
         using (no_grad())
         {
@@ -182,15 +206,48 @@ public class ConvNetTests
         using var model = PromptedModel.Create(r50, new PadPromptConfig { Pixels = 5 }, 10);
         Assert.Equal(3L * (234 * 234 - 224 * 224), model.MethodCount); // 13,740
         Assert.Equal(3L * (234 * 234 - 224 * 224) + 2048 * 10 + 10, model.TrainableCount);
+        // The reference's init: U(0, 1) pixels (mean 1/2, std 1/√12 over 3·5·234 values).
         var pad = (PadPrompts)model.method;
-        // xavier-uniform on [1, 3, 5, 234]: bound √(6 / (4·5·234))
+        Assert.True(pad.top.min().item<float>() >= 0 && pad.top.max().item<float>() <= 1);
+        Assert.InRange(pad.top.mean().item<float>(), 0.48, 0.52);
+        Assert.InRange(pad.top.std().item<float>(), 0.95 / Math.Sqrt(12), 1.05 / Math.Sqrt(12));
+        // What the backbone sees is normalised like the image: a border of value v pads as (v − mean_c) / std_c.
+        using (no_grad())
+        {
+            foreach (var s in new[] { pad.top, pad.bottom, pad.left, pad.right }) s.fill_(0.5f);
+            using var padded = pad.Pad(zeros(1, 3, 224, 224));
+            for (int c = 0; c < 3; c++)
+                Assert.Equal((0.5f - r50.PixelMean[c]) / r50.PixelStd[c], padded[0, c, 0, 0].item<float>(), 5);
+            Assert.Equal(0f, padded[0, 0, 5, 5].item<float>());
+        }
+        // --pad-init xavier: xavier-uniform on [1, 3, 5, 234], bound √(6 / (4·5·234)), used as normalised values.
+        using var xavier = new PadPrompts(new PadPromptConfig { Pixels = 5, Init = PadInit.Xavier }, 3, 224, 224, r50.PixelMean, r50.PixelStd);
         double bound = Math.Sqrt(6.0 / (4 * 5 * 234));
-        Assert.True(pad.top.abs().max().item<float>() <= bound && pad.top.abs().max().item<float>() > 0.9 * bound);
-        Assert.InRange(pad.top.std().item<float>(), 0.9 * bound / Math.Sqrt(3), 1.1 * bound / Math.Sqrt(3));
+        Assert.True(xavier.top.abs().max().item<float>() <= bound && xavier.top.abs().max().item<float>() > 0.9 * bound);
+        Assert.InRange(xavier.top.std().item<float>(), 0.9 * bound / Math.Sqrt(3), 1.1 * bound / Math.Sqrt(3));
+        using (no_grad()) using (var framed = xavier.Pad(zeros(1, 3, 224, 224)))
+            Assert.Equal(xavier.top[0, 1, 2, 7].item<float>(), framed[0, 1, 2, 7].item<float>());
         foreach (int p in new[] { 1, 3, 5, 7, 9, 11 })
-            Assert.Equal(3L * ((224 + 2 * p) * (224 + 2 * p) - 224 * 224), new PadPrompts(new PadPromptConfig { Pixels = p }, 3, 224, 224).parameters().Sum(t => t.numel()));
+            Assert.Equal(3L * ((224 + 2 * p) * (224 + 2 * p) - 224 * 224), new PadPrompts(new PadPromptConfig { Pixels = p }, 3, 224, 224, r50.PixelMean, r50.PixelStd).parameters().Sum(t => t.numel()));
         Assert.Equal("vpt-pad p=5", MethodRegistry.FromOptions("vpt-pad", new MethodOptions { Prompts = 5 }).Label);
+        Assert.Equal("vpt-pad p=5 xavier", MethodRegistry.FromOptions("vpt-pad", new MethodOptions { Prompts = 5, PadInit = PadInit.Xavier }).Label);
         Assert.Equal([SweepAxis.PadPixels], MethodRegistry.Get("vpt-pad").SweepAxes); // its own grid (paper: 1,3,5,7,9,11 pixels), not the token counts
+    }
+
+    /// <summary>Task files keep their meaning: a vpt-pad config written before "init" existed holds xavier strips in
+    /// normalised space, and one written now says which form it is.</summary>
+    [Fact]
+    public void PadPromptConfigJsonKeepsOldFilesXavier()
+    {
+        var legacy = (PadPromptConfig)MethodRegistry.FromJson("vpt-pad", """{"pixels":7}""");
+        Assert.Equal((7, PadInit.Xavier), (legacy.Pixels, legacy.Init));
+        foreach (var init in new[] { PadInit.Pixels, PadInit.Xavier })
+        {
+            string json = MethodRegistry.ToJson(new PadPromptConfig { Pixels = 3, Init = init });
+            Assert.Contains($"\"init\":\"{KebabCase.Of(init)}\"", json);
+            Assert.Equal(new PadPromptConfig { Pixels = 3, Init = init }, MethodRegistry.FromJson("vpt-pad", json));
+        }
+        Assert.Equal(PadInit.Pixels, new PadPromptConfig().Init);
     }
 
     /// <summary>A ViT's position embeddings fix its input size: vpt-pad is refused there in one line (VPT's ViT form is tokens).</summary>

@@ -95,6 +95,11 @@ public abstract class Backbone(string name) : Module<Tensor, Tensor>(name)
     /// <summary>Input resolution the weights (position embeddings) were built for.</summary>
     public abstract int ImageSize { get; }
     public abstract int InChannels { get; }
+    /// <summary>The per-channel mean and std that take [0, 1] RGB pixels to this backbone's input: ImageNet's unless the
+    /// weights' source sets others (resnet18-imagenet's folded mean image). Images are normalised by them
+    /// (<c>LoadedBackbone.Preprocessing</c>), and so are pixel-space prompts (VPT-pad, as the reference's prompt_norm).</summary>
+    public float[] PixelMean { get; set; } = [0.485f, 0.456f, 0.406f];
+    public float[] PixelStd { get; set; } = [0.229f, 0.224f, 0.225f];
     /// <summary>The classifier, when the backbone has one (null for a feature extractor).</summary>
     public abstract Linear? Classifier { get; }
 

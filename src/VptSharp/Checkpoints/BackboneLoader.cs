@@ -29,7 +29,7 @@ public sealed record ArchOverrides
 }
 
 /// <summary>A frozen, eval-mode backbone of any family and where it came from.</summary>
-public sealed class LoadedBackbone(Backbone model, string source, string sha256, string? path, Preprocessing? normalisation = null) : IDisposable
+public sealed class LoadedBackbone(Backbone model, string source, string sha256, string? path) : IDisposable
 {
     public Backbone Model { get; } = model;
     /// <summary>"default", a file path, "hf:org/name", "resnet18-imagenet" or "random:preset:seed".</summary>
@@ -42,10 +42,10 @@ public sealed class LoadedBackbone(Backbone model, string source, string sha256,
     /// <summary>The ViT's architecture; only ViT-only features ask for it (a one-line refusal on other families).</summary>
     public VitConfig Config => Vit?.Config ?? throw NotAVit("this needs a Vision Transformer's architecture");
 
-    /// <summary>The input normalisation the weights expect (ImageNet mean/std unless the source says otherwise, e.g. the
-    /// NuGet ResNet-18's folded mean image), at the backbone's image size.</summary>
+    /// <summary>The input normalisation the weights expect (<see cref="Backbone.PixelMean"/>, <see cref="Backbone.PixelStd"/>:
+    /// ImageNet's unless the source says otherwise, e.g. the NuGet ResNet-18's folded mean image), at the backbone's image size.</summary>
     public Preprocessing Preprocessing(ResizeMode resize = ResizeMode.Plain) =>
-        (normalisation ?? new Preprocessing()) with { ImageSize = Model.ImageSize, Resize = resize };
+        new() { ImageSize = Model.ImageSize, Resize = resize, Mean = [.. Model.PixelMean], Std = [.. Model.PixelStd] };
 
     /// <summary>The one-line refusal of a ViT-only feature on another family.</summary>
     public InvalidSettingException NotAVit(string why) =>

@@ -17,8 +17,8 @@ public static class ConvNetLoader
     {
         var (modelPath, prepPath) = ImageNetResNet18.Locate();
         string sha = ImageNetResNet18Sha256(modelPath, prepPath);
-        var (model, pre) = ImageNetResNet18.Load(modelPath, prepPath);
-        return new LoadedBackbone(model, ImageNetResNet18.Source, sha, modelPath, pre);
+        var (model, _) = ImageNetResNet18.Load(modelPath, prepPath);
+        return new LoadedBackbone(model, ImageNetResNet18.Source, sha, modelPath);
     }
 
     /// <summary>sha256 over ResNet18.onnx followed by ResNetPreprocess.onnx (what a task on resnet18-imagenet is bound to).</summary>

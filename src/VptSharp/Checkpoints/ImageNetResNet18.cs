@@ -80,7 +80,7 @@ public static class ImageNetResNet18
             var channelMean = tensor(pre.Mean.Select(v => v * 255f).ToArray()).reshape(1, 3, 1, 1);
             tensors["input_offset"] = (channelMean - meanRgb) / scale;
         }
-        var model = new ResNet(Config);
+        var model = new ResNet(Config) { PixelMean = pre.Mean, PixelStd = pre.Std };
         model.LoadTorchvision(tensors, modelOnnx);
         model.Freeze();
         return (model, pre);

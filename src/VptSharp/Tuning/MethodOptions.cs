@@ -16,6 +16,8 @@ public sealed record MethodOptions
     public PromptSharing PromptSharing { get; init; } = PromptSharing.None;
     public PromptLocation PromptLocation { get; init; } = PromptLocation.Prepend;
     public PromptInit PromptInit { get; init; } = PromptInit.Random;
+    /// <summary>vpt-pad: how the pad strips start (the reference's pixel-space U(0, 1) unless set).</summary>
+    public PadInit? PadInit { get; init; }
     /// <summary>Sidetune: channels of the side network's first conv stage.</summary>
     public int? SideWidth { get; init; }
     /// <summary>VPT-deep prompted blocks, 1-based inclusive (either order).</summary>

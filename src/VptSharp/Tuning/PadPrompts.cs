@@ -1,10 +1,24 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using System.Text.Json.Serialization;
 using VptSharp.Backbones;
+using VptSharp.IO;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace VptSharp.Tuning;
+
+/// <summary>How pad prompts start, and in which space they live.</summary>
+public enum PadInit
+{
+    /// <summary>The reference's (_setup_prompt_pad): [0, 1] pixel values drawn U(0, 1), normalised like the image (the
+    /// backbone's <see cref="Backbone.PixelMean"/> / <see cref="Backbone.PixelStd"/>) on every forward, so the border starts
+    /// as full-contrast noise and a step moves it by lr/σ² in the backbone's input space.</summary>
+    Pixels,
+    /// <summary>Values in the normalised input space, xavier-uniform like VPT's ViT prompts (VptSharp's form before
+    /// the reference's was built: a near-zero, mean-grey border).</summary>
+    Xavier,
+}
 
 /// <summary>
 /// VPT for ConvNets (paper §4.4, Table 5): the input image is padded by <see cref="Pixels"/> learnable pixels on every
@@ -15,46 +29,64 @@ namespace VptSharp.Tuning;
 /// </summary>
 public sealed record PadPromptConfig : MethodConfig
 {
+    public PadPromptConfig() { }
+
+    /// <summary>How task files are read: one written before <see cref="Init"/> existed has no "init", and its strips hold
+    /// xavier-initialised values in normalised space.</summary>
+    [JsonConstructor]
+    PadPromptConfig(PadInit init = PadInit.Xavier) => Init = init;
+
     /// <summary>Learnable pixels on each side of the image.</summary>
     public int Pixels { get; init; } = 5;
+    /// <summary>The reference's pixel-space prompts unless set.</summary>
+    public PadInit Init { get; init; } = PadInit.Pixels;
     public override string Method => "vpt-pad";
     public override BackboneCapability Requires => BackboneCapability.AnyImageSize;
-    public override string Label => $"vpt-pad p={Pixels}";
+    public override string Label => Init == PadInit.Pixels ? $"vpt-pad p={Pixels}" : $"vpt-pad p={Pixels} {KebabCase.Of(Init)}";
 
     protected override TuningMethod Create(Backbone backbone)
     {
         if (Pixels < 1) throw new ArgumentException($"vpt-pad: pixels per side must be at least 1 (got {Pixels})");
-        return new PadPrompts(this, backbone.InChannels, backbone.ImageSize, backbone.ImageSize);
+        return new PadPrompts(this, backbone.InChannels, backbone.ImageSize, backbone.ImageSize, backbone.PixelMean, backbone.PixelStd);
     }
 
     public static MethodRegistry.Entry Entry => new("vpt-pad",
         "VPT for ConvNets (paper §4.4): p learnable pixels padded around the input image (p = the prompt count; paper grid 1,3,5,7,9,11)",
-        "C·((H+2p)(W+2p) − HW)  (+ head)", typeof(PadPromptConfig), o => new PadPromptConfig { Pixels = o.Prompts }, [SweepAxis.PadPixels]);
+        "C·((H+2p)(W+2p) − HW)  (+ head)", typeof(PadPromptConfig),
+        o => new PadPromptConfig { Pixels = o.Prompts, Init = o.PadInit ?? PadInit.Pixels }, [SweepAxis.PadPixels]);
 }
 
 /// <summary>
-/// The pad prompt as four strips in normalised-pixel space: top and bottom [1, C, p, W + 2p] (corners included), left and
-/// right [1, C, H, p]; each xavier-uniform initialised as torch initialises a tensor of that shape.
+/// The pad prompt as four strips: top and bottom [1, C, p, W + 2p] (corners included), left and right [1, C, H, p].
+/// <see cref="PadInit.Pixels"/>: [0, 1] pixels drawn U(0, 1), normalised by the backbone's mean and std when padded (the
+/// reference); <see cref="PadInit.Xavier"/>: normalised values, each strip xavier-uniform as torch initialises a tensor
+/// of its shape.
 /// </summary>
 public sealed class PadPrompts : TuningMethod
 {
     readonly PadPromptConfig config;
+    readonly float[] mean, std;
     public readonly Parameter top, bottom, left, right;
 
-    public PadPrompts(PadPromptConfig config, int channels, int height, int width) : base("PadPrompts")
+    public PadPrompts(PadPromptConfig config, int channels, int height, int width, float[] mean, float[] std) : base("PadPrompts")
     {
+        if (config.Init == PadInit.Pixels && (mean.Length != channels || std.Length != channels))
+            throw new ArgumentException($"vpt-pad: pixel prompts need a mean and std per input channel ({channels}); got {mean.Length} and {std.Length}");
         this.config = config;
+        (this.mean, this.std) = (mean, std);
         int p = config.Pixels;
-        top = Parameter(XavierUniform(1, channels, p, width + 2 * p));
-        bottom = Parameter(XavierUniform(1, channels, p, width + 2 * p));
-        left = Parameter(XavierUniform(1, channels, height, p));
-        right = Parameter(XavierUniform(1, channels, height, p));
+        top = Parameter(InitialStrip(1, channels, p, width + 2 * p));
+        bottom = Parameter(InitialStrip(1, channels, p, width + 2 * p));
+        left = Parameter(InitialStrip(1, channels, height, p));
+        right = Parameter(InitialStrip(1, channels, height, p));
         RegisterComponents();
     }
 
-    /// <summary>torch.nn.init.xavier_uniform_ on a [o, i, h, w] tensor: U(±√(6 / ((i + o)·h·w))).</summary>
-    static Tensor XavierUniform(long o, long i, long h, long w)
+    /// <summary>A strip's initial values: U(0, 1) pixels, or torch.nn.init.xavier_uniform_ on a [o, i, h, w] tensor,
+    /// U(±√(6 / ((i + o)·h·w))).</summary>
+    Tensor InitialStrip(long o, long i, long h, long w)
     {
+        if (config.Init == PadInit.Pixels) return empty(o, i, h, w).uniform_(0, 1);
         double bound = Math.Sqrt(6.0 / ((i + o) * h * w));
         return empty(o, i, h, w).uniform_(-bound, bound);
     }
@@ -68,9 +100,19 @@ public sealed class PadPrompts : TuningMethod
             throw new ArgumentException($"vpt-pad prompt surrounds {left.shape[2]}×{top.shape[3] - 2 * config.Pixels} px images; these are {images.shape[2]}×{images.shape[3]}");
         using var scope = NewDisposeScope();
         long b = images.shape[0];
-        Tensor Strip(Parameter s) => s.to(images.dtype).expand(b, -1, -1, -1);
-        var middle = cat([Strip(left), images, Strip(right)], 3);
-        return cat([Strip(top), middle, Strip(bottom)], 2).MoveToOuterDisposeScope();
+        Tensor? m = null, s = null;
+        if (config.Init == PadInit.Pixels)
+        {
+            m = tensor(mean, device: images.device).reshape(1, -1, 1, 1);
+            s = tensor(std, device: images.device).reshape(1, -1, 1, 1);
+        }
+        Tensor Border(Parameter p)
+        {
+            var v = m is null ? p : (p - m) / s!; // normalised like the image (the reference's prompt_norm), in float32
+            return v.to(images.dtype).expand(b, -1, -1, -1);
+        }
+        var middle = cat([Border(left), images, Border(right)], 3);
+        return cat([Border(top), middle, Border(bottom)], 2).MoveToOuterDisposeScope();
     }
 
     public override Tensor Embed(Backbone backbone, Tensor images)
