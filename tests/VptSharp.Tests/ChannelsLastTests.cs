@@ -48,7 +48,8 @@ public class ChannelsLastTests
             {
                 ChannelsLast.Enabled = channelsLast;
                 manual_seed(7); // the same random weights in both layouts
-                using Backbone net = arch.StartsWith("resnet") ? new ResNet(ResNetConfig.Preset(arch)) : new ConvNeXt(ConvNeXtConfig.Preset(arch));
+                // ConvNeXt at layer scale 0.5, not its 1e-6 init: a 1e-6 residual vanishes in a bf16 sum, and the blocks would go untested.
+                using Backbone net = arch.StartsWith("resnet") ? new ResNet(ResNetConfig.Preset(arch)) : new ConvNeXt(ConvNeXtConfig.Preset(arch) with { LayerScale = 0.5 });
                 net.Freeze();
                 net.to(dtype);
                 using var _ = no_grad();

@@ -250,6 +250,36 @@ public class ConvNetTests
         Assert.Equal(PadInit.Pixels, new PadPromptConfig().Init);
     }
 
+    /// <summary>A state dict is untrusted input: the architecture it implies is checked against the tensors it holds
+    /// before a module is built, and each refusal is one line naming the file and the tensor.</summary>
+    [Fact]
+    public void HostileConvNetStateDictsAreRefusedBeforeAnythingIsBuilt()
+    {
+        string Refusal(Dictionary<string, Tensor> sd) =>
+            Assert.Throws<CheckpointException>(() => ConvNetLoader.TryFromTensors(sd, "evil.pth", new ArchOverrides(), "evil.pth")).Message;
+        Dictionary<string, Tensor> ResNetWith(params (string Key, Tensor T)[] more)
+        {
+            var sd = new Dictionary<string, Tensor> { ["conv1.weight"] = zeros(8, 3, 7, 7), ["layer1.0.conv1.weight"] = zeros(4, 8, 3, 3), ["layer1.0.conv2.weight"] = zeros(4, 4, 3, 3) };
+            foreach (var (k, t) in more) sd[k] = t;
+            return sd;
+        }
+        // No values, yet a 2e9-channel stage would be built from its shape.
+        Assert.Equal("evil.pth: 'layer1.0.conv2.weight' is [2000000000,0,3,3], not a ResNet convolution",
+            Refusal(ResNetWith(("layer1.0.conv2.weight", empty(2_000_000_000, 0, 3, 3)))));
+        // A thousand one-value blocks would each be built at the stage's width.
+        var many = ResNetWith([.. Enumerable.Range(1, 1000).Select(b => ($"layer1.{b}.conv1.weight", zeros(1)))]);
+        Assert.Equal("evil.pth: 'layer1.1.conv2.weight' is missing; not a whole ResNet state dict", Refusal(many));
+        Assert.Equal("evil.pth: 'layer1.1.conv2.weight' is [1,1,3,3], not a ResNet convolution [4,4,3,3]",
+            Refusal(ResNetWith(("layer1.1.conv1.weight", zeros(4, 4, 3, 3)), ("layer1.1.conv2.weight", zeros(1, 1, 3, 3)))));
+        Assert.Equal("evil.pth: 'conv1.weight' is [8], not a ResNet convolution", Refusal(ResNetWith(("conv1.weight", zeros(8)))));
+        Assert.Equal("evil.pth: holds both 'conv1.weight' and 'module.conv1.weight'; keep one of them",
+            Refusal(ResNetWith(("module.conv1.weight", zeros(8, 3, 7, 7)))));
+        // timm ConvNeXt keys too short or not numbered where the layout numbers them.
+        foreach (var key in new[] { "stages.0", "head.norm", "stages.x.blocks.0.gamma", "stages.0.blocks.y.gamma" })
+            Assert.Equal($"evil.pth: '{key}' is not a ConvNeXt tensor in timm's layout",
+                Refusal(new() { ["stem.0.weight"] = zeros(8, 3, 4, 4), [key] = zeros(8) }));
+    }
+
     /// <summary>A ViT's position embeddings fix its input size: vpt-pad is refused there in one line (VPT's ViT form is tokens).</summary>
     [Fact]
     public void PadPromptIsRefusedOnViT()

@@ -110,6 +110,8 @@ public class ImageNetResNet18Tests
         Assert.Equal(9, model.Depth);
         Assert.Equal(224, pre.ImageSize);
         Assert.Equal(new[] { 123.15f / 255, 115.90f / 255, 103.06f / 255 }, pre.Mean, (a, b) => Math.Abs(a - b) < 1e-3); // BGR means, stored RGB
+        Assert.Equal(pre.Mean, model.PixelMean); // what pixel-space pad prompts are normalised by: the images' own normalisation
+        Assert.Equal(pre.Std, model.PixelStd);
         Assert.All(model.parameters(), p => Assert.False(p.requires_grad));
     }
 }

@@ -198,19 +198,22 @@ sealed class ConvNeXtBlock : Module<Tensor, Tensor>
 /// </summary>
 public static class ConvNeXtCheckpointKeys
 {
-    public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw)
+    public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw, string path = "state dict")
     {
         var outp = new Dictionary<string, Tensor>();
         foreach (var (key, t) in raw)
         {
             var k = key.StartsWith("module.") ? key["module.".Length..] : key;
-            if (!k.StartsWith("stem.") && !k.StartsWith("stages.") && !k.StartsWith("head.")) { outp[k] = t; continue; } // torchvision already
+            if (!k.StartsWith("stem.") && !k.StartsWith("stages.") && !k.StartsWith("head.")) { Add(k, t); continue; } // torchvision already
             var p = k.Split('.');
+            bool stage = p.Length >= 5 && int.TryParse(p[1], out _) && (p[2] != "blocks" || int.TryParse(p[3], out _)) && int.Parse(p[1]) < 16;
             string? mapped = p[0] switch
             {
+                _ when p.Length < 3 => null,
                 "stem" => $"features.0.{p[1]}.{p[2]}",
                 "head" when p[1] == "norm" => $"classifier.0.{p[2]}",
                 "head" when p[1] == "fc" => $"classifier.2.{p[2]}",
+                "stages" when !stage => null,
                 "stages" when p[2] == "downsample" => $"features.{2 * int.Parse(p[1])}.{p[3]}.{p[4]}",
                 "stages" when p[2] == "blocks" => $"features.{2 * int.Parse(p[1]) + 1}.{p[3]}." + string.Join('.', p[4..]) switch
                 {
@@ -219,25 +222,42 @@ public static class ConvNeXtCheckpointKeys
                 },
                 _ => null,
             };
-            if (mapped is null) throw new CheckpointException($"'{key}' is not a ConvNeXt tensor in timm's layout");
-            outp[mapped] = mapped.EndsWith("layer_scale") && t.dim() == 1 ? t.reshape(t.shape[0], 1, 1) : t;
+            if (mapped is null) throw new CheckpointException($"{path}: '{key}' is not a ConvNeXt tensor in timm's layout");
+            Add(mapped, mapped.EndsWith("layer_scale") && t.dim() == 1 ? t.reshape(t.shape[0], 1, 1) : t);
         }
         return outp;
+
+        void Add(string name, Tensor t)
+        {
+            if (!outp.TryAdd(name, t)) throw new CheckpointException($"{path}: two tensors map to '{name}' (timm and torchvision names, or 'module.' and bare); keep one layout");
+        }
     }
 
     public static bool Looks(IReadOnlyDictionary<string, Tensor> mapped) => mapped.ContainsKey("features.0.0.weight") && mapped.ContainsKey("features.1.0.layer_scale");
 
-    public static ConvNeXtConfig InferConfig(IReadOnlyDictionary<string, Tensor> mapped, int imageSize = 224)
+    /// <summary>The architecture a torchvision-named state dict implies, checked against its tensors before anything is
+    /// built: every block counted has its first MLP weight [4w, w] in the file, so a file cannot imply a model much larger
+    /// than the values it holds.</summary>
+    public static ConvNeXtConfig InferConfig(IReadOnlyDictionary<string, Tensor> mapped, int imageSize = 224, string path = "state dict")
     {
+        Tensor Weight(string key, int dims, long[]? shape = null)
+        {
+            if (!mapped.TryGetValue(key, out var t)) throw new CheckpointException($"{path}: '{key}' is missing; not a whole ConvNeXt state dict");
+            if (t.dim() != dims || t.shape.Any(d => d < 1) || t.shape[0] > 4L * VitConfig.MaxWidth || (shape is not null && !t.shape.SequenceEqual(shape)))
+                throw new CheckpointException($"{path}: '{key}' is [{string.Join(",", t.shape)}], not the ConvNeXt tensor"
+                    + (shape is null ? "" : $" [{string.Join(",", shape)}]"));
+            return t;
+        }
         var depths = new List<int>();
         var widths = new List<int>();
         for (int s = 0; mapped.ContainsKey($"features.{2 * s + 1}.0.layer_scale"); s++)
         {
+            long width = Weight($"features.{2 * s + 1}.0.layer_scale", 3).shape[0];
             int n = 0;
-            while (mapped.ContainsKey($"features.{2 * s + 1}.{n}.layer_scale")) n++;
+            for (; mapped.ContainsKey($"features.{2 * s + 1}.{n}.layer_scale"); n++) Weight($"features.{2 * s + 1}.{n}.block.3.weight", 2, [4 * width, width]);
             depths.Add(n);
-            widths.Add((int)mapped[$"features.{2 * s + 1}.0.layer_scale"].shape[0]);
+            widths.Add((int)width);
         }
-        return new ConvNeXtConfig { Depths = [.. depths], Widths = [.. widths], InChannels = (int)mapped["features.0.0.weight"].shape[1], ImageSize = imageSize };
+        return new ConvNeXtConfig { Depths = [.. depths], Widths = [.. widths], InChannels = (int)Weight("features.0.0.weight", 4).shape[1], ImageSize = imageSize };
     }
 }

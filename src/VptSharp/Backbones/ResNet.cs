@@ -305,27 +305,45 @@ sealed class ResidualBlock : Module<Tensor, Tensor>
 /// </summary>
 public static class ResNetCheckpointKeys
 {
-    public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw)
+    public static Dictionary<string, Tensor> ToTorchvision(IReadOnlyDictionary<string, Tensor> raw, string path = "state dict")
     {
-        var stripped = raw.ToDictionary(kv => kv.Key.StartsWith("module.") ? kv.Key["module.".Length..] : kv.Key, kv => kv.Value); // DataParallel saves
-        return stripped.Where(kv => !kv.Key.EndsWith("num_batches_tracked")).ToDictionary(kv => kv.Key, kv => kv.Value);
+        var outp = new Dictionary<string, Tensor>();
+        foreach (var (key, t) in raw)
+        {
+            string k = key.StartsWith("module.") ? key["module.".Length..] : key; // DataParallel saves
+            if (k.EndsWith("num_batches_tracked")) continue;
+            if (!outp.TryAdd(k, t)) throw new CheckpointException($"{path}: holds both '{k}' and 'module.{k}'; keep one of them");
+        }
+        return outp;
     }
 
     public static bool Looks(IReadOnlyDictionary<string, Tensor> mapped) => mapped.ContainsKey("conv1.weight") && mapped.ContainsKey("layer1.0.conv1.weight");
 
-    public static ResNetConfig InferConfig(IReadOnlyDictionary<string, Tensor> mapped, int imageSize = 224)
+    /// <summary>The architecture a torchvision-named state dict implies, checked against its tensors before anything is
+    /// built: every block counted has its 3×3 convolution [w, w, 3, 3] in the file, so a file cannot imply a model much
+    /// larger than the values it holds.</summary>
+    public static ResNetConfig InferConfig(IReadOnlyDictionary<string, Tensor> mapped, int imageSize = 224, string path = "state dict")
     {
+        Tensor Conv(string key, long[]? shape = null)
+        {
+            if (!mapped.TryGetValue(key, out var t)) throw new CheckpointException($"{path}: '{key}' is missing; not a whole ResNet state dict");
+            if (t.dim() != 4 || t.shape.Any(d => d < 1) || t.shape[0] > VitConfig.MaxWidth || (shape is not null && !t.shape.SequenceEqual(shape)))
+                throw new CheckpointException($"{path}: '{key}' is [{string.Join(",", t.shape)}], not a ResNet convolution"
+                    + (shape is null ? "" : $" [{string.Join(",", shape)}]"));
+            return t;
+        }
         bool bottleneck = mapped.ContainsKey("layer1.0.conv3.weight");
         var layers = new List<int>();
         var widths = new List<int>();
         for (int s = 1; mapped.ContainsKey($"layer{s}.0.conv1.weight"); s++)
         {
+            long width = Conv($"layer{s}.0.conv2.weight").shape[0]; // planes, in basic and bottleneck blocks alike
             int n = 0;
-            while (mapped.ContainsKey($"layer{s}.{n}.conv1.weight")) n++;
+            for (; mapped.ContainsKey($"layer{s}.{n}.conv1.weight"); n++) Conv($"layer{s}.{n}.conv2.weight", [width, width, 3, 3]);
             layers.Add(n);
-            widths.Add((int)mapped[$"layer{s}.0.conv2.weight"].shape[0]); // planes, in basic and bottleneck blocks alike
+            widths.Add((int)width);
         }
-        var stem = mapped["conv1.weight"];
+        var stem = Conv("conv1.weight");
         return new ResNetConfig { Bottleneck = bottleneck, Layers = [.. layers], Widths = [.. widths], StemWidth = (int)stem.shape[0], InChannels = (int)stem.shape[1], ImageSize = imageSize };
     }
 }

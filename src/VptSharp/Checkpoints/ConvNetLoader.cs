@@ -62,10 +62,10 @@ public static class ConvNetLoader
     {
         int size = arch.ImageSize ?? 224;
         Backbone model;
-        var resnet = ResNetCheckpointKeys.ToTorchvision(raw);
+        var resnet = ResNetCheckpointKeys.ToTorchvision(raw, weightsPath);
         if (ResNetCheckpointKeys.Looks(resnet))
         {
-            var r = new ResNet(ResNetCheckpointKeys.InferConfig(resnet, size));
+            var r = new ResNet(ResNetCheckpointKeys.InferConfig(resnet, size, weightsPath));
             r.LoadTorchvision(F32(resnet), weightsPath);
             model = r;
         }
@@ -75,9 +75,9 @@ public static class ConvNetLoader
             // that mapping refuses foreign keys, and a ViT (timm's head.weight, blocks.*) must fall through to the ViT reader.
             static string Bare(string k) => k.StartsWith("module.") ? k["module.".Length..] : k;
             if (!raw.Keys.Select(Bare).Any(k => k == "features.0.0.weight" || k == "stem.0.weight")) return null;
-            var convnext = ConvNeXtCheckpointKeys.ToTorchvision(raw);
+            var convnext = ConvNeXtCheckpointKeys.ToTorchvision(raw, weightsPath);
             if (!ConvNeXtCheckpointKeys.Looks(convnext)) return null;
-            var c = new ConvNeXt(ConvNeXtCheckpointKeys.InferConfig(convnext, size));
+            var c = new ConvNeXt(ConvNeXtCheckpointKeys.InferConfig(convnext, size, weightsPath));
             c.LoadTorchvision(F32(convnext), weightsPath);
             model = c;
         }

@@ -51,7 +51,7 @@ public static class ImageNetResNet18
     }
 
     /// <summary>The mean image [1, 3, 224, 224] in RGB order (the file stores BGR).</summary>
-    static Tensor MeanImageRgb(string preprocessOnnx)
+    static Tensor MeanImageRgb(string preprocessOnnx) => InLayout(preprocessOnnx, () =>
     {
         var g = OnnxGraph.Read(preprocessOnnx);
         var sub = g.Nodes.SingleOrDefault(n => n.OpType == "Sub")
@@ -62,7 +62,7 @@ public static class ImageNetResNet18
             throw new CheckpointException($"{preprocessOnnx}: expected the RGB → BGR reorder before the mean subtraction");
         var meanBgr = g.Initializers[sub.Inputs[1]];
         return meanBgr.flip(1);
-    }
+    });
 
     /// <summary>Builds the frozen, folded ResNet-18 from the package's two ONNX files.</summary>
     public static (ResNet Model, Preprocessing Pre) Load(string modelOnnx, string preprocessOnnx)
@@ -89,7 +89,7 @@ public static class ImageNetResNet18
     /// <summary>CNTK's graph → torchvision names: convolutions in graph order (stem, then per block its 1×1 shortcut if any,
     /// conv1, conv2), each with the BatchNormalization that consumes it (scale, bias, mean, var). The padding and
     /// pooling attributes are checked against what <see cref="ResNet"/> with CNTK padding computes.</summary>
-    public static Dictionary<string, Tensor> MapInitializers(OnnxGraph g, string what)
+    public static Dictionary<string, Tensor> MapInitializers(OnnxGraph g, string what) => InLayout(what, () =>
     {
         var outp = new Dictionary<string, Tensor>();
         var convs = g.Nodes.Where(n => n.OpType == "Conv").ToList();
@@ -108,7 +108,7 @@ public static class ImageNetResNet18
         }
         void Pads(OnnxGraph.Node n, long[] expected)
         {
-            if (!n.Ints.GetValueOrDefault("pads", [0, 0, 0, 0]).SequenceEqual(expected)) Fail($"{n.Name} pads [{string.Join(",", n.Ints["pads"])}]");
+            if (!n.Ints.GetValueOrDefault("pads", [0, 0, 0, 0]).SequenceEqual(expected)) Fail($"{n.Name} pads [{string.Join(",", n.Ints.GetValueOrDefault("pads", []))}]");
         }
         Take(convs[0], "conv1", "bn1");
         Pads(convs[0], [3, 3, 2, 2]);
@@ -128,5 +128,16 @@ public static class ImageNetResNet18
                 if (one.Count == 1) Take(one[0], $"layer{s}.{b}.downsample.0", $"layer{s}.{b}.downsample.1");
             }
         return outp;
+    });
+
+    /// <summary>Runs a reading of the package's graph; a node, input, attribute or initializer that is not where the
+    /// layout has it becomes one line naming the file (a damaged or foreign file, not a bug here).</summary>
+    static T InLayout<T>(string path, Func<T> read)
+    {
+        try { return read(); }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or ArgumentException or IndexOutOfRangeException)
+        {
+            throw new CheckpointException($"{path}: not the layout of {PackageId} {PackageVersion} ({e.Message})");
+        }
     }
 }

@@ -17,10 +17,14 @@ public sealed class OnnxGraph
     public List<Node> Nodes { get; } = [];
     /// <summary>Float initializers by name, as [dims] float32 tensors.</summary>
     public Dictionary<string, Tensor> Initializers { get; } = [];
+    /// <summary>The file read, which every refusal names.</summary>
+    readonly string path;
+
+    OnnxGraph(string path) => this.path = path;
 
     public static OnnxGraph Read(string path)
     {
-        var g = new OnnxGraph();
+        var g = new OnnxGraph(path);
         try
         {
             var model = new CodedInputStream(File.ReadAllBytes(path));
@@ -122,14 +126,20 @@ public sealed class OnnxGraph
                     break;
                 case 4: floatList.Add(s.ReadFloat()); break;
                 case 8: name = s.ReadString(); break;
-                case 9: data = MemoryMarshal.Cast<byte, float>(s.ReadBytes().Span).ToArray(); break;
+                case 9:
+                    var raw = s.ReadBytes();
+                    if (raw.Length % 4 != 0) throw new CheckpointException($"{path}: ONNX initializer '{name}' holds {raw.Length} raw bytes, not whole float32 values");
+                    data = MemoryMarshal.Cast<byte, float>(raw.Span).ToArray();
+                    break;
                 default: s.SkipLastField(); break;
             }
         }
         if (dataType != 1) return; // FLOAT only: the weights; int64 shape constants etc. are not needed
         data ??= [.. floatList];
-        long n = dims.Aggregate(1L, (a, b) => a * b);
-        if (data.Length != n) throw new CheckpointException($"ONNX initializer '{name}' has {data.Length} values for shape [{string.Join(",", dims)}]");
+        long n = 1;
+        try { foreach (long d in dims) n = d < 0 ? throw new OverflowException() : checked(n * d); }
+        catch (OverflowException) { n = -1; } // a negative or overflowing shape matches no value count
+        if (data.Length != n) throw new CheckpointException($"{path}: ONNX initializer '{name}' has {data.Length} values for shape [{string.Join(",", dims)}]");
         Initializers[name] = tensor(data).reshape([.. dims]);
     }
 }
