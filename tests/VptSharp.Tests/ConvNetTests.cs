@@ -274,6 +274,12 @@ public class ConvNetTests
         Assert.Equal("evil.pth: 'conv1.weight' is [8], not a ResNet convolution", Refusal(ResNetWith(("conv1.weight", zeros(8)))));
         Assert.Equal("evil.pth: holds both 'conv1.weight' and 'module.conv1.weight'; keep one of them",
             Refusal(ResNetWith(("module.conv1.weight", zeros(8, 3, 7, 7)))));
+        // A damaged file's values: NaN weights, negative BatchNorm variances.
+        var golden = CheckpointReader.Read(G("resnet_basic.pth"));
+        var nan = golden.ToDictionary(kv => kv.Key, kv => kv.Key == "layer2.0.conv1.weight" ? kv.Value.clone().fill_(float.NaN) : kv.Value);
+        Assert.Equal("evil.pth: 'layer2.0.conv1.weight' holds NaN or infinite values; the file is damaged", Refusal(nan));
+        var negative = golden.ToDictionary(kv => kv.Key, kv => kv.Key == "bn1.running_var" ? -kv.Value : kv.Value);
+        Assert.Equal("evil.pth: 'bn1.running_var' holds negative variances; the file is damaged", Refusal(negative));
         // timm ConvNeXt keys too short or not numbered where the layout numbers them.
         foreach (var key in new[] { "stages.0", "head.norm", "stages.x.blocks.0.gamma", "stages.0.blocks.y.gamma" })
             Assert.Equal($"evil.pth: '{key}' is not a ConvNeXt tensor in timm's layout",

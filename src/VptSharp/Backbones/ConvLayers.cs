@@ -205,6 +205,14 @@ public static class ConvNetWeights
                 + "; the file is not this family's state dict, or not the architecture asked for");
         using var _ = no_grad();
         foreach (var (k, dst) in expected)
-            if (tensors.TryGetValue(k, out var src)) dst.copy_(src.to(dst.dtype));
+        {
+            if (!tensors.TryGetValue(k, out var src)) continue;
+            // A damaged file's NaN or negative variance would only surface as NaN features, far from its cause.
+            if (src.is_floating_point() && !src.isfinite().all().item<bool>())
+                throw new CheckpointException($"{what}: '{k}' holds NaN or infinite values; the file is damaged");
+            if (k.EndsWith("running_var") && (src < 0).any().item<bool>())
+                throw new CheckpointException($"{what}: '{k}' holds negative variances; the file is damaged");
+            dst.copy_(src.to(dst.dtype));
+        }
     }
 }

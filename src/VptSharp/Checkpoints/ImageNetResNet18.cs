@@ -67,23 +67,32 @@ public static class ImageNetResNet18
     /// <summary>Builds the frozen, folded ResNet-18 from the package's two ONNX files.</summary>
     public static (ResNet Model, Preprocessing Pre) Load(string modelOnnx, string preprocessOnnx)
     {
-        var pre = Preprocessing(preprocessOnnx);
-        var tensors = MapInitializers(OnnxGraph.Read(modelOnnx), modelOnnx);
-        using (no_grad())
+        var model = new ResNet(Config); // built outside the scope below, which would dispose its parameters
+        try
         {
-            // Fold the preprocessing: ONNX input = BGR(255·x) − meanImage, ours z = (x − m_c)/σ_c (RGB, per-channel m).
-            // BGR(255·x) − meanImage = 255·σ·z (reordered) + (255·m_c − meanImage): the stem weight takes 255·σ_c and the
-            // RGB order; the remainder, divided by 255·σ_c, is the input offset added to z.
-            var scale = tensor(Std.Select(s => 255f * s).ToArray()).reshape(1, 3, 1, 1);
-            tensors["conv1.weight"] = tensors["conv1.weight"].flip(1) * scale;
-            using var meanRgb = MeanImageRgb(preprocessOnnx);
-            var channelMean = tensor(pre.Mean.Select(v => v * 255f).ToArray()).reshape(1, 3, 1, 1);
-            tensors["input_offset"] = (channelMean - meanRgb) / scale;
+            Preprocessing pre;
+            using (NewDisposeScope()) // the graphs' initializers and the folded copies: ~64 MB, freed once copied in
+            {
+                pre = Preprocessing(preprocessOnnx);
+                var tensors = MapInitializers(OnnxGraph.Read(modelOnnx), modelOnnx);
+                using (no_grad())
+                {
+                    // Fold the preprocessing: ONNX input = BGR(255·x) − meanImage, ours z = (x − m_c)/σ_c (RGB, per-channel m).
+                    // BGR(255·x) − meanImage = 255·σ·z (reordered) + (255·m_c − meanImage): the stem weight takes 255·σ_c and
+                    // the RGB order; the remainder, divided by 255·σ_c, is the input offset added to z.
+                    var scale = tensor(Std.Select(s => 255f * s).ToArray()).reshape(1, 3, 1, 1);
+                    tensors["conv1.weight"] = tensors["conv1.weight"].flip(1) * scale;
+                    var meanRgb = MeanImageRgb(preprocessOnnx);
+                    var channelMean = tensor(pre.Mean.Select(v => v * 255f).ToArray()).reshape(1, 3, 1, 1);
+                    tensors["input_offset"] = (channelMean - meanRgb) / scale;
+                }
+                model.LoadTorchvision(tensors, modelOnnx);
+            }
+            (model.PixelMean, model.PixelStd) = (pre.Mean, pre.Std);
+            model.Freeze();
+            return (model, pre);
         }
-        var model = new ResNet(Config) { PixelMean = pre.Mean, PixelStd = pre.Std };
-        model.LoadTorchvision(tensors, modelOnnx);
-        model.Freeze();
-        return (model, pre);
+        catch { model.Dispose(); throw; }
     }
 
     /// <summary>CNTK's graph → torchvision names: convolutions in graph order (stem, then per block its 1×1 shortcut if any,
