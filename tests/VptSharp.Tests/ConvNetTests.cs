@@ -158,42 +158,33 @@ public class ConvNetTests
     [Fact]
     public void PixelPadPromptLogitsMatchReference()
     {
-        using var net = LoadGolden("resnet_basic", false, 64);
-        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3 }, 5);
-        var pad = (PadPrompts)model.method;
-        using (no_grad())
-        {
-            using var tb = Npy.Read(G("pad3px_tb.npy"));
-            using var lr = Npy.Read(G("pad3px_lr.npy"));
-            pad.top.copy_(tb.narrow(2, 0, 3)); pad.bottom.copy_(tb.narrow(2, 3, 3));
-            pad.left.copy_(lr.narrow(3, 0, 3)); pad.right.copy_(lr.narrow(3, 3, 3));
-            model.head.weight!.copy_(net.Classifier!.weight!); model.head.bias!.copy_(net.Classifier.bias!);
-        }
-        model.eval();
-        using var _ = no_grad();
-        double d = MaxAbsDiff(model.forward(Npy.Read(G("resnet_basic_input.npy"))), Npy.Read(G("pad3px_logits.npy")));
-        Console.WriteLine($"vpt-pad p=3 (pixels) on resnet_basic: logits max |Δ| {d:E2}");
-        Assert.True(d < 1e-4, $"{d}");
+        using var tb = Npy.Read(G("pad3px_tb.npy"));
+        using var lr = Npy.Read(G("pad3px_lr.npy"));
+        AssertPadLogitsMatch(PadInit.Pixels, [tb.narrow(2, 0, 3), tb.narrow(2, 3, 3), lr.narrow(3, 0, 3), lr.narrow(3, 3, 3)], "pad3px_logits.npy");
     }
 
     /// <summary>VPT-pad's xavier form (<c>--pad-init xavier</c>) on a ResNet equals the reference written for it: the image
     /// framed by the four normalised strips, through torchvision.</summary>
     [Fact]
-    public void PadPromptLogitsMatchReference()
+    public void PadPromptLogitsMatchReference() =>
+        AssertPadLogitsMatch(PadInit.Xavier, [.. new[] { "top", "bottom", "left", "right" }.Select(s => Npy.Read(G($"pad3_{s}.npy")))], "pad3_logits.npy");
+
+    /// <summary>vpt-pad p = 3 on the golden resnet_basic with the given strips (top, bottom, left, right) and the
+    /// checkpoint's classifier as head: its logits against the reference's.</summary>
+    static void AssertPadLogitsMatch(PadInit init, Tensor[] strips, string goldenLogits)
     {
         using var net = LoadGolden("resnet_basic", false, 64);
-        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3, Init = PadInit.Xavier }, 5);
+        var model = PromptedModel.Create(net, new PadPromptConfig { Pixels = 3, Init = init }, 5);
         var pad = (PadPrompts)model.method;
         using (no_grad())
         {
-            pad.top.copy_(Npy.Read(G("pad3_top.npy"))); pad.bottom.copy_(Npy.Read(G("pad3_bottom.npy")));
-            pad.left.copy_(Npy.Read(G("pad3_left.npy"))); pad.right.copy_(Npy.Read(G("pad3_right.npy")));
+            foreach (var (param, value) in new[] { pad.top, pad.bottom, pad.left, pad.right }.Zip(strips)) param.copy_(value);
             model.head.weight!.copy_(net.Classifier!.weight!); model.head.bias!.copy_(net.Classifier.bias!);
         }
         model.eval();
         using var _ = no_grad();
-        double d = MaxAbsDiff(model.forward(Npy.Read(G("resnet_basic_input.npy"))), Npy.Read(G("pad3_logits.npy")));
-        Console.WriteLine($"vpt-pad p=3 on resnet_basic: logits max |Δ| {d:E2}");
+        double d = MaxAbsDiff(model.forward(Npy.Read(G("resnet_basic_input.npy"))), Npy.Read(G(goldenLogits)));
+        Console.WriteLine($"vpt-pad p=3 ({KebabCase.Of(init)}) on resnet_basic: logits max |Δ| {d:E2}");
         Assert.True(d < 1e-4, $"{d}");
     }
 
