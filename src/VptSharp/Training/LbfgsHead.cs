@@ -59,22 +59,23 @@ public static class LbfgsHead
             return (value, Vector<double>.Build.DenseOfArray(flat.grad!.data<double>().ToArray()));
         }
 
-        Vector<double> start; // the current head in standardised coordinates: W' = W·σ, b' = b + W·μ
-        using (var scope = NewDisposeScope())
+        // The current head in the solve's coordinates: W' = W·σ, b' = b + W·μ.
+        Vector<double> HeadPoint()
         {
+            using var scope = NewDisposeScope();
             var w0 = head.weight.detach().to(ScalarType.Float64);
             var b0 = head.bias!.detach().to(ScalarType.Float64).add(w0.matmul(mean), Scalars.One);
-            start = Vector<double>.Build.DenseOfArray([.. (w0 * std).flatten().data<double>().ToArray(), .. b0.data<double>().ToArray()]);
+            return Vector<double>.Build.DenseOfArray([.. (w0 * std).flatten().data<double>().ToArray(), .. b0.data<double>().ToArray()]);
         }
         var minimizer = new LimitedMemoryBfgsMinimizer(gradientTolerance: 1e-7, parameterTolerance: 1e-12, functionProgressTolerance: 1e-12,
             memory: 10, maximumIterations: iterations);
-        try { minimizer.FindMinimum(ObjectiveFunction.Gradient(LossAndGradient), start); }
+        try { minimizer.FindMinimum(ObjectiveFunction.Gradient(LossAndGradient), HeadPoint()); }
         catch (Exception e) when (e is MaximumIterationsException or SearchBrokeDown or InnerOptimizationException or NumericalBreakdownException
                                   && best.Point is not null)
         {
             // the epoch's budget ran out, or the line search hit float64's floor
         }
-        var solution = best.Point!; // the lowest point evaluated, so the objective returned is the head's
+        var solution = best.Point!; // the lowest point evaluated
 
         using (no_grad())
         {
@@ -85,9 +86,12 @@ public static class LbfgsHead
             head.weight.copy_(w);
             head.bias!.copy_(b);
         }
+        // The objective returned is the head's as stored: its float32 rounding can sit a hair above the float64 point found,
+        // and the next call starts from exactly this point (evaluated first, the same way), so the values never rise.
+        var (objective, _) = LossAndGradient(HeadPoint());
         using var __ = no_grad();
         using var scope2 = NewDisposeScope();
         var logits = model.ForwardHead(features);
-        return (best.Value, (int)logits.argmax(1).eq(labels).sum().item<long>());
+        return (objective, (int)logits.argmax(1).eq(labels).sum().item<long>());
     }
 }
