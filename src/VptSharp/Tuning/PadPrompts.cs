@@ -66,6 +66,10 @@ public sealed class PadPrompts : TuningMethod
 {
     readonly PadPromptConfig config;
     readonly float[] mean, std;
+    // mean and std as [1, C, 1, 1] tensors on the device last padded on, made once rather than per forward. A tuple field,
+    // not a Tensor one, so RegisterComponents does not make them buffers and task files keep their keys.
+    (Device Device, Tensor Mean, Tensor Std)? normalisation;
+    readonly object normalisationLock = new();
     public readonly Parameter top, bottom, left, right;
 
     public PadPrompts(PadPromptConfig config, int channels, int height, int width, float[] mean, float[] std) : base("PadPrompts")
@@ -100,12 +104,7 @@ public sealed class PadPrompts : TuningMethod
             throw new ArgumentException($"vpt-pad prompt surrounds {left.shape[2]}×{top.shape[3] - 2 * config.Pixels} px images; these are {images.shape[2]}×{images.shape[3]}");
         using var scope = NewDisposeScope();
         long b = images.shape[0];
-        Tensor? m = null, s = null;
-        if (config.Init == PadInit.Pixels)
-        {
-            m = tensor(mean, device: images.device).reshape(1, -1, 1, 1);
-            s = tensor(std, device: images.device).reshape(1, -1, 1, 1);
-        }
+        var (m, s) = config.Init == PadInit.Pixels ? Normalisation(images.device) : (null, null);
         Tensor Border(Parameter p)
         {
             var v = m is null ? p : (p - m) / s!; // normalised like the image (the reference's prompt_norm), in float32
@@ -113,6 +112,26 @@ public sealed class PadPrompts : TuningMethod
         }
         var middle = cat([Border(left), images, Border(right)], 3);
         return cat([Border(top), middle, Border(bottom)], 2).MoveToOuterDisposeScope();
+    }
+
+    (Tensor, Tensor) Normalisation(Device device)
+    {
+        lock (normalisationLock) // served tasks pad from several request threads
+        {
+            if (normalisation is not { } n || n.Device.type != device.type || n.Device.index != device.index)
+            {
+                n = (device, tensor(mean, device: device).reshape(1, -1, 1, 1).DetachFromDisposeScope(),
+                     tensor(std, device: device).reshape(1, -1, 1, 1).DetachFromDisposeScope());
+                normalisation = n;
+            }
+            return (n.Mean, n.Std);
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && normalisation is { } n) { n.Mean.Dispose(); n.Std.Dispose(); normalisation = null; }
+        base.Dispose(disposing);
     }
 
     public override Tensor Embed(Backbone backbone, Tensor images)
