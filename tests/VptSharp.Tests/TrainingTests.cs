@@ -219,7 +219,8 @@ public class TrainingTests
         Assert.True(r.BestValTop1 > 0.5, $"val top-1 {r.BestValTop1:P1} (chance 25%)");
         // Each epoch's loss is the objective at its end (penalty included), so it is the solution's and never rises.
         Assert.Equal(lbfgsObjective, r.History[^1].TrainLoss, 6);
-        for (int e = 1; e < r.History.Count; e++) Assert.True(r.History[e].TrainLoss <= r.History[e - 1].TrainLoss);
+        for (int e = 1; e < r.History.Count; e++)
+            Assert.True(r.History[e].TrainLoss <= r.History[e - 1].TrainLoss, $"epoch {e + 1}'s objective {r.History[e].TrainLoss:R} above epoch {e}'s {r.History[e - 1].TrainLoss:R}");
 
         var prompted = PromptedModel.Create(TinyVit(4), new PromptConfig { Tokens = 2, Deep = true }, 4);
         var ex = Assert.Throws<InvalidSettingException>(() => new Trainer(lbfgs).Fit(prompted, train, val, Pre32));

@@ -40,6 +40,7 @@ public static class LbfgsHead
         using var std = standardize ? f64.std(0, unbiased: false).clamp_min(1e-6) : ones(f64.shape[1], dtype: ScalarType.Float64);
         using var x = (f64 - mean) / std;
         var best = (Value: double.PositiveInfinity, Point: (Vector<double>?)null);
+        double startValue = double.NaN; // the objective at the head as it came in (the first point evaluated)
         using var halfL2 = (0.5 * l2).ToScalar(); // held for the whole solve: an implicit Scalar may be finalized mid-call (Scalars)
 
         (double, Vector<double>) LossAndGradient(Vector<double> v)
@@ -55,6 +56,7 @@ public static class LbfgsHead
             double value = loss.item<double>();
             if (!double.IsFinite(value))
                 throw best.Point is null ? new TrainingDivergedException($"the L-BFGS head objective is {value} at the start (weight decay {l2:G3})", outDir) : new SearchBrokeDown();
+            if (best.Point is null) startValue = value;
             if (value < best.Value) best = (value, v.Clone());
             return (value, Vector<double>.Build.DenseOfArray(flat.grad!.data<double>().ToArray()));
         }
@@ -69,6 +71,8 @@ public static class LbfgsHead
         }
         var minimizer = new LimitedMemoryBfgsMinimizer(gradientTolerance: 1e-7, parameterTolerance: 1e-12, functionProgressTolerance: 1e-12,
             memory: 10, maximumIterations: iterations);
+        using var startWeight = head.weight.detach().clone();
+        using var startBias = head.bias!.detach().clone();
         try { minimizer.FindMinimum(ObjectiveFunction.Gradient(LossAndGradient), HeadPoint()); }
         catch (Exception e) when (e is MaximumIterationsException or SearchBrokeDown or InnerOptimizationException or NumericalBreakdownException
                                   && best.Point is not null)
@@ -86,9 +90,19 @@ public static class LbfgsHead
             head.weight.copy_(w);
             head.bias!.copy_(b);
         }
-        // The objective returned is the head's as stored: its float32 rounding can sit a hair above the float64 point found,
-        // and the next call starts from exactly this point (evaluated first, the same way), so the values never rise.
-        var (objective, _) = LossAndGradient(HeadPoint());
+        // The objective returned is the head's as stored. Its float32 rounding can sit a hair above the float64 point found,
+        // even above where the solve started once it has converged; then the head goes back to where it came in. The next
+        // call starts from exactly this head and evaluates it first, the same way, so the values never rise.
+        double objective;
+        try { (objective, _) = LossAndGradient(HeadPoint()); }
+        catch (SearchBrokeDown) { objective = double.PositiveInfinity; }
+        if (!(objective <= startValue))
+        {
+            using var _ = no_grad();
+            head.weight.copy_(startWeight);
+            head.bias!.copy_(startBias);
+            objective = startValue;
+        }
         using var __ = no_grad();
         using var scope2 = NewDisposeScope();
         var logits = model.ForwardHead(features);

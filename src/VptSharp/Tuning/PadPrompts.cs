@@ -120,8 +120,8 @@ public sealed class PadPrompts : TuningMethod
         {
             if (normalisation is not { } n || n.Device.type != device.type || n.Device.index != device.index)
             {
-                n = (device, tensor(mean, device: device).reshape(1, -1, 1, 1).DetachFromDisposeScope(),
-                     tensor(std, device: device).reshape(1, -1, 1, 1).DetachFromDisposeScope());
+                n = (device, tensor(mean, [1, mean.Length, 1, 1], device: device).DetachFromDisposeScope(),
+                     tensor(std, [1, std.Length, 1, 1], device: device).DetachFromDisposeScope());
                 normalisation = n;
             }
             return (n.Mean, n.Std);
